@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny real models built on the fly (no network), and the gpu marker's skip."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+
+def _tensorrt_available() -> bool:
+    # is_tensorrt_enabled() is the one probe that cannot abort the process.
+    from tensorflow.python.compiler.tensorrt import trt_convert
+    import tensorflow as tf
+
+    return bool(trt_convert._pywrap_py_utils.is_tensorrt_enabled()) and bool(tf.config.list_physical_devices("GPU"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if not any("gpu" in item.keywords for item in items):
+        return
+    if _tensorrt_available():
+        return
+    skip = pytest.mark.skip(reason="needs a GPU and TensorFlow built with TensorRT; this machine has neither")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def build_tiny_cnn(num_classes: int = 10, image_size: int = 32, seed: int = 0):
+    """A few conv layers with BN and a softmax head: small, but the ops real CNNs have."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="tiny_cnn")
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_model():
+    return build_tiny_cnn()
+
+
+@pytest.fixture(scope="session")
+def tiny_saved_model(tmp_path_factory, tiny_keras_model):
+    """A Keras 3 `model.export` SavedModel with a serving_default signature."""
+    path = tmp_path_factory.mktemp("models") / "tiny_cnn"
+    tiny_keras_model.export(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_file(tmp_path_factory, tiny_keras_model):
+    path = tmp_path_factory.mktemp("models") / "tiny_cnn.keras"
+    tiny_keras_model.save(str(path))
+    return path
+
+
+@pytest.fixture
+def random_images():
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, size=(4, 32, 32, 3)).astype(np.float32)

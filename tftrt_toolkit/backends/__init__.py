@@ -1,0 +1,1 @@
+"""Conversion backends behind one interface: tensorrt (TF-TRT) and cpu (oneDNN graph pipeline)."""

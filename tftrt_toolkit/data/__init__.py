@@ -1,0 +1,1 @@
+"""Input data for every stage: images, arrays and synthetic inputs shaped from a signature."""

@@ -1,0 +1,1 @@
+"""Loading models: any spec → a SavedModel dir plus its discovered signature."""

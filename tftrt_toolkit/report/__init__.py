@@ -1,0 +1,1 @@
+"""Writing results: JSON/CSV, plots, the end-to-end report."""

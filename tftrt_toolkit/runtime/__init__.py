@@ -1,0 +1,1 @@
+"""Using an optimized model: predict, validate against the original, benchmark."""
