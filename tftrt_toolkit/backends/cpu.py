@@ -1,0 +1,97 @@
+"""The cpu backend: TF-TRT's offline pipeline without TensorRT, for oneDNN on CPUs.
+
+freeze variables → grappler passes (inlining, constant folding, arithmetic, layout,
+remapping/fusion) → optionally BF16 compute baked in by grappler's oneDNN mixed-precision
+pass → a plain SavedModel with the original signature. Measured on ResNet50 (2-core
+Sapphire Rapids): fp32 ≈1.36×, bf16 ≈2× over plain ``tf.saved_model.load``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from tftrt_toolkit.backends import graph_passes
+from tftrt_toolkit.backends.base import Conversion, ConversionBackend, InputFn
+from tftrt_toolkit.config import Backend, ConversionConfig, Precision
+from tftrt_toolkit.environment import Environment
+from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError
+from tftrt_toolkit.models.loader import LoadedModel
+
+
+class CpuBackend(ConversionBackend):
+    name = "cpu"
+
+    def check_available(self, config: ConversionConfig, env: Environment) -> None:
+        config.check_backend_supports_precision(Backend.CPU)
+        if config.precision is Precision.BF16 and not env.cpu_has_bf16:
+            raise BackendUnavailable(
+                "precision=bf16 needs a CPU with AVX512-BF16 or AMX (this one has neither, so bf16 would be "
+                "emulated and slower than fp32); use --precision=fp32 here."
+            )
+        if config.precision is Precision.INT8:
+            from tftrt_toolkit.backends import cpu_int8
+
+            cpu_int8.check_available(env)
+
+    def convert(self, model: LoadedModel, config: ConversionConfig, *,
+                calibration_input_fn: Optional[InputFn] = None,
+                build_input_fn: Optional[InputFn] = None) -> Conversion:
+        timings = {}
+        start = time.perf_counter()
+        frozen = graph_passes.freeze_signature(model.saved_model_dir, model.signature.key)
+        timings["freeze_s"] = time.perf_counter() - start
+        nodes_frozen = len(frozen.graph_def.node)
+
+        start = time.perf_counter()
+        stages = graph_passes.CPU_BF16_STAGES if config.precision is Precision.BF16 else graph_passes.CPU_FP32_STAGES
+        graph_def, records = graph_passes.optimize_graph(frozen, stages, keep_fp32_ops=config.bf16_keep_fp32_ops)
+        if config.precision is Precision.BF16 and _count_bf16_nodes(graph_def) == 0:
+            # Grappler logs a failed pass and returns the graph unchanged; never save that as "bf16".
+            raise ConversionError(
+                "the bf16 pass converted no ops (grappler skipped it; see its log above); "
+                "check --bf16_keep_fp32_ops names real op types, or use --precision=fp32."
+            )
+        timings["optimize_s"] = time.perf_counter() - start
+
+        summary = {
+            "nodes_frozen": nodes_frozen,
+            "nodes_optimized": len(graph_def.node),
+            "stages": [r.to_json() for r in records],
+            "stages_that_changed_the_graph": [r.name for r in records if r.changed],
+            "op_histogram": graph_passes.op_histogram(graph_def),
+        }
+        if config.precision is Precision.BF16:
+            summary["bf16_nodes"] = _count_bf16_nodes(graph_def)
+            summary["kept_fp32_ops"] = list(config.bf16_keep_fp32_ops)
+
+        if config.precision is Precision.INT8:
+            from tftrt_toolkit.backends import cpu_int8
+
+            if calibration_input_fn is None:
+                raise ConfigError("precision=int8 needs calibration data; pass --calibration_data=DIR|FILE.npz|synthetic.")
+            start = time.perf_counter()
+            graph_def, int8_summary = cpu_int8.quantize(_with_graph(frozen, graph_def), model.signature,
+                                                        calibration_input_fn)
+            timings["quantize_s"] = time.perf_counter() - start
+            summary["int8"] = int8_summary
+            summary["op_histogram"] = graph_passes.op_histogram(graph_def)
+
+        function = graph_passes.rebuild_function(frozen, graph_def)
+
+        def write(output_dir: str) -> None:
+            graph_passes.save_function(function, output_dir, model.signature.key)
+
+        return Conversion(backend=self.name, precision=config.precision.value, write=write,
+                          summary=summary, timings=timings)
+
+
+def _with_graph(frozen: graph_passes.FrozenSignature, graph_def) -> graph_passes.FrozenSignature:
+    return graph_passes.FrozenSignature(frozen.loaded, frozen.original_function, frozen.frozen_function, graph_def)
+
+
+def _count_bf16_nodes(graph_def) -> int:
+    from tensorflow.core.framework import types_pb2
+
+    return sum(1 for node in graph_def.node
+               if "T" in node.attr and node.attr["T"].type == types_pb2.DT_BFLOAT16)

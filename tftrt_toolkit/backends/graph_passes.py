@@ -1,0 +1,244 @@
+"""The offline graph pipeline: freeze a signature, run grappler passes, rebuild a servable function.
+
+This is what TF-TRT does before it hands the graph to TensorRT (see
+``TrtGraphConverterV2.convert``), without the TensorRT pass; the cpu backend saves its
+result, and ``inspect --plan=tensorrt`` analyses it. Each grappler pass runs as its own
+stage so we can report which ones actually changed the graph.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import os
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from tftrt_toolkit.errors import ConversionError
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One grappler run: passes that work together (constant folding needs arithmetic and shape)."""
+
+    name: str
+    passes: Tuple[str, ...]
+    # The remapper fuses only nodes placed on a CPU; placing them makes the saved graph CPU-specific.
+    place_on_cpu: bool = False
+
+
+# Cleanup first, as TF-TRT does before its TensorRT pass (trt_convert._get_tensorrt_rewriter_config,
+# plus "function" to inline calls so every later pass sees one graph).
+CLEANUP = Stage("cleanup", ("function", "pruning", "debug_stripper", "constfold", "shape", "arithmetic",
+                            "dependency", "common_subgraph_elimination", "loop"))
+LAYOUT = Stage("layout", ("layout", "constfold"))
+# BF16: grappler's oneDNN mixed-precision pass, then constant folding so weights are stored as
+# bf16 constants instead of fp32 constants cast at every call.
+BF16_PASS = "auto_mixed_precision_onednn_bfloat16"
+BF16 = Stage("bf16", (BF16_PASS, "constfold", "arithmetic", "dependency"))
+# Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
+FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
+
+CPU_FP32_STAGES = (CLEANUP, LAYOUT, FUSION)
+CPU_BF16_STAGES = (CLEANUP, LAYOUT, BF16, FUSION)
+# What TF-TRT's segmenter sees: no fusion (TF-TRT turns the remapper off).
+TENSORRT_PREPASS_STAGES = (CLEANUP, LAYOUT)
+
+
+@dataclasses.dataclass
+class FrozenSignature:
+    """A signature with its variables folded into constants, plus what is needed to rebuild it."""
+
+    loaded: object  # keeps the SavedModel's resources alive while functions are used
+    original_function: object
+    frozen_function: object
+    graph_def: object
+
+    @property
+    def input_tensor_names(self) -> List[str]:
+        return [t.name for t in self.frozen_function.inputs]
+
+    @property
+    def output_tensor_names(self) -> List[str]:
+        return [t.name for t in self.frozen_function.outputs]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRecord:
+    """What one grappler stage did: nodes before/after and which op types appeared or vanished."""
+
+    name: str
+    nodes_before: int
+    nodes_after: int
+    seconds: float
+    ops_added: Tuple[Tuple[str, int], ...]
+    ops_removed: Tuple[Tuple[str, int], ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.nodes_before != self.nodes_after or bool(self.ops_added or self.ops_removed)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "changed": self.changed, "nodes_before": self.nodes_before,
+            "nodes_after": self.nodes_after, "seconds": round(self.seconds, 3),
+            "ops_added": dict(self.ops_added), "ops_removed": dict(self.ops_removed),
+        }
+
+
+def op_histogram(graph_def) -> Dict[str, int]:
+    """Op type -> count over the graph and its function library."""
+    counts = collections.Counter(node.op for node in graph_def.node)
+    for function in graph_def.library.function:
+        counts.update(node.op for node in function.node_def)
+    return dict(counts.most_common())
+
+
+def freeze_signature(saved_model_dir: str, signature_key: str) -> FrozenSignature:
+    """Load a SavedModel signature and fold its variables into graph constants."""
+    from tensorflow.python.framework import convert_to_constants
+
+    from tftrt_toolkit.models.loader import load_signature_function
+
+    loaded, function = load_signature_function(saved_model_dir, signature_key)
+    try:
+        frozen = convert_to_constants.convert_variables_to_constants_v2(function)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ConversionError(
+            f"could not freeze signature {signature_key!r} ({type(error).__name__}: {first}); "
+            "models with control flow over variables or hash tables may need --backend=tensorrt or re-export."
+        ) from error
+    graph_def = frozen.graph.as_graph_def()
+    # Device pins from the training machine (e.g. /GPU:0) must not follow the graph to the server.
+    for node in graph_def.node:
+        node.device = ""
+    return FrozenSignature(loaded=loaded, original_function=function, frozen_function=frozen, graph_def=graph_def)
+
+
+@contextlib.contextmanager
+def _mixed_precision_denylist(op_types: Sequence[str]) -> Iterator[None]:
+    """Keep ``op_types`` in fp32 during the mixed-precision pass.
+
+    Grappler's lists are edited through environment variables read when the pass runs.
+    An op may sit in only one list ("Op lists have conflicting entries" otherwise), so it
+    is removed from the other three as it is added to the deny list. Restored afterwards
+    so nothing leaks into the user's process.
+    """
+    prefix = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
+    settings = {}
+    if op_types:
+        value = ",".join(op_types)
+        settings = {prefix + "DENYLIST_ADD": value, prefix + "ALLOWLIST_REMOVE": value,
+                    prefix + "INFERLIST_REMOVE": value, prefix + "CLEARLIST_REMOVE": value}
+    previous = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run_grappler(graph_def, frozen: FrozenSignature, stage: Stage):
+    from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
+    from tensorflow.python.framework import importer, ops
+    from tensorflow.python.grappler import tf_optimizer
+    from tensorflow.python.training import saver
+
+    if stage.place_on_cpu:
+        graph_def = _copy(graph_def)
+        for node in graph_def.node:
+            node.device = "/device:CPU:0"
+    with ops.Graph().as_default() as graph:
+        importer.import_graph_def(graph_def, name="")
+        meta_graph = saver.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
+    # Grappler keeps only what feeds the 'train_op' collection: name inputs and outputs there.
+    fetch = meta_graph_pb2.CollectionDef()
+    for name in frozen.input_tensor_names + frozen.output_tensor_names:
+        fetch.node_list.value.append(name)
+    meta_graph.collection_def["train_op"].CopyFrom(fetch)
+
+    config = config_pb2.ConfigProto()
+    rewrite = config.graph_options.rewrite_options
+    rewrite.min_graph_nodes = -1  # optimise tiny graphs too (tests, small heads)
+    rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.TWO
+    rewrite.optimizers.extend(stage.passes)
+    optimized = tf_optimizer.OptimizeGraph(config, meta_graph, graph_id=b"tftrt_toolkit")
+    if stage.place_on_cpu:
+        for node in optimized.node:
+            node.device = ""  # leave placement to the server; fused ops only have CPU kernels anyway
+    return optimized
+
+
+def _copy(graph_def):
+    copy = type(graph_def)()
+    copy.CopyFrom(graph_def)
+    return copy
+
+
+def _histogram_delta(before: Dict[str, int], after: Dict[str, int]):
+    added = tuple((op, after[op] - before.get(op, 0)) for op in sorted(after) if after[op] > before.get(op, 0))
+    removed = tuple((op, before[op] - after.get(op, 0)) for op in sorted(before) if before[op] > after.get(op, 0))
+    return added, removed
+
+
+def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
+                   keep_fp32_ops: Sequence[str] = ()) -> Tuple[object, List[StageRecord]]:
+    """Run each stage over the frozen graph in turn; returns the graph and a record per stage."""
+    graph_def = frozen.graph_def
+    records: List[StageRecord] = []
+    for stage in stages:
+        before = op_histogram(graph_def)
+        start = time.perf_counter()
+        try:
+            with _mixed_precision_denylist(keep_fp32_ops if BF16_PASS in stage.passes else ()):
+                graph_def = _run_grappler(graph_def, frozen, stage)
+        except Exception as error:
+            raise ConversionError(f"grappler stage {stage.name!r} failed: {str(error).strip().splitlines()[0][:200]}") from error
+        after = op_histogram(graph_def)
+        added, removed = _histogram_delta(before, after)
+        records.append(StageRecord(stage.name, sum(before.values()), sum(after.values()),
+                                  time.perf_counter() - start, added, removed))
+    return graph_def, records
+
+
+def rebuild_function(frozen: FrozenSignature, graph_def):
+    """A ConcreteFunction running ``graph_def`` with the original signature's input and output names.
+
+    Mirrors trt_convert._construct_function_from_graph_def: the structured signature is copied
+    from the original function so saving produces the same SignatureDef.
+    """
+    from tensorflow.python.eager import wrap_function
+    from tensorflow.python.util import nest
+
+    function = wrap_function.function_from_graph_def(
+        graph_def, frozen.input_tensor_names, frozen.output_tensor_names)
+    function.graph.structured_outputs = nest.pack_sequence_as(
+        frozen.original_function.graph.structured_outputs, function.graph.structured_outputs)
+    function.graph.structured_input_signature = frozen.original_function.structured_input_signature
+    return function
+
+
+def save_function(function, output_dir: str, signature_key: str) -> None:
+    """Save one function as a SavedModel signature, with nothing else tracked (no variables left)."""
+    import tensorflow as tf
+
+    tf.saved_model.save(tf.Module(), output_dir, signatures={signature_key: function})
+
+
+def graph_for_inspection(saved_model_dir: str, signature_key: str,
+                         stages: Sequence[Stage] = TENSORRT_PREPASS_STAGES) -> Tuple[object, FrozenSignature]:
+    """The frozen, grappler-optimised graph TF-TRT would segment (for ``inspect --plan``)."""
+    frozen = freeze_signature(saved_model_dir, signature_key)
+    graph_def, _ = optimize_graph(frozen, stages)
+    return graph_def, frozen
+
+
+def count_compute_nodes(graph_def, ignore: Optional[Sequence[str]] = None) -> int:
+    """Nodes that do work (not Const/Placeholder/Identity/NoOp)."""
+    skip = set(ignore or ("Const", "Placeholder", "Identity", "NoOp", "IdentityN"))
+    return sum(1 for node in graph_def.node if node.op not in skip)

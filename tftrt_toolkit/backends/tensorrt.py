@@ -1,0 +1,114 @@
+"""The tensorrt backend: a wrapper of TF-TRT's ``TrtGraphConverterV2`` (TensorFlow ≤ 2.17 with TensorRT).
+
+convert (with INT8 calibration when asked) → optional ``build()`` for chosen shapes →
+``summary()`` captured into the metadata → ``save()``. Nothing here runs on a machine
+without TensorRT: ``check_available`` refuses first, using only probes that cannot abort.
+
+TF-TRT facts this code relies on (from TF 2.17's trt_convert.py and NVIDIA's benchmark harness):
+- with use_dynamic_shape, calibration happens inside build(), so INT8 + dynamic shape needs build inputs;
+  one input function serves both calibration and build();
+- save() serialises the engines and clears TF-TRT's engine cache: reload the saved model to run it;
+- the converter keeps the loaded SavedModel alive; we keep the converter until the write is done.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from tftrt_toolkit.backends.base import Conversion, ConversionBackend, InputFn
+from tftrt_toolkit.config import Backend, ConversionConfig
+from tftrt_toolkit.environment import Environment
+from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError
+from tftrt_toolkit.models.loader import LoadedModel
+
+NOT_BUILT_WITH_TENSORRT = (
+    "TensorFlow here was built without TensorRT; use --backend=cpu or run on a machine with "
+    "TF ≤ 2.17 + TensorRT (e.g. NVIDIA's TensorFlow containers)."
+)
+
+
+def default_converter_factory(**kwargs):
+    from tensorflow.python.compiler.tensorrt import trt_convert
+
+    return trt_convert.TrtGraphConverterV2(**kwargs)
+
+
+class TensorRTBackend(ConversionBackend):
+    """TF-TRT conversion. ``converter_factory`` is injectable so orchestration can be tested without a GPU."""
+
+    name = "tensorrt"
+
+    def __init__(self, converter_factory: Callable[..., object] = default_converter_factory):
+        self._converter_factory = converter_factory
+
+    def check_available(self, config: ConversionConfig, env: Environment) -> None:
+        config.check_backend_supports_precision(Backend.TENSORRT)
+        if not env.tensorflow_built_with_tensorrt:
+            raise BackendUnavailable(NOT_BUILT_WITH_TENSORRT)
+        if env.tensorrt_loaded_version is None:
+            raise BackendUnavailable(
+                "TensorFlow was built with TensorRT but the TensorRT libraries (libnvinfer) could not be loaded; "
+                "install the TensorRT version TF was linked against, or use --backend=cpu."
+            )
+        if not env.gpus:
+            raise BackendUnavailable("TF-TRT needs a GPU and TensorFlow sees none; check the CUDA driver, or use --backend=cpu.")
+
+    def convert(self, model: LoadedModel, config: ConversionConfig, *,
+                calibration_input_fn: Optional[InputFn] = None,
+                build_input_fn: Optional[InputFn] = None) -> Conversion:
+        if config.needs_calibration and calibration_input_fn is None:
+            raise ConfigError("precision=int8 with TensorRT needs calibration data; pass --calibration_data=DIR|FILE.npz|synthetic.")
+        if config.needs_calibration and config.use_dynamic_shape and build_input_fn is None:
+            # TF-TRT calibrates inside build() in dynamic-shape mode; the calibration inputs build too.
+            build_input_fn = calibration_input_fn
+        timings = {}
+        try:
+            converter = self._converter_factory(
+                input_saved_model_dir=model.saved_model_dir,
+                input_saved_model_signature_key=model.signature.key,
+                **config.tensorrt_converter_kwargs(),
+            )
+            start = time.perf_counter()
+            if config.needs_calibration:
+                converter.convert(calibration_input_fn=calibration_input_fn)
+            else:
+                converter.convert()
+            timings["convert_s"] = time.perf_counter() - start
+
+            if build_input_fn is not None:
+                start = time.perf_counter()
+                converter.build(input_fn=build_input_fn)
+                timings["build_s"] = time.perf_counter() - start
+
+            summary_lines = []
+            converter.summary(line_length=160, detailed=True, print_fn=summary_lines.append)
+        except (RuntimeError, ValueError, TypeError) as error:
+            first = str(error).strip().splitlines()[0][:240] if str(error).strip() else type(error).__name__
+            if "not been built with TensorRT" in first:
+                raise BackendUnavailable(NOT_BUILT_WITH_TENSORRT) from error
+            raise ConversionError(f"TF-TRT conversion failed: {first}") from error
+
+        summary = {
+            "converter_summary": "\n".join(str(line) for line in summary_lines),
+            "engines_built_ahead_of_time": build_input_fn is not None,
+            "converter_kwargs": config.tensorrt_converter_kwargs(),
+        }
+        summary.update(_parse_summary(summary_lines))
+
+        def write(output_dir: str) -> None:
+            converter.save(output_dir, save_gpu_specific_engines=config.save_gpu_specific_engines)
+
+        return Conversion(backend=self.name, precision=config.precision.value, write=write,
+                          summary=summary, timings=timings)
+
+
+def _parse_summary(lines) -> dict:
+    """Pick the two headline figures out of TF-TRT's summary() text."""
+    parsed = {}
+    for line in (str(l) for l in lines):
+        if "Total number of TensorRT engines:" in line:
+            parsed["tensorrt_engines"] = int(line.rsplit(":", 1)[1].strip())
+        elif "% of OPs Converted:" in line:
+            parsed["ops_converted_percent"] = float(line.split(":", 1)[1].split("%")[0].strip())
+    return parsed

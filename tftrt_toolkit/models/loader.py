@@ -1,0 +1,354 @@
+"""Load any model spec into a ``LoadedModel``: a SavedModel directory plus its discovered signature.
+
+Every kind ends on the same path: Keras files, keras.applications names and Hub models
+without signatures are exported once into a temporary SavedModel, so backends and the
+runtime only ever see ``saved_model_dir`` + ``signature``. Signatures are read from the
+SavedModel's own SignatureDefs (names, dtypes, shapes), never guessed.
+
+The input model is only ever read. Temporary exports live until ``LoadedModel.close()``
+(or the end of a ``with`` block).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from typing import Dict, Optional, Tuple, Union
+
+from tftrt_toolkit.errors import ModelLoadError
+from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
+from tftrt_toolkit.models.spec import ModelKind, ModelSpec, parse_model_spec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE_KEY = "serving_default"
+MODEL_CARD_PATH = os.path.join("assets.extra", "tftrt_model_info.json")
+METADATA_PATH = os.path.join("assets.extra", "tftrt_toolkit.json")
+
+
+class LoadedModel:
+    """A model ready for conversion or running: where its SavedModel is and what it takes.
+
+    Attributes:
+      spec: what the user asked for.
+      saved_model_dir: a SavedModel directory (the user's own, or a temporary export).
+      signature: the selected signature's key, inputs (sorted by name: TF's positional order) and outputs.
+      model_info: what we know beyond the graph: preprocessing convention, labels, the
+        original spec for converted models (from the model card or toolkit metadata).
+    """
+
+    def __init__(self, spec: ModelSpec, saved_model_dir: str, signature: ModelSignature,
+                 model_info: Optional[dict] = None, temp_dir: Optional[str] = None,
+                 available_signatures: Tuple[str, ...] = ()):
+        self.spec = spec
+        self.saved_model_dir = saved_model_dir
+        self.signature = signature
+        self.model_info = dict(model_info or {})
+        self.available_signatures = available_signatures
+        self._temp_dir = temp_dir
+
+    @property
+    def is_temporary_export(self) -> bool:
+        return self._temp_dir is not None
+
+    @property
+    def toolkit_metadata(self) -> Optional[dict]:
+        """The metadata tftrt_toolkit wrote, when this model is one of its outputs."""
+        return self.model_info.get("tftrt_toolkit")
+
+    def close(self) -> None:
+        if self._temp_dir and os.path.isdir(self._temp_dir):
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+        self._temp_dir = None
+
+    def __enter__(self) -> "LoadedModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{t.name}:{t.dtype}{list(t.shape) if t.shape is not None else '[?]'}" for t in self.signature.inputs)
+        return f"LoadedModel({self.spec.text!r}, signature={self.signature.key!r}, inputs=[{ins}])"
+
+
+# --------------------------------------------------------------------------- signatures
+
+def _tensor_info(name: str, proto) -> TensorInfo:
+    from tensorflow.python.framework import dtypes
+
+    try:
+        dtype = dtypes.as_dtype(proto.dtype)
+        dtype_name = "string" if dtype == dtypes.string else dtype.as_numpy_dtype.__name__
+        if dtype == dtypes.bfloat16:
+            dtype_name = "bfloat16"
+    except (TypeError, ValueError):
+        dtype_name = f"unknown({proto.dtype})"
+    if proto.tensor_shape.unknown_rank:
+        shape = None
+    else:
+        shape = tuple(None if d.size < 0 else int(d.size) for d in proto.tensor_shape.dim)
+    return TensorInfo(name=name, shape=shape, dtype=dtype_name)
+
+
+def read_signatures(saved_model_dir: str) -> Dict[str, ModelSignature]:
+    """All serving signatures of a SavedModel, read from saved_model.pb without loading weights."""
+    from tensorflow.python.saved_model import loader_impl
+
+    if not os.path.isdir(saved_model_dir):
+        raise ModelLoadError(f"{saved_model_dir!r} is not a directory; pass a SavedModel directory.")
+    if not any(os.path.exists(os.path.join(saved_model_dir, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+        if not os.listdir(saved_model_dir):
+            raise ModelLoadError(f"{saved_model_dir!r} is an empty directory; pass a SavedModel directory.")
+        raise ModelLoadError(
+            f"{saved_model_dir!r} has no saved_model.pb, so it is not a SavedModel; "
+            "pass the directory written by tf.saved_model.save / model.export, or a .keras/.h5 file."
+        )
+    try:
+        saved_model = loader_impl.parse_saved_model(saved_model_dir)
+    except Exception as error:  # protobuf and IO errors come in many types; all mean "unreadable"
+        raise ModelLoadError(
+            f"saved_model.pb in {saved_model_dir!r} cannot be parsed ({type(error).__name__}); "
+            "the file is truncated or corrupt: re-export the model."
+        ) from error
+    signatures: Dict[str, ModelSignature] = {}
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" not in meta_graph.meta_info_def.tags and len(saved_model.meta_graphs) > 1:
+            continue
+        for key, sig in meta_graph.signature_def.items():
+            if key.startswith("__"):  # __saved_model_init_op and friends are not callable signatures
+                continue
+            inputs = tuple(sorted((_tensor_info(n, t) for n, t in sig.inputs.items()), key=lambda t: t.name))
+            outputs = tuple(sorted((_tensor_info(n, t) for n, t in sig.outputs.items()), key=lambda t: t.name))
+            signatures[key] = ModelSignature(key=key, inputs=inputs, outputs=outputs)
+    return signatures
+
+
+def select_signature(signatures: Dict[str, ModelSignature], key: Optional[str], where: str) -> ModelSignature:
+    """The signature named ``key``; default "serving_default", or the only one there is."""
+    if key:
+        if key not in signatures:
+            available = ", ".join(sorted(signatures)) or "none"
+            raise ModelLoadError(f"{where} has no signature {key!r}; available: {available}. Pass one with --signature=KEY.")
+        return signatures[key]
+    if DEFAULT_SIGNATURE_KEY in signatures:
+        return signatures[DEFAULT_SIGNATURE_KEY]
+    if len(signatures) == 1:
+        return next(iter(signatures.values()))
+    raise ModelLoadError(
+        f"{where} has several signatures ({', '.join(sorted(signatures))}) and none is {DEFAULT_SIGNATURE_KEY!r}; "
+        "choose one with --signature=KEY."
+    )
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def read_model_info(saved_model_dir: str) -> dict:
+    """The model card and toolkit metadata stored inside a SavedModel, if any."""
+    info = dict(_read_json(os.path.join(saved_model_dir, MODEL_CARD_PATH)) or {})
+    metadata = _read_json(os.path.join(saved_model_dir, METADATA_PATH))
+    if metadata:
+        info["tftrt_toolkit"] = metadata
+        # A converted model keeps the source's conventions (preprocessing, labels).
+        for key, value in (metadata.get("model_info") or {}).items():
+            info.setdefault(key, value)
+    return info
+
+
+# --------------------------------------------------------------------------- per-kind loading
+
+def _export_signature_from_call(saved_model_dir: str, export_dir: str, where: str) -> None:
+    """Wrap a signature-less SavedModel's traced ``__call__`` as serving_default (Hub models often lack signatures)."""
+    import tensorflow as tf
+
+    try:
+        obj = tf.saved_model.load(saved_model_dir)
+    except Exception as error:
+        raise ModelLoadError(f"{where} could not be loaded by TensorFlow ({type(error).__name__}: {str(error).splitlines()[0][:200]}).") from error
+    call = getattr(obj, "__call__", None)
+    concrete = list(getattr(call, "concrete_functions", []) or [])
+    # Prefer a trace whose inputs are all tensors (no Python bools like training=False left open).
+    usable = [f for f in concrete if f.structured_input_signature and all(
+        isinstance(s, tf.TensorSpec) for s in tf.nest.flatten(f.structured_input_signature))]
+    if not usable:
+        raise ModelLoadError(
+            f"{where} has no signatures and no traced __call__ to wrap; re-save it with "
+            "tf.saved_model.save(model, dir, signatures={'serving_default': fn.get_concrete_function(spec)})."
+        )
+    fn = usable[0]
+    specs = [s for s in tf.nest.flatten(fn.structured_input_signature)]
+    names = [s.name or f"input_{i}" for i, s in enumerate(specs)]
+    named_specs = [tf.TensorSpec(s.shape, s.dtype, name=n) for s, n in zip(specs, names)]
+
+    @tf.function(input_signature=named_specs)
+    def serving(*args):
+        outputs = fn(*tf.nest.pack_sequence_as(fn.structured_input_signature, list(args)))
+        if isinstance(outputs, dict):
+            return outputs
+        flat = tf.nest.flatten(outputs)
+        return {f"output_{i}": t for i, t in enumerate(flat)}
+
+    tf.saved_model.save(obj, export_dir, signatures={DEFAULT_SIGNATURE_KEY: serving.get_concrete_function()})
+
+
+def _keras_application_constructor(name: str):
+    import keras
+
+    apps = {n: getattr(keras.applications, n) for n in dir(keras.applications)
+            if not n.startswith("_") and n[0].isupper() and callable(getattr(keras.applications, n))}
+    by_lower = {n.lower(): n for n in apps}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()], apps[by_lower[name.lower()]]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
+    suggestion = f" Did you mean {', '.join('keras:' + by_lower[c] for c in close)}?" if close else ""
+    raise ModelLoadError(f"keras.applications has no model {name!r}.{suggestion} See keras.applications for the list.")
+
+
+def _load_keras_application(spec: ModelSpec):
+    canonical, constructor = _keras_application_constructor(spec.location)
+    if spec.weights not in (None, "imagenet") and not os.path.isfile(spec.weights):
+        raise ModelLoadError(f"weights file {spec.weights!r} does not exist; pass --weights=imagenet, none, or a weights file.")
+    try:
+        model = constructor(weights=spec.weights)
+    except Exception as error:
+        message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        if spec.weights == "imagenet":
+            raise ModelLoadError(
+                f"could not get ImageNet weights for {canonical} ({message}); they are downloaded on first use, "
+                "so this needs network access or a Keras cache (~/.keras/models). Use --weights=none or a weights file offline."
+            ) from error
+        raise ModelLoadError(f"could not build keras:{canonical} with weights={spec.weights!r}: {message}") from error
+    return canonical, model
+
+
+def _load_keras_file(spec: ModelSpec, unsafe_deserialization: bool):
+    import keras
+
+    if unsafe_deserialization:
+        log.warning("--unsafe_deserialization: Lambda layers in %s may run arbitrary Python code.", spec.location)
+    try:
+        return keras.saving.load_model(spec.location, compile=False, safe_mode=not unsafe_deserialization)
+    except Exception as error:
+        text = str(error)
+        first = text.strip().splitlines()[0][:240] if text.strip() else type(error).__name__
+        if "safe_mode" in text or "Lambda" in text:
+            raise ModelLoadError(
+                f"{spec.location!r} contains a Lambda layer whose code would run on loading; refused by Keras safe mode. "
+                "Re-run with --unsafe_deserialization only if you trust this file."
+            ) from error
+        if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
+            raise ModelLoadError(
+                f"{spec.location!r} uses a custom object Keras cannot find ({first}); export it to a SavedModel "
+                "where the class is importable (model.export(DIR)) and pass the directory."
+            ) from error
+        raise ModelLoadError(f"{spec.location!r} could not be loaded as a Keras model: {first}") from error
+
+
+def _resolve_hub(spec: ModelSpec) -> str:
+    if os.path.isdir(spec.location):
+        if os.path.exists(os.path.join(spec.location, "tfhub_module.pb")):
+            raise ModelLoadError(
+                f"{spec.location!r} is in the TF1 Hub format, which TF2 conversion cannot use; pick the TF2 SavedModel "
+                "version of this model on TF-Hub/Kaggle."
+            )
+        return spec.location
+    try:
+        import tensorflow_hub as hub
+    except ImportError as error:
+        raise ModelLoadError("tensorflow-hub is not installed; pip install tensorflow-hub==0.16.1.") from error
+    try:
+        return hub.resolve(spec.location)
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not fetch TF-Hub model {spec.location!r} ({type(error).__name__}); this needs network access "
+            "or a cached copy (TFHUB_CACHE_DIR). Offline, download it elsewhere and pass the local directory."
+        ) from error
+
+
+def load_model(model: Union[str, ModelSpec], *, weights: Optional[str] = "imagenet",
+               signature_key: Optional[str] = None, unsafe_deserialization: bool = False) -> LoadedModel:
+    """Load a model spec and discover its signature; the result owns any temporary export.
+
+    Raises ModelLoadError (missing path, not a model, corrupt file, unknown keras name,
+    unreachable Hub handle, missing signature) with a message saying what to do.
+    """
+    spec = model if isinstance(model, ModelSpec) else parse_model_spec(model, weights=weights)
+    temp_dir = None
+    model_info: dict = {}
+    try:
+        if spec.kind is ModelKind.SAVED_MODEL:
+            saved_model_dir = spec.location
+            signatures = read_signatures(saved_model_dir)
+            if not signatures:
+                temp_dir = tempfile.mkdtemp(prefix="tftrt-export-")
+                saved_model_dir = os.path.join(temp_dir, "saved_model")
+                _export_signature_from_call(spec.location, saved_model_dir, repr(spec.location))
+                signatures = read_signatures(saved_model_dir)
+            model_info.update(read_model_info(spec.location))
+        elif spec.kind is ModelKind.HUB:
+            resolved = _resolve_hub(spec)
+            saved_model_dir = resolved
+            signatures = read_signatures(resolved)
+            if not signatures:
+                temp_dir = tempfile.mkdtemp(prefix="tftrt-export-")
+                saved_model_dir = os.path.join(temp_dir, "saved_model")
+                _export_signature_from_call(resolved, saved_model_dir, f"Hub model {spec.location!r}")
+                signatures = read_signatures(saved_model_dir)
+            model_info.update(read_model_info(resolved))
+        else:
+            from tftrt_toolkit.models.keras_export import export_keras_model
+
+            if spec.kind is ModelKind.KERAS_APPLICATION:
+                canonical, keras_model = _load_keras_application(spec)
+                spec = ModelSpec(spec.kind, canonical, spec.weights)
+                model_info.update(name=canonical, keras_application=canonical,
+                                  weights=spec.weights or "none")
+                if spec.weights == "imagenet":
+                    model_info["labels"] = "imagenet1000"
+            else:
+                keras_model = _load_keras_file(spec, unsafe_deserialization)
+                model_info.update(name=keras_model.name)
+            temp_dir = tempfile.mkdtemp(prefix="tftrt-export-")
+            saved_model_dir = os.path.join(temp_dir, "saved_model")
+            export_keras_model(keras_model, saved_model_dir)
+            signatures = read_signatures(saved_model_dir)
+        signature = select_signature(signatures, signature_key, repr(spec.text))
+    except BaseException:
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return LoadedModel(spec, saved_model_dir, signature, model_info, temp_dir, tuple(sorted(signatures)))
+
+
+def load_signature_function(saved_model_dir: str, signature_key: str):
+    """(loaded_object, signature_function) from plain ``tf.saved_model.load``.
+
+    Keep the returned object alive while using the function: the function does not own
+    the variables, and they are freed with the object (a classic TF-TRT pitfall).
+    """
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(saved_model_dir)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(
+            f"TensorFlow could not load the SavedModel in {saved_model_dir!r} ({type(error).__name__}: {first}); "
+            "its variables or graph may be corrupt: re-export it."
+        ) from error
+    try:
+        return loaded, loaded.signatures[signature_key]
+    except KeyError:
+        raise ModelLoadError(
+            f"{saved_model_dir!r} has no signature {signature_key!r}; available: {', '.join(loaded.signatures) or 'none'}."
+        ) from None

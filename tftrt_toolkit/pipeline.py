@@ -1,0 +1,168 @@
+"""The conversion pipeline: load → choose backend → convert → save atomically with metadata.
+
+    from tftrt_toolkit import convert, ConversionConfig
+    result = convert("saved_models/efficientnet_lite0", "out/bf16", ConversionConfig(precision="bf16"))
+    result            # OptimizedModel('out/bf16', backend='cpu', precision='bf16', ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable, Optional, Union
+
+from tftrt_toolkit import __version__, artifacts
+from tftrt_toolkit.backends.base import InputFn
+from tftrt_toolkit.backends.select import choose_backend
+from tftrt_toolkit.config import ConversionConfig
+from tftrt_toolkit.environment import Environment, probe
+from tftrt_toolkit.models.loader import LoadedModel, load_model
+from tftrt_toolkit.models.spec import ModelKind, ModelSpec, parse_model_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizedModel:
+    """A converted model on disk and the record of how it was made."""
+
+    path: str
+    metadata: dict
+
+    @property
+    def backend(self) -> str:
+        return self.metadata["backend"]
+
+    @property
+    def precision(self) -> str:
+        return self.metadata["precision"]
+
+    @property
+    def signature_key(self) -> str:
+        return self.metadata["signature"]["key"]
+
+    @classmethod
+    def from_path(cls, path: str) -> "OptimizedModel":
+        from tftrt_toolkit.errors import ModelLoadError
+
+        metadata = artifacts.read_metadata(path)
+        if metadata is None:
+            raise ModelLoadError(f"{path!r} was not written by tftrt_toolkit (no {artifacts.METADATA_RELATIVE_PATH}).")
+        return cls(path, metadata)
+
+    def __repr__(self) -> str:
+        timings = self.metadata.get("timings", {})
+        total = sum(v for v in timings.values() if isinstance(v, (int, float)))
+        return (f"OptimizedModel({self.path!r}, backend={self.backend!r}, precision={self.precision!r}, "
+                f"signature={self.signature_key!r}, converted_in={total:.1f}s)")
+
+
+Progress = Callable[[str], None]
+
+
+def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
+            config: Optional[ConversionConfig] = None, *,
+            overwrite: bool = False,
+            version: Optional[Union[int, str]] = None,
+            weights: Optional[str] = "imagenet",
+            calibration_data: Optional[Union[str, list]] = None,
+            calibration_input_fn: Optional[InputFn] = None,
+            build_input_fn: Optional[InputFn] = None,
+            preprocess: str = "auto",
+            input_shape: Optional[tuple] = None,
+            unsafe_deserialization: bool = False,
+            env: Optional[Environment] = None,
+            backend=None,
+            progress: Progress = log.info) -> OptimizedModel:
+    """Convert ``model`` for inference and save it at ``output`` (or ``output/version``).
+
+    ``config`` holds every conversion option (default: auto backend, fp32). INT8 needs
+    ``calibration_data`` (a data spec: image dir, .npy/.npz, "synthetic") or a ready
+    ``calibration_input_fn``. ``backend`` overrides the backend object (tests inject doubles).
+
+    Returns an OptimizedModel. Raises ToolkitError subclasses; on any failure (Ctrl-C
+    included) nothing is left at ``output`` and the input is untouched.
+    """
+    config = config or ConversionConfig()
+    env = env or probe()
+    timings = {}
+
+    # Everything that can be refused cheaply is refused before loading the model.
+    if isinstance(model, LoadedModel):
+        spec = model.spec
+    elif isinstance(model, ModelSpec):
+        spec = model
+    else:
+        spec = parse_model_spec(model, weights=weights)
+    target = artifacts.resolve_output(output, version)
+    input_paths = [spec.location] if spec.kind in (ModelKind.SAVED_MODEL, ModelKind.KERAS_FILE, ModelKind.HUB) else []
+    artifacts.check_output(target, input_paths, overwrite)
+    if backend is None:
+        config, backend, why = choose_backend(config, env)
+    else:
+        config, why = config.replace(backend=backend.name), "backend object given by the caller"
+        backend.check_available(config, env)
+    progress(f"backend {config.backend.value} ({why}), precision {config.precision.value}")
+
+    owns_model = not isinstance(model, LoadedModel)
+    start = time.perf_counter()
+    loaded = model if not owns_model else load_model(
+        spec, signature_key=config.signature_key, unsafe_deserialization=unsafe_deserialization)
+    timings["load_s"] = time.perf_counter() - start
+    try:
+        if config.precision.value == "int8" and calibration_input_fn is None and calibration_data is not None:
+            calibration_input_fn = _calibration_fn(loaded, config, calibration_data, preprocess, input_shape, progress)
+        if build_input_fn is None and config.build_shapes:
+            from tftrt_toolkit.data import build_input_fn as make_build_input_fn
+
+            build_input_fn = make_build_input_fn(loaded.signature, config.build_shapes)
+
+        with artifacts.staged_output(target, overwrite=overwrite) as stage:
+            progress(f"converting {spec.text} → {target}")
+            start = time.perf_counter()
+            conversion = backend.convert(loaded, config, calibration_input_fn=calibration_input_fn,
+                                         build_input_fn=build_input_fn)
+            timings["convert_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            conversion.write(stage.path)
+            timings["save_s"] = time.perf_counter() - start
+            timings.update({f"{config.backend.value}_{k}": v for k, v in conversion.timings.items()})
+            metadata = {
+                "toolkit": "tftrt_toolkit",
+                "toolkit_version": __version__,
+                "tensorflow_version": env.tensorflow_version,
+                "keras_version": env.keras_version,
+                "tensorrt_version": env.tensorrt_loaded_version,
+                "backend": conversion.backend,
+                "backend_reason": why,
+                "precision": conversion.precision,
+                "config": config.to_json(),
+                "source": spec.to_json(),
+                "signature": loaded.signature.to_json(),
+                "model_info": {k: v for k, v in loaded.model_info.items() if k != "tftrt_toolkit"},
+                "conversion_summary": conversion.summary,
+                "timings": {k: round(v, 3) for k, v in timings.items()},
+                "environment": {
+                    "cpu_model": env.cpu_model, "cpu_features": list(env.cpu_features),
+                    "gpus": list(env.gpus), "platform": env.platform,
+                },
+            }
+            artifacts.write_metadata(stage.path, metadata)
+            stage.commit()
+    finally:
+        if owns_model:
+            loaded.close()
+    progress(f"saved {target}")
+    return OptimizedModel(target, artifacts.read_metadata(target))
+
+
+def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_data, preprocess,
+                    input_shape, progress: Progress) -> InputFn:
+    from tftrt_toolkit.data import calibration_input_fn, open_source
+
+    source = open_source(calibration_data, loaded.signature, preprocess=preprocess,
+                         input_shape=input_shape, model_hint=loaded.model_info)
+    progress(f"calibrating on {config.calibration_steps} batches of {config.batch_size} from {calibration_data}")
+    return calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps)
+
