@@ -1,0 +1,131 @@
+"""Decode image files with Pillow into RGB (or grayscale) pixel arrays of the model's size.
+
+Only Pillow and numpy: this module is cheap to import in a Beam worker. Every way a file
+can fail to be an image (empty, not an image, corrupt, a decompression bomb, unreadable)
+comes out as one ``DataError`` whose message names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+from typing import Iterator, Optional, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tftrt_toolkit.errors import DataError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: File name endings (lower case) treated as images when reading a directory.
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
+
+# Pillow may open only these formats, whatever the file name says. Restricting it keeps
+# exotic decoders off untrusted files (EPS, for one, shells out to Ghostscript).
+_ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
+
+# Pillow reports corrupt or hostile data as any of these, depending on the decoder
+# and on where the damage is (header, EXIF block, compressed stream).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error, zlib.error)
+
+
+def is_image_file(path: PathLike) -> bool:
+    """True when the file name ends in one of ``IMAGE_EXTENSIONS`` (case-insensitive)."""
+    return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def iter_image_files(directory: PathLike) -> Iterator[Path]:
+    """Yield image files under ``directory``, recursively, in a reproducible order.
+
+    Order: depth-first, entries of each directory sorted by name. Hidden files and
+    directories (name starting with '.', e.g. macOS '._x.jpg' resource forks) are skipped;
+    symlinked directories are not followed (no loops). Only one directory's entry names are
+    held at a time, so this streams over folders of any size.
+    """
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError as error:
+        raise DataError(f"cannot list directory {directory}: {error.strerror or error}; check that it exists and is readable") from error
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from iter_image_files(entry.path)
+        elif is_image_file(entry.name) and entry.is_file():
+            yield Path(entry.path)
+
+
+def first_non_image_file(directory: PathLike) -> Optional[Path]:
+    """The first (in walk order) visible file that is not an image, for error messages."""
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and not is_image_file(name):
+                return Path(root) / name
+    return None
+
+
+def decode_image(path: PathLike, *, size: Tuple[int, int], channels: int = 3) -> np.ndarray:
+    """Decode one image file to a uint8 array of shape (height, width, channels).
+
+    The image is turned upright by its EXIF orientation, converted to RGB (``channels=3``:
+    grayscale, palette, RGBA, CMYK and 16-bit images all handled; alpha is dropped like
+    ``keras.utils.load_img`` does) or to grayscale (``channels=1``), and resized to
+    ``size=(height, width)`` with bilinear filtering when it is not that size already.
+
+    Raises DataError (naming the file) when it is empty, not a JPEG/PNG/BMP/WebP image,
+    corrupt or truncated, unreadable, or larger than Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``).
+    """
+    if channels not in (1, 3):
+        raise DataError(f"images decode to 1 (grayscale) or 3 (RGB) channels, not {channels}; check the model's input shape")
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty (0 bytes); remove it or replace it with the real image")
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit; treat both as a bomb
+            # because decoding such a file can take gigabytes.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=_ALLOWED_FORMATS) as image:
+                image = ImageOps.exif_transpose(image)
+                image = _to_mode(image, "RGB" if channels == 3 else "L")
+                height, width = size
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(
+            f"{path} is too large to decode safely ({error}); resize it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+        ) from error
+    except UnidentifiedImageError as error:
+        raise DataError(
+            f"{path} is not a JPEG, PNG, BMP or WebP image (Pillow cannot identify it); remove it or replace it with a real image"
+        ) from error
+    except PermissionError as error:
+        raise DataError(f"cannot read {path}: permission denied; make it readable or remove it from the data") from error
+    except FileNotFoundError as error:
+        raise DataError(f"{path} does not exist (removed while reading?); check the data path") from error
+    except _DECODE_ERRORS as error:
+        raise DataError(f"{path} is a corrupt or truncated image ({error}); re-export it or remove it") from error
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    return pixels
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert to 'RGB' or 'L'; 16/32-bit grayscale is scaled down, not clipped at 255."""
+    if image.mode == mode:
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        # Pillow's convert() clips these at 255, which turns 16-bit photos white.
+        wide = np.asarray(image, dtype=np.float64)
+        gray = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L")
+        return gray if mode == "L" else gray.convert(mode)
+    return image.convert(mode)
