@@ -49,9 +49,11 @@ def tiny_keras_model():
 
 @pytest.fixture(scope="session")
 def tiny_saved_model(tmp_path_factory, tiny_keras_model):
-    """A Keras 3 `model.export` SavedModel with a serving_default signature."""
+    """A SavedModel with serving_default: images float32 [None,32,32,3] -> probabilities [None,10]."""
+    from tftrt_toolkit.models.keras_export import export_keras_model
+
     path = tmp_path_factory.mktemp("models") / "tiny_cnn"
-    tiny_keras_model.export(str(path))
+    export_keras_model(tiny_keras_model, str(path))
     return path
 
 

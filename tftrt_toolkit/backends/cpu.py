@@ -48,8 +48,9 @@ class CpuBackend(ConversionBackend):
         graph_def, records = graph_passes.optimize_graph(frozen, stages, keep_fp32_ops=config.bf16_keep_fp32_ops)
         if config.precision is Precision.BF16 and _count_bf16_nodes(graph_def) == 0:
             # Grappler logs a failed pass and returns the graph unchanged; never save that as "bf16".
+            logged = [e for r in records for e in r.grappler_errors]
             raise ConversionError(
-                "the bf16 pass converted no ops (grappler skipped it; see its log above); "
+                f"the bf16 pass converted no ops ({'; '.join(logged[:2]) or 'grappler skipped it'}); "
                 "check --bf16_keep_fp32_ops names real op types, or use --precision=fp32."
             )
         timings["optimize_s"] = time.perf_counter() - start

@@ -73,6 +73,7 @@ class StageRecord:
     seconds: float
     ops_added: Tuple[Tuple[str, int], ...]
     ops_removed: Tuple[Tuple[str, int], ...]
+    grappler_errors: Tuple[str, ...] = ()  # error lines grappler logged (it skips a failing pass silently)
 
     @property
     def changed(self) -> bool:
@@ -83,6 +84,7 @@ class StageRecord:
             "name": self.name, "changed": self.changed, "nodes_before": self.nodes_before,
             "nodes_after": self.nodes_after, "seconds": round(self.seconds, 3),
             "ops_added": dict(self.ops_added), "ops_removed": dict(self.ops_removed),
+            "grappler_errors": list(self.grappler_errors),
         }
 
 
@@ -167,11 +169,41 @@ def _run_grappler(graph_def, frozen: FrozenSignature, stage: Stage):
     rewrite.min_graph_nodes = -1  # optimise tiny graphs too (tests, small heads)
     rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.TWO
     rewrite.optimizers.extend(stage.passes)
-    optimized = tf_optimizer.OptimizeGraph(config, meta_graph, graph_id=b"tftrt_toolkit")
+    native_log: List[str] = []
+    with _captured_native_stderr(native_log):
+        optimized = tf_optimizer.OptimizeGraph(config, meta_graph, graph_id=b"tftrt_toolkit")
+    errors = tuple(line.split("] ", 1)[-1] for line in native_log if " E " in line[:40] or line.startswith("E"))
     if stage.place_on_cpu:
         for node in optimized.node:
             node.device = ""  # leave placement to the server; fused ops only have CPU kernels anyway
-    return optimized
+    return optimized, errors
+
+
+@contextlib.contextmanager
+def _captured_native_stderr(lines: List[str]) -> Iterator[None]:
+    """Collect what TF's C++ side writes to fd 2 during a grappler run (it bypasses Python's sys.stderr).
+
+    Grappler reports a failed pass only as a log line (then returns the graph unchanged), so
+    the lines are kept for the stage record; the per-call INFO chatter stays off the terminal.
+    """
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some notebooks): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            capture.seek(0)
+            lines.extend(capture.read().decode("utf-8", "replace").splitlines())
 
 
 def _copy(graph_def):
@@ -196,13 +228,13 @@ def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
         start = time.perf_counter()
         try:
             with _mixed_precision_denylist(keep_fp32_ops if BF16_PASS in stage.passes else ()):
-                graph_def = _run_grappler(graph_def, frozen, stage)
+                graph_def, grappler_errors = _run_grappler(graph_def, frozen, stage)
         except Exception as error:
             raise ConversionError(f"grappler stage {stage.name!r} failed: {str(error).strip().splitlines()[0][:200]}") from error
         after = op_histogram(graph_def)
         added, removed = _histogram_delta(before, after)
         records.append(StageRecord(stage.name, sum(before.values()), sum(after.values()),
-                                  time.perf_counter() - start, added, removed))
+                                   time.perf_counter() - start, added, removed, grappler_errors))
     return graph_def, records
 
 
@@ -219,6 +251,8 @@ def rebuild_function(frozen: FrozenSignature, graph_def):
         graph_def, frozen.input_tensor_names, frozen.output_tensor_names)
     function.graph.structured_outputs = nest.pack_sequence_as(
         frozen.original_function.graph.structured_outputs, function.graph.structured_outputs)
+    # TF 2.17 packs outputs through the function type: without it outputs become output_0..N.
+    function._function_type = frozen.original_function.function_type  # pylint: disable=protected-access
     function.graph.structured_input_signature = frozen.original_function.structured_input_signature
     return function
 

@@ -192,7 +192,8 @@ def _export_signature_from_call(saved_model_dir: str, export_dir: str, where: st
 
     @tf.function(input_signature=named_specs)
     def serving(*args):
-        outputs = fn(*tf.nest.pack_sequence_as(fn.structured_input_signature, list(args)))
+        positional, keyword = tf.nest.pack_sequence_as(fn.structured_input_signature, list(args))
+        outputs = fn(*positional, **keyword)
         if isinstance(outputs, dict):
             return outputs
         flat = tf.nest.flatten(outputs)

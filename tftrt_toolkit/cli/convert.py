@@ -1,0 +1,42 @@
+"""tftrt convert: optimize a model and save it as a SavedModel.
+
+  tftrt convert --model=SPEC --output=DIR [--backend=auto|tensorrt|cpu] [--precision=fp32|fp16|bf16|int8]
+
+The output loads with plain `tf.saved_model.load` and keeps the input's signature name,
+input/output names and dtypes. It is written atomically (a temporary directory beside it,
+then a rename); an existing output is an error unless --overwrite; the input is never
+modified. What was done is recorded in OUTPUT/assets.extra/tftrt_toolkit.json.
+"""
+
+import sys
+
+from tftrt_toolkit.cli import flags as cli_flags
+
+
+def define_flags():
+    return (cli_flags.define_model_flags() + cli_flags.define_output_flags()
+            + cli_flags.define_conversion_flags() + cli_flags.define_data_flags())
+
+
+def main() -> int:
+    from tftrt_toolkit.pipeline import convert
+
+    FLAGS = cli_flags.FLAGS
+    model = cli_flags.require("model")
+    output = cli_flags.require("output")
+    config = cli_flags.conversion_config_from_flags()
+    result = convert(
+        model, output, config,
+        overwrite=FLAGS.overwrite,
+        version=FLAGS.version,
+        weights=FLAGS.weights,
+        calibration_data=FLAGS.calibration_data,
+        preprocess=FLAGS.preprocess,
+        input_shape=cli_flags.parse_input_shape(FLAGS.input_shape),
+        unsafe_deserialization=FLAGS.unsafe_deserialization,
+        progress=lambda message: print(f"tftrt convert: {message}", file=sys.stderr),
+    )
+    summary = result.metadata.get("conversion_summary", {})
+    print(f"{result.path}  backend={result.backend} precision={result.precision} "
+          f"nodes={summary.get('nodes_frozen', '?')}→{summary.get('nodes_optimized', '?')}")
+    return 0

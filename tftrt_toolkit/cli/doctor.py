@@ -1,0 +1,26 @@
+"""tftrt doctor: what this machine can run.
+
+Reports the TensorFlow and Keras versions, whether TensorFlow was built with TensorRT and
+which TensorRT version is loaded, visible GPUs, the CPU features our kernels use (AVX512,
+BF16, AMX, VNNI), and the backend and precisions `--backend=auto` would pick.
+Probing never aborts: TensorRT versions are only asked for when TF reports TensorRT support.
+"""
+
+import json
+
+from tftrt_toolkit.cli import flags as cli_flags
+
+
+def define_flags():
+    return cli_flags.define_format_flags()
+
+
+def main() -> int:
+    from tftrt_toolkit.environment import environment_lines, probe
+
+    env = probe()
+    if cli_flags.FLAGS.json:
+        print(json.dumps(env.to_json(), indent=2))
+    else:
+        print("\n".join(environment_lines(env)))
+    return 0

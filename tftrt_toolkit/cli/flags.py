@@ -1,0 +1,140 @@
+"""Flag groups shared by the subcommands, each defined once with a ``*_from_flags`` builder.
+
+absl flags are process-global, so every ``define_*`` is idempotent and each subcommand
+lists the flags it uses (``FLAG_NAMES``) for its --help. Flags that several commands share
+(``--model``, ``--output``, ``--data``) have one meaning-neutral definition here.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from absl import flags
+
+from tftrt_toolkit.config import PROFILE_STRATEGIES, Backend, ConversionConfig, Precision, parse_shape_list
+from tftrt_toolkit.errors import ConfigError
+
+FLAGS = flags.FLAGS
+
+
+def define(kind: str, name: str, default, help_text: str, enum_values=None) -> str:
+    if name not in FLAGS:
+        if kind == "enum":
+            flags.DEFINE_enum(name, default, enum_values, help_text)
+        else:
+            getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
+    return name
+
+
+def define_model_flags() -> List[str]:
+    return [
+        define("string", "model", None,
+                "The model: a SavedModel dir, a .keras/.h5 file, keras:NAME (keras.applications) or hub:HANDLE / a Hub URL."),
+        define("string", "weights", "imagenet",
+                "For keras:NAME: imagenet (downloaded on first use), none (random), or a weights file."),
+        define("string", "signature", None, "Signature key to use (default: serving_default, or the only one)."),
+        define("bool", "unsafe_deserialization", False,
+                "Allow Keras files to run Lambda-layer code when loading. Only for files you trust."),
+    ]
+
+
+def define_output_flags() -> List[str]:
+    return [
+        define("string", "output", None,
+                "Where to write: a directory for convert/benchmark/tune, a file for predict (default stdout)."),
+        define("bool", "overwrite", False, "Replace an existing output (atomically)."),
+        define("string", "version", None,
+                "TF Serving layout: write to OUTPUT/N; 'auto' takes the next free integer."),
+    ]
+
+
+def define_conversion_flags() -> List[str]:
+    return [
+        define("enum", "backend", "auto", "Conversion backend: auto picks tensorrt where TF has TensorRT and a GPU, else cpu.",
+                enum_values=[b.value for b in Backend]),
+        define("string", "precision", "fp32", "fp32 | fp16 (tensorrt) | bf16 (cpu) | int8 (needs --calibration_data)."),
+        define("integer", "max_workspace_size_bytes", None, "TensorRT: GPU scratch memory per engine (TF-TRT default if unset)."),
+        define("integer", "minimum_segment_size", 3, "TensorRT: smallest subgraph turned into an engine."),
+        define("integer", "max_cached_engines", 1, "TensorRT: engines cached per TRTEngineOp (maximum_cached_engines)."),
+        define("bool", "use_calibration", True, "TensorRT int8: calibrate (False expects fake-quant nodes in the graph)."),
+        define("bool", "dynamic_shape", False, "TensorRT: explicit-batch dynamic shapes with optimization profiles."),
+        define("string", "profile_strategy", None, f"TensorRT dynamic-shape profile strategy: {', '.join(PROFILE_STRATEGIES)}."),
+        define("bool", "allow_build_at_runtime", True, "TensorRT: build engines at run time for unseen shapes."),
+        define("string", "build_shapes", None,
+                "Build engines ahead of time for these input shapes (1x224x224x3,8x224x224x3) or batch sizes (1,8)."),
+        define("integer", "calibration_steps", 8, "int8: batches of calibration data to feed."),
+        define("integer", "batch_size", 8, "Batch size for calibration (and for commands that batch)."),
+        define("list", "bf16_keep_fp32_ops", ["Softmax"], "cpu bf16: op types kept in fp32."),
+    ]
+
+
+def define_data_flags() -> List[str]:
+    return [
+        define("list", "data", None, "Input data: an image directory, image files, FILE.npy/.npz, or 'synthetic'."),
+        define("string", "calibration_data", None, "int8 calibration data (same forms as --data)."),
+        define("string", "preprocess", "auto", "Image preprocessing: auto | caffe | tf | torch | none (keras.applications meanings)."),
+        define("string", "input_shape", None, "HxW (or HxWxC) for models with dynamic spatial dims, e.g. 224x224."),
+    ]
+
+
+def define_threading_flags() -> List[str]:
+    return [
+        define("integer", "intra_op_threads", None, "TensorFlow intra-op threads (default: TF's choice)."),
+        define("integer", "inter_op_threads", None, "TensorFlow inter-op threads (default: TF's choice)."),
+    ]
+
+
+def define_format_flags() -> List[str]:
+    return [define("bool", "json", False, "Print machine-readable JSON instead of text.")]
+
+
+def require(name: str) -> str:
+    value = FLAGS[name].value
+    if value in (None, "", []):
+        raise ConfigError(f"--{name} is required; see --help.")
+    return value
+
+
+def parse_input_shape(text: Optional[str]):
+    if not text:
+        return None
+    shapes = parse_shape_list(text)
+    if len(shapes) != 1 or len(shapes[0]) not in (2, 3):
+        raise ConfigError(f"--input_shape={text!r} is not valid; write HxW or HxWxC, e.g. 224x224.")
+    return shapes[0]
+
+
+def conversion_config_from_flags() -> ConversionConfig:
+    """The ConversionConfig the conversion flags describe (validated: ConfigError names the bad flag)."""
+    try:
+        precision = Precision(FLAGS.precision.lower())
+    except ValueError:
+        raise ConfigError(f"--precision={FLAGS.precision!r} is not valid; use fp32, fp16, bf16 or int8.") from None
+    build_shapes = parse_shape_list(FLAGS.build_shapes) if FLAGS.build_shapes else ()
+    return ConversionConfig(
+        backend=FLAGS.backend,
+        precision=precision,
+        signature_key=FLAGS.signature,
+        max_workspace_size_bytes=FLAGS.max_workspace_size_bytes,
+        minimum_segment_size=FLAGS.minimum_segment_size,
+        maximum_cached_engines=FLAGS.max_cached_engines,
+        use_calibration=FLAGS.use_calibration,
+        use_dynamic_shape=FLAGS.dynamic_shape,
+        dynamic_shape_profile_strategy=FLAGS.profile_strategy,
+        allow_build_at_runtime=FLAGS.allow_build_at_runtime,
+        build_shapes=build_shapes,
+        calibration_steps=FLAGS.calibration_steps,
+        batch_size=FLAGS.batch_size,
+        bf16_keep_fp32_ops=tuple(FLAGS.bf16_keep_fp32_ops or ()),
+    )
+
+
+def threading_from_flags():
+    """(intra, inter) thread counts; ConfigError when out of range."""
+    values = []
+    for name in ("intra_op_threads", "inter_op_threads"):
+        value = FLAGS[name].value
+        if value is not None and not 0 <= value <= 1024:
+            raise ConfigError(f"--{name}={value} is out of range; use 0 (TF's choice) to 1024.")
+        values.append(value)
+    return tuple(values)

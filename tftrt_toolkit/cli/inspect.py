@@ -1,0 +1,43 @@
+"""tftrt inspect: a model's signatures, input/output names, shapes, dtypes, parameters and ops.
+
+  tftrt inspect --model=SPEC [--json]
+  tftrt inspect --model=SPEC --plan=tensorrt [--precision=fp16] [--minimum_segment_size=3]
+
+--plan=tensorrt predicts, on any machine, how TF-TRT would split the frozen graph into
+TensorRT engines, which ops break it up and why.
+"""
+
+import json
+
+from tftrt_toolkit.cli import flags as cli_flags
+
+
+def define_flags():
+    names = cli_flags.define_model_flags() + cli_flags.define_format_flags()
+    names.append(cli_flags.define("enum", "plan", None, "Predict a backend's conversion: tensorrt.",
+                                   enum_values=["tensorrt"]))
+    conversion = cli_flags.define_conversion_flags()
+    return names + [n for n in conversion if n in ("precision", "minimum_segment_size", "dynamic_shape", "build_shapes")]
+
+
+def main() -> int:
+    from tftrt_toolkit.models.inspection import describe, describe_lines
+    from tftrt_toolkit.models.loader import load_model
+
+    FLAGS = cli_flags.FLAGS
+    with load_model(cli_flags.require("model"), weights=FLAGS.weights, signature_key=FLAGS.signature,
+                    unsafe_deserialization=FLAGS.unsafe_deserialization) as model:
+        info = describe(model)
+        lines = describe_lines(info)
+        if FLAGS.plan == "tensorrt":
+            from tftrt_toolkit.backends.tensorrt_plan import plan_for_model
+
+            plan = plan_for_model(model, precision=FLAGS.precision, minimum_segment_size=FLAGS.minimum_segment_size,
+                                  use_dynamic_shape=FLAGS.dynamic_shape, build_shapes=FLAGS.build_shapes)
+            info["tensorrt_plan"] = plan.to_json()
+            lines += ["", plan.render_text()]
+    if FLAGS.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print("\n".join(lines))
+    return 0

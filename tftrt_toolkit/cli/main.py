@@ -1,0 +1,117 @@
+"""tftrt: optimize TensorFlow models for inference and check the result.
+
+Usage: tftrt COMMAND [--flags] [--flagfile=configs/NAME.flags]
+
+Commands:
+  run          the whole job on a model: convert, predict, validate, benchmark, report
+  doctor       what this machine can run (TensorFlow, TensorRT, GPUs, CPU features)
+  inspect      a model's signatures, shapes, ops; --plan=tensorrt predicts TF-TRT's segments
+  convert      optimize a model and save a SavedModel (backends: auto, tensorrt, cpu)
+  predict      top-k labels (or raw outputs) for images or arrays, as JSON or CSV
+  validate     compare an optimized model with its original (tolerances, top-k agreement)
+  benchmark    latency percentiles and throughput, before vs after
+  tune         the fastest precision/settings inside an accuracy budget
+  batch-predict  predictions over many files with Apache Beam
+
+`tftrt COMMAND --help` shows a command's flags.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+from typing import List, Optional
+
+COMMANDS = {
+    "run": "tftrt_toolkit.cli.run",
+    "doctor": "tftrt_toolkit.cli.doctor",
+    "inspect": "tftrt_toolkit.cli.inspect",
+    "convert": "tftrt_toolkit.cli.convert",
+    "predict": "tftrt_toolkit.cli.predict",
+    "validate": "tftrt_toolkit.cli.validate",
+    "benchmark": "tftrt_toolkit.cli.benchmark",
+    "tune": "tftrt_toolkit.cli.tune",
+    "batch-predict": "tftrt_toolkit.cli.batch_predict",
+}
+
+
+def _quiet_tensorflow() -> None:
+    # TF's C++ start-up chatter (CUDA stub and cuFFT/cuDNN registration errors on CPU-only
+    # machines) buries our one-line messages; failures we care about are checked explicitly.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _raise_on_sigterm(signum, frame):
+    from tftrt_toolkit.errors import Interrupted
+
+    raise Interrupted("terminated (SIGTERM); nothing was written.", exit_code=143)
+
+
+def _print_help(command: str, module) -> None:
+    from absl import flags
+
+    print((module.__doc__ or "").strip())
+    print("\nFlags:")
+    for name in module.define_flags():
+        flag = flags.FLAGS[name]
+        default = "" if flag.default in (None, "", []) else f" (default: {flag.default_as_str})"
+        print(f"  --{name}: {flag.help}{default}")
+    print("  --flagfile: read flags from a file (see configs/).")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run one subcommand; returns the exit code (0 ok, ToolkitError codes, 130/143 when interrupted)."""
+    argv = list(sys.argv if argv is None else argv)
+    _quiet_tensorflow()
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(__doc__.strip())
+        return 0 if len(argv) >= 2 else 2
+    command = argv[1]
+    if command not in COMMANDS:
+        print(f"tftrt: unknown command {command!r}; run `tftrt --help` for the list.", file=sys.stderr)
+        return 2
+
+    from absl import flags
+
+    from tftrt_toolkit.errors import ToolkitError
+
+    module = importlib.import_module(COMMANDS[command])
+    module.define_flags()
+    rest = argv[2:]
+    if any(a in ("-h", "--help", "--helpfull") for a in rest):
+        _print_help(command, module)
+        return 0
+    try:
+        flags.FLAGS.unparse_flags()  # a fresh parse for every in-process run (tests, notebooks)
+        flags.FLAGS([f"tftrt {command}"] + rest)
+    except flags.Error as error:
+        print(f"tftrt {command}: {error}", file=sys.stderr)
+        return 2
+
+    previous_handler = None
+    try:
+        previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    except ValueError:
+        pass  # not the main thread (e.g. called from a worker): keep the default handler
+    try:
+        return int(module.main() or 0)
+    except ToolkitError as error:
+        print(f"tftrt {command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"tftrt {command}: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
