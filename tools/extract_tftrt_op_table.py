@@ -169,7 +169,7 @@ def _converter_name(converter_expr: str) -> str:
 
 
 def _function_body(text: str, function: str) -> Optional[str]:
-    match = re.search(r"\n(?:Status|StatusOr<[^>]*>)\s+" + re.escape(function) + r"\s*\(", text)
+    match = re.search(r"(?:^|\n)(?:Status|StatusOr<[^>]*>)\s+" + re.escape(function) + r"\s*\(", text)
     if not match:
         return None
     brace = text.index("{", match.end())
@@ -178,7 +178,7 @@ def _function_body(text: str, function: str) -> Optional[str]:
 
 def _class_body(text: str, class_name: str) -> Optional[str]:
     base = class_name.split("<")[0]
-    match = re.search(r"\nclass\s+" + re.escape(base) + r"\b[^;{]*\{", text)
+    match = re.search(r"(?:^|\n)class\s+" + re.escape(base) + r"\b[^;{]*\{", text)
     if not match:
         return None
     brace = match.end() - 1

@@ -401,7 +401,51 @@ def _attr_dtype_name(attr_value) -> Optional[str]:
 
 
 def _infer_tensors(graph_def, nodes: Mapping[str, _Node]) -> Dict[str, List[_Tensor]]:
-    """Output dtypes and shapes of every node, from TensorFlow's shape functions."""
+    """Output dtypes and shapes of every node, from TensorFlow's shape functions.
+
+    Ops TensorFlow does not know (custom ops) cannot be imported: each of their outputs
+    becomes a placeholder, shaped by the node's ``_output_shapes`` when it has them and
+    otherwise assumed to look like the op's first input (the common elementwise case),
+    so that one custom op does not hide the shapes of everything after it.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import op_def_registry
+
+    custom = [n for n in graph_def.node if op_def_registry.get(n.op) is None]
+    assumed: Dict[Tuple[str, int], Any] = {}
+    # A chain of custom ops needs one more round per link; a few rounds cover real graphs.
+    for _ in range(4):
+        graph, stand_ins = _import_for_shapes(graph_def, nodes, assumed)
+        changed = False
+        for node_def in custom:
+            if "_output_shapes" in node_def.attr or not nodes[node_def.name].inputs:
+                continue
+            producer, port = nodes[node_def.name].inputs[0]
+            source = graph.get_operation_by_name(stand_ins.get((producer, port), producer))
+            tensor = source.outputs[0 if (producer, port) in stand_ins else port]
+            if tensor.shape.rank is not None and assumed.get((node_def.name, 0)) != tensor.shape:
+                assumed[(node_def.name, 0)] = tensor.shape
+                changed = True
+        if not changed:
+            break
+
+    def describe(tensor) -> _Tensor:
+        shape = None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
+        return _Tensor(tensor.dtype.name, shape)
+
+    tensors: Dict[str, List[_Tensor]] = {}
+    for node in nodes.values():
+        if (node.name, 0) in stand_ins:
+            ports = sorted(port for (name, port) in stand_ins if name == node.name)
+            outputs = {port: describe(graph.get_operation_by_name(stand_ins[(node.name, port)]).outputs[0]) for port in ports}
+            tensors[node.name] = [outputs.get(i, _Tensor(None, None)) for i in range(max(ports) + 1)]
+        else:
+            tensors[node.name] = [describe(t) for t in graph.get_operation_by_name(node.name).outputs]
+    return tensors
+
+
+def _import_for_shapes(graph_def, nodes: Mapping[str, _Node], assumed: Mapping[Tuple[str, int], Any]):
+    """Import a light copy of the graph (big constants as placeholders, custom ops stood in for)."""
     import tensorflow as tf
     from tensorflow.core.framework import graph_pb2, tensor_shape_pb2
     from tensorflow.python.framework import op_def_registry
@@ -413,7 +457,6 @@ def _infer_tensors(graph_def, nodes: Mapping[str, _Node]) -> Dict[str, List[_Ten
     for node in nodes.values():
         for producer, port in node.inputs:
             ports_used[producer].add(port)
-    # Unregistered (custom) ops cannot be imported: each output they feed becomes a placeholder.
     stand_ins: Dict[Tuple[str, int], str] = {}
     for node_def in graph_def.node:
         copy = shadow.node.add()
@@ -426,7 +469,12 @@ def _infer_tensors(graph_def, nodes: Mapping[str, _Node]) -> Dict[str, List[_Ten
                 target.name = node_def.name if port == 0 else f"{node_def.name}/__tftrt_plan_output_{port}"
                 target.op = "Placeholder"
                 target.attr["dtype"].type = dtype_attr.type if dtype_attr is not None and dtype_attr.type else tf.float32.as_datatype_enum
-                shape = output_shapes[port] if port < len(output_shapes) else tensor_shape_pb2.TensorShapeProto(unknown_rank=True)
+                if port < len(output_shapes):
+                    shape = output_shapes[port]
+                elif (node_def.name, port) in assumed:
+                    shape = assumed[(node_def.name, port)].as_proto()
+                else:
+                    shape = tensor_shape_pb2.TensorShapeProto(unknown_rank=True)
                 target.attr["shape"].shape.CopyFrom(shape)
                 stand_ins[(node_def.name, port)] = target.name
             continue
@@ -456,19 +504,7 @@ def _infer_tensors(graph_def, nodes: Mapping[str, _Node]) -> Dict[str, List[_Ten
         raise ModelLoadError(
             f"TensorFlow cannot read this GraphDef ({str(error).splitlines()[0]}); "
             "pass the frozen graph the model's signature produces") from error
-    def describe(tensor) -> _Tensor:
-        shape = None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
-        return _Tensor(tensor.dtype.name, shape)
-
-    tensors: Dict[str, List[_Tensor]] = {}
-    for node in nodes.values():
-        if (node.name, 0) in stand_ins:
-            ports = sorted(port for (name, port) in stand_ins if name == node.name)
-            outputs = {port: describe(graph.get_operation_by_name(stand_ins[(node.name, port)]).outputs[0]) for port in ports}
-            tensors[node.name] = [outputs.get(i, _Tensor(None, None)) for i in range(max(ports) + 1)]
-        else:
-            tensors[node.name] = [describe(t) for t in graph.get_operation_by_name(node.name).outputs]
-    return tensors
+    return graph, stand_ins
 
 
 # --------------------------------------------------------------------------------------
