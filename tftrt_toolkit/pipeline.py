@@ -111,12 +111,16 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
         spec, signature_key=config.signature_key, unsafe_deserialization=unsafe_deserialization)
     timings["load_s"] = time.perf_counter() - start
     try:
+        data_record = {}
         if config.precision.value == "int8" and calibration_input_fn is None and calibration_data is not None:
-            calibration_input_fn = _calibration_fn(loaded, config, calibration_data, preprocess, input_shape, progress)
+            calibration_input_fn, source = _calibration_fn(loaded, config, calibration_data, preprocess, input_shape,
+                                                           progress)
+            # Later commands (predict, validate) reuse the preprocessing the model was calibrated with.
+            data_record = {"calibration_data": str(calibration_data), "preprocess": source.preprocess}
         if build_input_fn is None and config.build_shapes:
             from tftrt_toolkit.data import build_input_fn as make_build_input_fn
 
-            build_input_fn = make_build_input_fn(loaded.signature, config.build_shapes)
+            build_input_fn = make_build_input_fn(loaded.signature, config.build_shapes, input_shape=input_shape)
 
         with artifacts.staged_output(target, overwrite=overwrite) as stage:
             progress(f"converting {spec.text} → {target}")
@@ -141,6 +145,7 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
                 "source": spec.to_json(),
                 "signature": loaded.signature.to_json(),
                 "model_info": {k: v for k, v in loaded.model_info.items() if k != "tftrt_toolkit"},
+                "data": data_record,
                 "conversion_summary": conversion.summary,
                 "timings": {k: round(v, 3) for k, v in timings.items()},
                 "environment": {
@@ -158,11 +163,12 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
 
 
 def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_data, preprocess,
-                    input_shape, progress: Progress) -> InputFn:
+                    input_shape, progress: Progress):
     from tftrt_toolkit.data import calibration_input_fn, open_source
 
     source = open_source(calibration_data, loaded.signature, preprocess=preprocess,
                          input_shape=input_shape, model_hint=loaded.model_info)
-    progress(f"calibrating on {config.calibration_steps} batches of {config.batch_size} from {calibration_data}")
-    return calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps)
+    progress(f"calibrating on {config.calibration_steps} batches of {config.batch_size} from {calibration_data} "
+             f"(preprocess: {source.preprocess})")
+    return calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps), source
 

@@ -87,7 +87,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         flags.FLAGS.unparse_flags()  # a fresh parse for every in-process run (tests, notebooks)
         flags.FLAGS([f"tftrt {command}"] + rest)
     except flags.Error as error:
-        print(f"tftrt {command}: {error}", file=sys.stderr)
+        message = str(error).replace("ERROR:: ", "").strip()
+        print(f"tftrt {command}: error: {message}; see `tftrt {command} --help`.", file=sys.stderr)
         return 2
 
     previous_handler = None
