@@ -27,6 +27,12 @@ Modeled, as in ``segment/segment.cc`` and ``convert/convert_nodes.cc``:
   - engine node counts as ``trt_convert``'s ``summary()`` counts them (segment nodes plus
     the outside constants copied into the engine's function).
 
+Choices of this module (not TF-TRT rules): "compute nodes" are all nodes except constants,
+identities, graph inputs and no-ops; graph outputs default to the nodes nothing reads from;
+``input_shapes`` only feed the run-time build hint, because TF-TRT segments with the graph's
+own shapes (build shapes reach it later, through ``converter.build()``); CPU placements are
+ignored when every node carries one (a graph frozen on a CPU-only machine).
+
 Not modeled (the prediction can differ from a real conversion there):
   - grappler's own shape inference: shapes here come from TensorFlow's shape functions
     when the graph is imported, with every unknown dimension treated alike (grappler can
@@ -48,7 +54,7 @@ import functools
 import json
 import os
 from importlib import resources
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from tftrt_toolkit.errors import ConfigError, ModelLoadError
 
