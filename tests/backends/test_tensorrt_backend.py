@@ -84,6 +84,12 @@ class RecordingConverter:
 
     def convert(self, calibration_input_fn=None):
         self.calls.append(("convert", calibration_input_fn is not None))
+        if self.kwargs.get("precision_mode") == "FP32":
+            # Like TF-TRT, keep the converted graph; this one has no engines, so the plan must disagree.
+            from tftrt_toolkit.backends import graph_passes
+
+            self._converted_graph_def = graph_passes.freeze_signature(
+                self.kwargs["input_saved_model_dir"], self.kwargs["input_saved_model_signature_key"]).graph_def
         if calibration_input_fn is not None:
             self._drain(calibration_input_fn)
 
@@ -137,6 +143,8 @@ def test_fp16_orchestration_and_metadata(tiny_saved_model, tmp_path, tensorrt_en
     assert summary["tensorrt_engines"] == 1 and summary["ops_converted_percent"] == 96.3
     assert summary["engines_built_ahead_of_time"] is True
     assert result.metadata["backend"] == "tensorrt"
+    # The prediction is recorded beside TF-TRT's own summary.
+    assert summary["segment_plan"]["verdict"].startswith("1 engine")
 
 
 def test_int8_feeds_calibration_tuples(tiny_saved_model, tmp_path, tensorrt_env, recording_backend):
@@ -164,6 +172,13 @@ def test_int8_without_calibration_data_is_refused_before_converting(tiny_saved_m
         convert(str(tiny_saved_model), str(tmp_path / "trt"), ConversionConfig(backend="tensorrt", precision="int8"),
                 env=tensorrt_env, backend=recording_backend)
     assert not (tmp_path / "trt").exists()
+
+
+def test_plan_is_compared_with_the_converted_graph(tiny_saved_model, tmp_path, tensorrt_env, recording_backend):
+    result = convert(str(tiny_saved_model), str(tmp_path / "trt"), ConversionConfig(backend="tensorrt"),
+                     env=tensorrt_env, backend=recording_backend)
+    comparison = result.metadata["conversion_summary"]["segment_plan_vs_conversion"]
+    assert comparison["engine_count_matches"] is False  # predicted 1 engine, the double's graph has none
 
 
 def test_save_gpu_specific_engines_is_passed_through(tiny_saved_model, tmp_path, tensorrt_env, recording_backend):

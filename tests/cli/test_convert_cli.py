@@ -113,3 +113,12 @@ def test_flagfile_recipe(capsys, tiny_saved_model, tmp_path):
     code, out, err = tftrt(capsys, "convert", f"--flagfile={flagfile}", f"--model={tiny_saved_model}",
                            f"--output={tmp_path / 'out'}")
     assert code == 0, err and "backend=cpu" in out
+
+
+def test_inspect_plan_tensorrt(capsys, tiny_saved_model):
+    code, out, err = tftrt(capsys, "inspect", f"--model={tiny_saved_model}", "--plan=tensorrt", "--precision=fp16")
+    assert code == 0, err
+    assert "TF-TRT segment plan" in out and "Verdict: 1 engine" in out
+    code, out, _ = tftrt(capsys, "inspect", f"--model={tiny_saved_model}", "--plan=tensorrt", "--json")
+    plan = json.loads(out)["tensorrt_plan"]
+    assert len(plan["engines"]) == 1 and plan["precision"] == "fp32"

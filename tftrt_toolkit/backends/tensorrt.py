@@ -63,6 +63,9 @@ class TensorRTBackend(ConversionBackend):
             # TF-TRT calibrates inside build() in dynamic-shape mode; the calibration inputs build too.
             build_input_fn = calibration_input_fn
         timings = {}
+        start = time.perf_counter()
+        plan = _predict_segments(model, config)
+        timings["plan_s"] = time.perf_counter() - start
         try:
             converter = self._converter_factory(
                 input_saved_model_dir=model.saved_model_dir,
@@ -95,12 +98,40 @@ class TensorRTBackend(ConversionBackend):
             "converter_kwargs": config.tensorrt_converter_kwargs(),
         }
         summary.update(_parse_summary(summary_lines))
+        if plan is not None:
+            summary["segment_plan"] = _compact_plan(plan)
+            # TF-TRT keeps the converted GraphDef after convert(); set the real engines beside the prediction.
+            converted_graph_def = getattr(converter, "_converted_graph_def", None)
+            if converted_graph_def is not None:
+                from tftrt_toolkit.backends.tensorrt_plan import compare_with_conversion
+
+                summary["segment_plan_vs_conversion"] = compare_with_conversion(plan, converted_graph_def).to_json()
 
         def write(output_dir: str) -> None:
             converter.save(output_dir, save_gpu_specific_engines=config.save_gpu_specific_engines)
 
         return Conversion(backend=self.name, precision=config.precision.value, write=write,
                           summary=summary, timings=timings)
+
+
+def _predict_segments(model: LoadedModel, config: ConversionConfig):
+    """The segment plan for this conversion, or None when the graph can't be planned (never fatal)."""
+    from tftrt_toolkit.backends.tensorrt_plan import plan_for_model
+    from tftrt_toolkit.errors import ToolkitError
+
+    try:
+        return plan_for_model(model, precision=config.precision.value, minimum_segment_size=config.minimum_segment_size,
+                              use_dynamic_shape=config.use_dynamic_shape, build_shapes=config.build_shapes or None)
+    except ToolkitError:
+        return None
+
+
+def _compact_plan(plan) -> dict:
+    # The full plan lists every node; metadata keeps what a person reads.
+    data = plan.to_json()
+    return {key: data[key] for key in ("verdict", "hints", "breakers", "coverage", "largest_engine_share",
+                                       "compute_node_count", "compute_nodes_in_engines")
+            } | {"engines": [{k: v for k, v in e.items() if k != "nodes"} for e in data["engines"]]}
 
 
 def _parse_summary(lines) -> dict:

@@ -1722,3 +1722,33 @@ __all__ = [
     "OpSupportTable", "PredictedEngine", "SegmentPlan", "compare_with_conversion", "engines_in_converted_graph",
     "load_op_table", "plan_tensorrt_segments",
 ]
+
+
+def plan_for_model(model, *, precision="fp32", minimum_segment_size: int = 3, use_dynamic_shape: bool = False,
+                   build_shapes=None) -> SegmentPlan:
+    """The plan for a LoadedModel: freeze and clean its graph the way TF-TRT does, then predict.
+
+    ``build_shapes`` (e.g. "1,8" or ((1, 224, 224, 3),)) feeds only the run-time build hint,
+    taking the largest shape given for each input.
+    """
+    from tftrt_toolkit.backends import graph_passes
+
+    graph_def, frozen = graph_passes.graph_for_inspection(model.saved_model_dir, model.signature.key)
+    # The frozen function's inputs follow the signature's (sorted) input order.
+    placeholder_for = {info.name: tensor.split(":")[0]
+                       for info, tensor in zip(model.signature.inputs, frozen.input_tensor_names)}
+    input_shapes = None
+    if build_shapes:
+        from tftrt_toolkit.data import build_input_fn
+
+        shapes = build_input_fn(model.signature, build_shapes).shapes
+        input_shapes = {}
+        for per_input in shapes:
+            for name, dims in per_input.items():
+                best = input_shapes.get(placeholder_for[name])
+                if best is None or (dims[0] or 0) > (best[0] or 0):
+                    input_shapes[placeholder_for[name]] = dims
+    return plan_tensorrt_segments(
+        graph_def, precision=precision, minimum_segment_size=minimum_segment_size,
+        use_dynamic_shape=use_dynamic_shape, input_shapes=input_shapes,
+        output_names=[t.split(":")[0] for t in frozen.output_tensor_names])
