@@ -1,0 +1,233 @@
+"""Run a SavedModel the way a user would serve it: plain ``tf.saved_model.load`` and one signature.
+
+    with ModelRunner("out/bf16") as runner:
+        outputs = runner.run({"images": batch})      # {"probabilities": np.ndarray}
+
+``ModelRunner`` is the one place predict, validate and benchmark touch TensorFlow to run
+a model. It accepts anything ``load_model`` does (a SavedModel directory, a .keras file,
+keras:NAME, a Hub handle) or an already loaded ``LoadedModel``; it never uses toolkit
+code at run time, so what it measures is what ``tf.saved_model.load`` users get.
+
+``configure_threads`` sets TensorFlow's thread pools; TF fixes them when its runtime
+starts (the first op or model load), so call it before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from tftrt_toolkit.errors import ConfigError, DataError
+from tftrt_toolkit.models.loader import LoadedModel, load_model, load_signature_function
+from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.models.spec import ModelSpec
+
+ModelLike = Union[str, "os.PathLike[str]", ModelSpec, LoadedModel]
+Threads = Tuple[Optional[int], Optional[int]]
+
+
+def configure_threads(intra_op_threads: Optional[int] = None, inter_op_threads: Optional[int] = None) -> Dict[str, int]:
+    """Set TensorFlow's intra-/inter-op thread pools; None leaves a pool as it is.
+
+    Returns the settings now in force ({"intra_op_threads", "inter_op_threads"}; 0 means
+    TensorFlow's own choice, usually one thread per core). Setting a value TF already has
+    is always fine. Raises ConfigError for a negative value, or when TF's runtime has
+    already started (a model was loaded or an op ran in this process) with other values,
+    because TF ignores changes after that point.
+    """
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    pools = (
+        ("intra_op_threads", intra_op_threads, threading.get_intra_op_parallelism_threads, threading.set_intra_op_parallelism_threads),
+        ("inter_op_threads", inter_op_threads, threading.get_inter_op_parallelism_threads, threading.set_inter_op_parallelism_threads),
+    )
+    for name, value, get, set_ in pools:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ConfigError(f"{name}={value!r} is not valid; use a whole number >= 0 (0 = TensorFlow's choice).")
+        if get() == value:
+            continue
+        try:
+            set_(int(value))
+        except RuntimeError:
+            raise ConfigError(
+                f"cannot set {name}={value}: TensorFlow's runtime already started in this process with "
+                f"{name}={get()} (0 = TF's choice); set threads before loading any model or running any op "
+                "(in a notebook: restart the kernel and call configure_threads first)."
+            ) from None
+    return current_threads()
+
+
+def current_threads() -> Dict[str, int]:
+    """TensorFlow's thread-pool settings as {"intra_op_threads", "inter_op_threads"} (0 = TF's choice)."""
+    import tensorflow as tf
+
+    return {
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+class ModelRunner:
+    """A model loaded with plain TensorFlow, run one batch at a time; a context manager.
+
+    Args:
+      model: a model spec (SavedModel dir, .keras/.h5, keras:NAME, hub:HANDLE) or a
+        ``LoadedModel`` (then the caller keeps ownership of it).
+      weights, signature_key, unsafe_deserialization: as for ``load_model``.
+      name: how reports call this model (default: the spec as given).
+
+    Attributes (after ``load()`` / entering the ``with``): ``signature``, ``model_info``
+    (model card + toolkit metadata), ``saved_model_dir``, ``load_seconds``.
+
+    Raises ModelLoadError when the model cannot be loaded, DataError from ``run`` when
+    inputs are missing or do not fit the signature.
+    """
+
+    def __init__(self, model: ModelLike, *, weights: Optional[str] = "imagenet", signature_key: Optional[str] = None,
+                 unsafe_deserialization: bool = False, name: Optional[str] = None):
+        self._model = model
+        self._load_options = dict(weights=weights, signature_key=signature_key, unsafe_deserialization=unsafe_deserialization)
+        if isinstance(model, LoadedModel):
+            self.name = name or model.spec.text
+        elif isinstance(model, ModelSpec):
+            self.name = name or model.text
+        else:
+            self.name = name or os.fspath(model)
+        self.loaded_model: Optional[LoadedModel] = None
+        self._owns_loaded_model = False
+        # TF-TRT pitfall: the signature function does not own the variables; keep the
+        # object tf.saved_model.load returned alive for as long as the function is used.
+        self._saved_model_object = None
+        self._function = None
+        self.load_seconds: Optional[float] = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def load(self) -> "ModelRunner":
+        """Load the model (once); returns self."""
+        if self._function is not None:
+            return self
+        start = time.perf_counter()
+        if isinstance(self._model, LoadedModel):
+            self.loaded_model = self._model
+        else:
+            self.loaded_model = load_model(self._model, weights=self._load_options["weights"],
+                                           signature_key=self._load_options["signature_key"],
+                                           unsafe_deserialization=self._load_options["unsafe_deserialization"])
+            self._owns_loaded_model = True
+        try:
+            self._saved_model_object, self._function = load_signature_function(
+                self.loaded_model.saved_model_dir, self.loaded_model.signature.key)
+        except BaseException:
+            self.close()
+            raise
+        self.load_seconds = time.perf_counter() - start
+        return self
+
+    def close(self) -> None:
+        """Drop the TF objects and any temporary export this runner made."""
+        self._function = None
+        self._saved_model_object = None
+        if self._owns_loaded_model and self.loaded_model is not None:
+            self.loaded_model.close()
+        self._owns_loaded_model = False
+
+    def __enter__(self) -> "ModelRunner":
+        return self.load()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._function is not None else "not loaded"
+        return f"ModelRunner({self.name!r}, {state})"
+
+    # ------------------------------------------------------------------ facts
+    def _require_loaded(self) -> LoadedModel:
+        if self._function is None or self.loaded_model is None:
+            raise ConfigError(f"model {self.name!r} is not loaded; use `with ModelRunner(...) as runner:` or call load() first.")
+        return self.loaded_model
+
+    @property
+    def signature(self) -> ModelSignature:
+        return self._require_loaded().signature
+
+    @property
+    def model_info(self) -> dict:
+        return self._require_loaded().model_info
+
+    @property
+    def saved_model_dir(self) -> str:
+        return self._require_loaded().saved_model_dir
+
+    @property
+    def toolkit_metadata(self) -> Optional[dict]:
+        """What tftrt_toolkit recorded when it converted this model (None for other models)."""
+        return self._require_loaded().toolkit_metadata
+
+    def describe(self) -> dict:
+        """The model's identity for reports: name, signature, and backend/precision if converted."""
+        metadata = self.toolkit_metadata or {}
+        return {
+            "model": self.name,
+            "saved_model_dir": self.saved_model_dir,
+            "signature": self.signature.key,
+            "backend": metadata.get("backend"),
+            "precision": metadata.get("precision"),
+            "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
+        }
+
+    # ------------------------------------------------------------------ running
+    def prepare(self, inputs: Mapping[str, np.ndarray]) -> dict:
+        """Turn numpy inputs into TF tensors of the signature's dtypes (the work to keep off a benchmark clock).
+
+        Raises DataError for a missing or unexpected input name, or values that cannot take the input's dtype.
+        """
+        import tensorflow as tf
+
+        signature = self.signature
+        missing = [name for name in signature.input_names if name not in inputs]
+        extra = [name for name in inputs if name not in signature.input_names]
+        if missing or extra:
+            raise DataError(
+                f"model {self.name!r} takes inputs {', '.join(signature.input_names)}; "
+                + (f"missing {', '.join(missing)}" if missing else "")
+                + ("; " if missing and extra else "")
+                + (f"unexpected {', '.join(extra)}" if extra else "")
+            )
+        tensors = {}
+        for info in signature.inputs:
+            try:
+                tensors[info.name] = tf.constant(np.asarray(inputs[info.name]), dtype=info.dtype)
+            except (TypeError, ValueError) as error:
+                raise DataError(f"input {info.name!r} cannot be made {info.dtype}: {error}") from error
+        return tensors
+
+    def run_prepared(self, tensors: Mapping[str, object]) -> Dict[str, np.ndarray]:
+        """Run on tensors from ``prepare``; outputs are copied to host memory (``.numpy()``) before returning."""
+        self._require_loaded()
+        import tensorflow as tf
+
+        try:
+            outputs = self._function(**tensors)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            shapes = ", ".join(f"{name}{list(getattr(t, 'shape', []))}" for name, t in tensors.items())
+            raise DataError(f"model {self.name!r} rejected inputs {shapes}: {first}") from error
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run one batch: {input name: array with batch dim} -> {output name: numpy array}."""
+        return self.run_prepared(self.prepare(inputs))
+
+
+def open_runner(model: Union[ModelLike, ModelRunner], **load_options) -> Tuple[ModelRunner, bool]:
+    """(a loaded ModelRunner, whether the caller must close it): reuse a runner, or make one."""
+    if isinstance(model, ModelRunner):
+        return model.load(), False
+    return ModelRunner(model, **load_options).load(), True
