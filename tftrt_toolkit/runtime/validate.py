@@ -1,0 +1,464 @@
+"""Validate: does the optimized model give the original's answers, within tolerance?
+
+    report = validate("saved_models/efficientnet_lite0", "out/bf16", data="saved_models/samples")
+    bool(report)          # True on pass; report.failures says why not
+    report.to_json()
+
+Both models run on the same inputs, batch by batch. For every output the report gives the
+max/mean absolute and relative error, the share of elements within tolerance and the
+tolerance that *would* have been needed; for classifier outputs ([batch, classes]) top-1
+agreement (same argmax) and top-k agreement (the original's top-1 class is among the
+optimized model's top k); with ``labels_csv`` (columns image,class_id) the accuracy of each.
+
+An element is within tolerance when ``|optimized - original| <= atol + rtol * |original|``
+(numpy's ``allclose`` rule, the original as reference).
+
+Default criteria, by the precision the optimized model records in its toolkit metadata
+(``assets.extra/tftrt_toolkit.json``; models without it are judged as fp32):
+
+==========  ======  ======  ===================  ==================
+precision   atol    rtol    min within tolerance  min top-1 agreement
+==========  ======  ======  ===================  ==================
+fp32        1e-4    1e-4    100%                  100%
+fp16        1e-2    1e-2    99%                   99%
+bf16        5e-2    5e-2    95%                   90%
+int8        1e-1    1e-1    90%                   90%
+==========  ======  ======  ===================  ==================
+
+fp32 rewrites only reorder float arithmetic, so every element must match closely. Reduced
+precisions change every intermediate value (bf16 keeps ~3 significant digits), so
+individual elements may drift; there the gate is mostly agreement on the answer, with a
+loose element check that still catches a broken model. Explicit ``rtol``/``atol`` make the
+element check strict (every element) unless ``min_within_tolerance`` is also given.
+Agreement on random (synthetic) inputs is harsher than on real data, because noise makes
+near-ties between classes: validate on real images where you have them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from tftrt_toolkit.data import open_source
+from tftrt_toolkit.data.sources import DataSpec
+from tftrt_toolkit.errors import ConfigError, DataError, ValidationFailed
+from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.runtime.predict import classifier_output
+from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, current_threads, open_runner
+
+# Synthetic data is unbounded; compare on this many samples unless told otherwise.
+DEFAULT_SYNTHETIC_SAMPLES = 32
+
+
+class SignatureMismatch(ValidationFailed):
+    """The optimized model does not take/return what the original does, so it is no drop-in replacement."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Criteria:
+    """What passing means: element tolerances, the share of elements that must meet them, top-1 agreement."""
+
+    rtol: float
+    atol: float
+    min_within_tolerance: float  # share of output elements, 0..1
+    min_top1_agreement: float  # share of samples, 0..1; classifier outputs only
+
+    def __post_init__(self):
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ConfigError(f"{name}={value!r} is not valid; use a number >= 0 (e.g. 1e-4).")
+        for name in ("min_within_tolerance", "min_top1_agreement"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}={value!r} is not valid; use a share between 0 and 1 (e.g. 0.99).")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DEFAULT_CRITERIA: Dict[str, Criteria] = {
+    "fp32": Criteria(rtol=1e-4, atol=1e-4, min_within_tolerance=1.0, min_top1_agreement=1.0),
+    "fp16": Criteria(rtol=1e-2, atol=1e-2, min_within_tolerance=0.99, min_top1_agreement=0.99),
+    "bf16": Criteria(rtol=5e-2, atol=5e-2, min_within_tolerance=0.95, min_top1_agreement=0.9),
+    "int8": Criteria(rtol=1e-1, atol=1e-1, min_within_tolerance=0.9, min_top1_agreement=0.9),
+}
+
+
+def criteria_for(precision: Optional[str], *, rtol: Optional[float] = None, atol: Optional[float] = None,
+                 min_within_tolerance: Optional[float] = None, min_top1_agreement: Optional[float] = None) -> Criteria:
+    """The precision's default criteria with any given values in place (see the module docstring)."""
+    base = DEFAULT_CRITERIA.get((precision or "fp32").lower(), DEFAULT_CRITERIA["fp32"])
+    if min_within_tolerance is None:
+        # Tolerances the user chose are meant as a hard limit on every element.
+        min_within_tolerance = 1.0 if (rtol is not None or atol is not None) else base.min_within_tolerance
+    return Criteria(
+        rtol=base.rtol if rtol is None else rtol,
+        atol=base.atol if atol is None else atol,
+        min_within_tolerance=min_within_tolerance,
+        min_top1_agreement=base.min_top1_agreement if min_top1_agreement is None else min_top1_agreement,
+    )
+
+
+def check_same_signature(original: ModelSignature, optimized: ModelSignature, original_name: str = "original",
+                         optimized_name: str = "optimized") -> None:
+    """Raise SignatureMismatch unless both take the same inputs (names, dtypes, shapes) and return the same output names."""
+    problems: List[str] = []
+    if original.input_names != optimized.input_names:
+        problems.append(f"inputs {list(original.input_names)} vs {list(optimized.input_names)}")
+    else:
+        for a, b in zip(original.inputs, optimized.inputs):
+            if a.dtype != b.dtype:
+                problems.append(f"input {a.name!r} dtype {a.dtype} vs {b.dtype}")
+            if a.shape != b.shape:
+                problems.append(f"input {a.name!r} shape {_shape_text(a.shape)} vs {_shape_text(b.shape)}")
+    if set(original.output_names) != set(optimized.output_names):
+        problems.append(f"outputs {list(original.output_names)} vs {list(optimized.output_names)}")
+    if problems:
+        raise SignatureMismatch(
+            f"{optimized_name} does not match {original_name}'s signature ({'; '.join(problems)}); "
+            "compare a converted model with the model it was converted from."
+        )
+
+
+def _shape_text(shape) -> str:
+    return "[?]" if shape is None else "[" + ",".join("None" if d is None else str(d) for d in shape) + "]"
+
+
+# --------------------------------------------------------------------------- statistics
+
+class _OutputComparison:
+    """Streaming error statistics of one output over all batches."""
+
+    def __init__(self, name: str, criteria: Criteria, top_k: int, classifier: bool):
+        self.name = name
+        self.criteria = criteria
+        self.top_k = top_k
+        self.elements = 0
+        self.within = 0
+        self.non_finite = 0
+        self.sum_abs = 0.0
+        self.max_abs = 0.0
+        self.rel_elements = 0
+        self.sum_rel = 0.0
+        self.max_rel = 0.0
+        self.needed_atol = 0.0
+        self.needed_rtol: Optional[float] = 0.0
+        self.classifier = classifier  # class scores [batch, classes]: agreement is measured
+        self.samples = 0
+        self.top1_agree = 0
+        self.topk_agree = 0
+
+    def add(self, reference: np.ndarray, candidate: np.ndarray) -> None:
+        if reference.shape != candidate.shape:
+            raise ValidationFailed(
+                f"output {self.name!r} has shape {list(candidate.shape)} from the optimized model but "
+                f"{list(reference.shape)} from the original on the same inputs"
+            )
+        ref = reference.astype(np.float64, copy=False).ravel()
+        cand = candidate.astype(np.float64, copy=False).ravel()
+        rtol, atol = self.criteria.rtol, self.criteria.atol
+        finite = np.isfinite(ref) & np.isfinite(cand)
+        diff = np.where(finite, np.abs(cand - ref), np.inf)
+        magnitude = np.abs(np.where(finite, ref, 0.0))
+        self.elements += diff.size
+        self.non_finite += int((~finite).sum())
+        self.within += int((diff <= atol + rtol * magnitude).sum())
+        if diff.size:
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            self.sum_abs += float(diff[finite].sum())
+            # The smallest atol that passes every element at this rtol, and vice versa.
+            self.needed_atol = max(self.needed_atol, float(np.max(np.maximum(diff - rtol * magnitude, 0.0))))
+            excess = np.maximum(diff - atol, 0.0)
+            if np.any((excess > 0) & (magnitude == 0)) or not np.all(finite):
+                self.needed_rtol = None  # no relative tolerance covers an error on an exact zero
+            elif self.needed_rtol is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where(excess > 0, excess / np.where(magnitude > 0, magnitude, 1.0), 0.0)
+                self.needed_rtol = max(self.needed_rtol, float(ratio.max()))
+        nonzero = finite & (magnitude > 0)
+        if np.any(nonzero):
+            rel = diff[nonzero] / magnitude[nonzero]
+            self.rel_elements += rel.size
+            self.sum_rel += float(rel.sum())
+            self.max_rel = max(self.max_rel, float(rel.max()))
+        if self.classifier and reference.ndim == 2:
+            self.samples += reference.shape[0]
+            original_top1 = np.argmax(reference, axis=1)
+            self.top1_agree += int((original_top1 == np.argmax(candidate, axis=1)).sum())
+            k = min(self.top_k, reference.shape[1])
+            candidate_topk = np.argsort(-candidate, axis=1, kind="stable")[:, :k]
+            self.topk_agree += int((candidate_topk == original_top1[:, None]).any(axis=1).sum())
+
+    @property
+    def within_tolerance(self) -> float:
+        return self.within / self.elements if self.elements else 1.0
+
+    @property
+    def top1_agreement(self) -> Optional[float]:
+        return self.top1_agree / self.samples if self.classifier and self.samples else None
+
+    @property
+    def topk_agreement(self) -> Optional[float]:
+        return self.topk_agree / self.samples if self.classifier and self.samples else None
+
+    def to_json(self) -> dict:
+        data = {
+            "elements": self.elements,
+            "max_abs_error": self.max_abs,
+            "mean_abs_error": self.sum_abs / max(self.elements - self.non_finite, 1),
+            "max_rel_error": self.max_rel,
+            "mean_rel_error": self.sum_rel / self.rel_elements if self.rel_elements else 0.0,
+            "within_tolerance": self.within_tolerance,
+            "needed_atol": self.needed_atol,
+            "needed_rtol": self.needed_rtol,
+            "non_finite": self.non_finite,
+        }
+        if self.classifier:
+            data.update(top1_agreement=self.top1_agreement, topk_agreement=self.topk_agreement)
+        return data
+
+
+class _Accuracy:
+    """Top-1/top-k accuracy of both models against ground-truth class ids per image."""
+
+    def __init__(self, labels_csv: str, truth: Dict[str, int], top_k: int):
+        self.labels_csv = labels_csv
+        self.truth = truth
+        self.top_k = top_k
+        self.labelled = 0
+        self.correct = {"original": [0, 0], "optimized": [0, 0]}
+
+    def add(self, sources: Sequence[str], scores: Dict[str, np.ndarray]) -> None:
+        for row, where in enumerate(sources):
+            class_id = self.truth.get(where, self.truth.get(os.path.basename(where)))
+            if class_id is None:
+                continue
+            self.labelled += 1
+            for role, values in scores.items():
+                row_scores = values[row]
+                # 1001-class models put "background" first; the CSV holds 1000-class ids.
+                offset = 1 if row_scores.shape[-1] == 1001 else 0
+                ranked = np.argsort(-row_scores, kind="stable")[: self.top_k] - offset
+                self.correct[role][0] += int(ranked[0] == class_id)
+                self.correct[role][1] += int(class_id in ranked)
+
+    def to_json(self) -> dict:
+        n = max(self.labelled, 1)
+        return {
+            "labels_csv": self.labels_csv,
+            "labelled_samples": self.labelled,
+            **{role: {"top1": top1 / n, "topk": topk / n} for role, (top1, topk) in self.correct.items()},
+        }
+
+
+def read_labels_csv(path: str) -> Dict[str, int]:
+    """{image: class_id} from a CSV with columns image,class_id (more columns are ignored). DataError otherwise."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"image", "class_id"} <= set(reader.fieldnames):
+                raise DataError(f"labels CSV {path!r} needs columns image,class_id; it has {', '.join(reader.fieldnames or []) or 'none'}")
+            truth = {}
+            for line, row in enumerate(reader, start=2):
+                try:
+                    truth[row["image"].strip()] = int(row["class_id"])
+                except (TypeError, ValueError):
+                    raise DataError(f"labels CSV {path!r} line {line}: class_id {row.get('class_id')!r} is not a whole number") from None
+    except OSError as error:
+        raise DataError(f"labels CSV {path!r} cannot be read ({error.strerror or error})") from error
+    if not truth:
+        raise DataError(f"labels CSV {path!r} has no rows")
+    return truth
+
+
+# --------------------------------------------------------------------------- the report
+
+@dataclasses.dataclass
+class ValidationReport:
+    """The comparison's result: truthy on pass; ``failures`` lists each unmet criterion."""
+
+    passed: bool
+    failures: List[str]
+    original: dict
+    optimized: dict
+    precision: Optional[str]
+    criteria: Criteria
+    top_k: int
+    data: str
+    samples: int
+    outputs: Dict[str, dict]
+    accuracy: Optional[dict]
+    settings: dict
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def top1_agreement(self) -> Optional[float]:
+        """The lowest top-1 agreement over classifier outputs (None when there are none)."""
+        values = [o["top1_agreement"] for o in self.outputs.values() if o.get("top1_agreement") is not None]
+        return min(values) if values else None
+
+    @property
+    def topk_agreement(self) -> Optional[float]:
+        values = [o["topk_agreement"] for o in self.outputs.values() if o.get("topk_agreement") is not None]
+        return min(values) if values else None
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((o["max_abs_error"] for o in self.outputs.values()), default=0.0)
+
+    def raise_if_failed(self) -> "ValidationReport":
+        """Raise ValidationFailed (its message lists the failures) unless the report passed."""
+        if not self.passed:
+            raise ValidationFailed(f"{self.optimized['model']} differs from {self.original['model']}: " + "; ".join(self.failures))
+        return self
+
+    def to_json(self) -> dict:
+        return {
+            "passed": self.passed,
+            "failures": self.failures,
+            "original": self.original,
+            "optimized": self.optimized,
+            "precision": self.precision,
+            "criteria": self.criteria.to_json(),
+            "top_k": self.top_k,
+            "data": self.data,
+            "samples": self.samples,
+            "top1_agreement": self.top1_agreement,
+            "topk_agreement": self.topk_agreement,
+            "max_abs_error": self.max_abs_error,
+            "outputs": self.outputs,
+            "accuracy": self.accuracy,
+            "settings": self.settings,
+        }
+
+    def summary_lines(self) -> List[str]:
+        """A few human-readable lines: verdict, per-output errors, agreement, accuracy."""
+        verdict = "PASS" if self.passed else "FAIL"
+        lines = [f"{verdict}: {self.optimized['model']} ({self.precision or 'unknown precision'}) vs {self.original['model']} "
+                 f"on {self.samples} samples of {self.data}"]
+        for name, stats in self.outputs.items():
+            line = (f"  {name}: max abs {stats['max_abs_error']:.3g}, mean abs {stats['mean_abs_error']:.3g}, "
+                    f"max rel {stats['max_rel_error']:.3g}, within atol={self.criteria.atol:g} rtol={self.criteria.rtol:g}: "
+                    f"{stats['within_tolerance']:.2%}")
+            if stats.get("top1_agreement") is not None:
+                line += f", top-1 agreement {stats['top1_agreement']:.2%}, top-{self.top_k} {stats['topk_agreement']:.2%}"
+            lines.append(line)
+        if self.accuracy:
+            acc = self.accuracy
+            lines.append(f"  accuracy on {acc['labelled_samples']} labelled: original top-1 {acc['original']['top1']:.2%}, "
+                         f"optimized top-1 {acc['optimized']['top1']:.2%}")
+        lines.extend(f"  failed: {failure}" for failure in self.failures)
+        return lines
+
+
+def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike, ModelRunner], *,
+             data: DataSpec = "synthetic", rtol: Optional[float] = None, atol: Optional[float] = None,
+             top_k: int = 5, labels_csv: Optional[str] = None, min_top1_agreement: Optional[float] = None,
+             min_within_tolerance: Optional[float] = None, batch_size: int = 8, samples: Optional[int] = None,
+             preprocess: str = "auto", input_shape=None, threads: Threads = (None, None), seed: int = 0) -> ValidationReport:
+    """Compare ``optimized`` with ``original`` on the same inputs; return a report (truthy on pass).
+
+    Args:
+      original, optimized: model specs, ``LoadedModel``s or ``ModelRunner``s.
+      data: any data spec ``open_source`` takes; default random inputs.
+      rtol, atol, min_top1_agreement, min_within_tolerance: override the precision's
+        defaults (``DEFAULT_CRITERIA``, keyed by the optimized model's recorded precision).
+      top_k: k for top-k agreement and accuracy.
+      labels_csv: CSV with columns image,class_id (image = file name or path as listed)
+        to measure each model's accuracy; needs image data.
+      samples: compare on at most this many samples (default: all; 32 for synthetic).
+
+    Returns a ValidationReport; it does not raise on failure (call ``raise_if_failed()``).
+    Raises SignatureMismatch (a ValidationFailed) before running when inputs (names,
+    dtypes, shapes) or output names differ; ModelLoadError, DataError, ConfigError for
+    unusable models, data or options.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k must be a whole number >= 1, got {top_k!r}")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise ConfigError(f"samples must be a whole number >= 1, got {samples!r}")
+    truth = read_labels_csv(labels_csv) if labels_csv else None
+    configure_threads(*threads)
+    original_runner, owns_original = open_runner(original)
+    optimized_runner = owns_optimized = None
+    try:
+        optimized_runner, owns_optimized = open_runner(optimized)
+        check_same_signature(original_runner.signature, optimized_runner.signature,
+                             f"original {original_runner.name!r}", f"optimized {optimized_runner.name!r}")
+        metadata = optimized_runner.toolkit_metadata or {}
+        precision = metadata.get("precision")
+        criteria = criteria_for(precision, rtol=rtol, atol=atol, min_within_tolerance=min_within_tolerance,
+                                min_top1_agreement=min_top1_agreement)
+        # The original's conventions decide preprocessing; a converted model records the same ones.
+        source = open_source(data, original_runner.signature, preprocess=preprocess, input_shape=input_shape,
+                             model_hint=original_runner.model_info, seed=seed)
+        scores_output = classifier_output(original_runner.signature)
+        if truth is not None and scores_output is None:
+            raise ConfigError("labels_csv needs a classifier (one output of shape [batch, classes]); this model has none")
+        if truth is not None and source.count() is None:
+            raise ConfigError("labels_csv needs image data (e.g. --data=saved_models/samples); synthetic inputs have no labels")
+        limit = samples if samples is not None else (DEFAULT_SYNTHETIC_SAMPLES if source.count() is None else None)
+
+        comparisons = {name: _OutputComparison(name, criteria, top_k, classifier=name == scores_output)
+                       for name in original_runner.signature.output_names}
+        accuracy = _Accuracy(labels_csv, truth, top_k) if truth is not None else None
+        seen = 0
+        for batch in source.batches(batch_size, limit=limit):
+            # Both models get the very same tensors.
+            tensors = original_runner.prepare(batch.inputs)
+            reference = original_runner.run_prepared(tensors)
+            candidate = optimized_runner.run_prepared(tensors)
+            for name, comparison in comparisons.items():
+                comparison.add(reference[name], candidate[name])
+            if accuracy is not None:
+                accuracy.add(batch.sources, {"original": reference[scores_output], "optimized": candidate[scores_output]})
+            seen += len(batch)
+        if not seen:
+            raise DataError(f"{source.description} gave no samples; nothing to compare")
+        if accuracy is not None and not accuracy.labelled:
+            raise DataError(f"none of the {seen} images is listed in {labels_csv!r} (matched by path or file name); check the CSV's image column")
+
+        failures = _failures(comparisons, criteria)
+        return ValidationReport(
+            passed=not failures,
+            failures=failures,
+            original=original_runner.describe(),
+            optimized=optimized_runner.describe(),
+            precision=precision,
+            criteria=criteria,
+            top_k=top_k,
+            data=source.description,
+            samples=seen,
+            outputs={name: c.to_json() for name, c in comparisons.items()},
+            accuracy=accuracy.to_json() if accuracy is not None else None,
+            settings={"batch_size": batch_size, "preprocess": source.preprocess, "seed": seed, **current_threads()},
+        )
+    finally:
+        if owns_optimized:
+            optimized_runner.close()
+        if owns_original:
+            original_runner.close()
+
+
+def _failures(comparisons: Dict[str, _OutputComparison], criteria: Criteria) -> List[str]:
+    failures = []
+    for name, comparison in comparisons.items():
+        if comparison.non_finite:
+            failures.append(f"output {name!r} has {comparison.non_finite} NaN/inf value(s)")
+        if comparison.within_tolerance < criteria.min_within_tolerance:
+            failures.append(
+                f"output {name!r}: {comparison.within_tolerance:.2%} of elements within atol={criteria.atol:g} "
+                f"rtol={criteria.rtol:g}, need {criteria.min_within_tolerance:.2%} "
+                f"(max abs error {comparison.max_abs:.3g}; atol={comparison.needed_atol:.3g} at this rtol would pass)"
+            )
+        agreement = comparison.top1_agreement
+        if agreement is not None and agreement < criteria.min_top1_agreement:
+            failures.append(f"output {name!r}: top-1 agreement {agreement:.2%}, need {criteria.min_top1_agreement:.2%}")
+    return failures
