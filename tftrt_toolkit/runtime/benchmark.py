@@ -1,0 +1,370 @@
+"""Benchmark: latency percentiles and throughput per batch size, optionally against a baseline.
+
+    report = benchmark("out/bf16", baseline="saved_models/efficientnet_lite0", batch_sizes=(1, 8))
+    report.speedups          # [{"batch_size": 1, "p50_speedup": 1.9, "throughput_speedup": 1.9}, ...]
+    report.table_lines()     # the compact table the CLI prints
+
+Timing honesty (what is and is not on the clock):
+- inputs are decoded, preprocessed and turned into tensors *before* the clock starts;
+- each timed run is one call of the signature function plus ``.numpy()`` on every output,
+  so the work is finished and the results are in host memory when the clock stops;
+- the first call at each batch size (graph optimization / engine build) is timed on its
+  own as ``first_call_ms``; warm-up runs after it are excluded;
+- with a baseline both models are loaded in the same process and their runs INTERLEAVED
+  (baseline, optimized, baseline, ...) at each batch size, so drifting machine load
+  (other processes, CPU frequency) hits both alike; both get the same number of runs;
+- the number of timed runs, threads, batch sizes, TF version and CPU go into the report.
+
+Peak RSS is the process's high-water mark (``getrusage``) after each measurement: with a
+baseline both models live in the process, so it is an upper bound for each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import platform
+import time
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from tftrt_toolkit.data import open_source
+from tftrt_toolkit.data.progress import ProgressBar
+from tftrt_toolkit.data.sources import DataSpec
+from tftrt_toolkit.errors import ConfigError, DataError
+from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
+from tftrt_toolkit.runtime.validate import check_same_signature
+
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+DEFAULT_WARMUP = 5
+# Without --iterations or --duration, time about this many seconds per model and batch size.
+DEFAULT_DURATION_S = 5.0
+# Percentiles need a few runs to mean anything, whatever the duration.
+MIN_RUNS = 5
+
+LATENCY_STATS = ("min", "mean", "p50", "p90", "p99", "max")
+ROLES = ("baseline", "optimized")
+
+CSV_COLUMNS = (
+    "role", "model", "batch_size", "runs", "first_call_ms",
+    *(f"latency_{stat}_ms" for stat in LATENCY_STATS),
+    "throughput", "peak_rss_mb", "p50_speedup", "throughput_speedup",
+)
+
+
+def latency_stats(latencies_s: Sequence[float]) -> Dict[str, float]:
+    """min/mean/p50/p90/p99/max in milliseconds of per-run latencies given in seconds."""
+    ms = np.asarray(latencies_s, dtype=np.float64) * 1000.0
+    stats = {
+        "min": ms.min(),
+        "mean": ms.mean(),
+        "p50": np.percentile(ms, 50),
+        "p90": np.percentile(ms, 90),
+        "p99": np.percentile(ms, 99),
+        "max": ms.max(),
+    }
+    return {name: round(float(value), 4) for name, value in stats.items()}
+
+
+def peak_rss_mb() -> Optional[float]:
+    """This process's peak resident memory in MB (None where getrusage is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return peak / 1024.0 / (1024.0 if platform.system() == "Darwin" else 1.0)
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One model at one batch size: timed runs and what they say."""
+
+    role: str
+    model: str
+    batch_size: int
+    runs: int
+    first_call_ms: float
+    latency_ms: Dict[str, float]
+    throughput: float  # samples per second over the timed runs
+    peak_rss_mb: Optional[float]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class BenchmarkReport:
+    """Settings, per-model facts, one Measurement per model x batch size, and baseline speed-ups."""
+
+    settings: dict
+    models: Dict[str, dict]  # role -> ModelRunner.describe()
+    results: List[Measurement]
+    speedups: List[dict]  # per batch size: p50_speedup (baseline p50 / optimized p50), throughput_speedup
+
+    def result(self, role: str, batch_size: int) -> Measurement:
+        for measurement in self.results:
+            if measurement.role == role and measurement.batch_size == batch_size:
+                return measurement
+        raise KeyError((role, batch_size))
+
+    def speedup(self, batch_size: int) -> Optional[dict]:
+        return next((s for s in self.speedups if s["batch_size"] == batch_size), None)
+
+    @property
+    def has_baseline(self) -> bool:
+        return "baseline" in self.models
+
+    def to_json(self) -> dict:
+        return {
+            "settings": self.settings,
+            "models": self.models,
+            "results": [m.to_json() for m in self.results],
+            "speedups": self.speedups,
+        }
+
+    def csv_rows(self) -> List[dict]:
+        """One row per model x batch size (columns ``CSV_COLUMNS``); speed-ups on the optimized rows."""
+        rows = []
+        for m in self.results:
+            speedup = self.speedup(m.batch_size) if m.role == "optimized" else None
+            rows.append({
+                "role": m.role, "model": m.model, "batch_size": m.batch_size, "runs": m.runs,
+                "first_call_ms": round(m.first_call_ms, 3),
+                **{f"latency_{stat}_ms": round(m.latency_ms[stat], 3) for stat in LATENCY_STATS},
+                "throughput": round(m.throughput, 2),
+                "peak_rss_mb": None if m.peak_rss_mb is None else round(m.peak_rss_mb, 1),
+                "p50_speedup": None if speedup is None else speedup["p50_speedup"],
+                "throughput_speedup": None if speedup is None else speedup["throughput_speedup"],
+            })
+        return rows
+
+    def table_lines(self) -> List[str]:
+        """A compact fixed-width table: per batch size, p50 latency and throughput (and speed-ups)."""
+        if self.has_baseline:
+            header = f"{'batch':>5}  {'baseline p50':>13}  {'optimized p50':>13}  {'speed-up':>8}  " \
+                     f"{'baseline /s':>11}  {'optimized /s':>12}  {'speed-up':>8}  {'runs':>4}"
+        else:
+            header = f"{'batch':>5}  {'p50 ms':>9}  {'p90 ms':>9}  {'p99 ms':>9}  {'samples/s':>9}  {'first call':>10}  {'runs':>4}"
+        lines = [header]
+        for batch_size in self.settings["batch_sizes"]:
+            optimized = self.result("optimized", batch_size)
+            if self.has_baseline:
+                baseline = self.result("baseline", batch_size)
+                speedup = self.speedup(batch_size)
+                lines.append(
+                    f"{batch_size:>5}  {baseline.latency_ms['p50']:>10.2f} ms  {optimized.latency_ms['p50']:>10.2f} ms  "
+                    f"{speedup['p50_speedup']:>7.2f}x  {baseline.throughput:>11.1f}  {optimized.throughput:>12.1f}  "
+                    f"{speedup['throughput_speedup']:>7.2f}x  {optimized.runs:>4}")
+            else:
+                lat = optimized.latency_ms
+                lines.append(f"{batch_size:>5}  {lat['p50']:>9.2f}  {lat['p90']:>9.2f}  {lat['p99']:>9.2f}  "
+                             f"{optimized.throughput:>9.1f}  {optimized.first_call_ms:>7.0f} ms  {optimized.runs:>4}")
+        return lines
+
+    def __repr__(self) -> str:
+        parts = []
+        for batch_size in self.settings["batch_sizes"]:
+            p50 = self.result("optimized", batch_size).latency_ms["p50"]
+            speedup = self.speedup(batch_size)
+            parts.append(f"bs{batch_size}: p50 {p50:.2f} ms" + (f" ({speedup['p50_speedup']:.2f}x)" if speedup else ""))
+        return f"BenchmarkReport({self.models['optimized']['model']!r}, {'; '.join(parts)})"
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name}={value!r} is not valid; use a whole number >= {minimum}.")
+
+
+def _batch_inputs(source, batch_size: int) -> Dict[str, np.ndarray]:
+    """One batch of exactly ``batch_size`` samples; a small image set is repeated to fill it."""
+    batch = next(iter(source.batches(batch_size, limit=batch_size)), None)
+    if batch is None:
+        raise DataError(f"{source.description} gave no samples to benchmark with")
+    if len(batch) == batch_size:
+        return batch.inputs
+    repeats = math.ceil(batch_size / len(batch))
+    return {name: np.concatenate([array] * repeats)[:batch_size] for name, array in batch.inputs.items()}
+
+
+class _Timer:
+    """Timed runs of one model on one prepared batch."""
+
+    def __init__(self, runner: ModelRunner, tensors: dict):
+        self.runner = runner
+        self.tensors = tensors
+        self.latencies: List[float] = []
+
+    def call(self) -> float:
+        start = time.perf_counter()
+        # run_prepared ends with .numpy() on every output: the result is on the host.
+        self.runner.run_prepared(self.tensors)
+        return time.perf_counter() - start
+
+    def timed(self) -> float:
+        elapsed = self.call()
+        self.latencies.append(elapsed)
+        return elapsed
+
+
+def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike, ModelRunner, None] = None,
+              batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, warmup: int = DEFAULT_WARMUP,
+              iterations: Optional[int] = None, duration: Optional[float] = None, data: DataSpec = "synthetic",
+              threads: Threads = (None, None), progress: bool = True, preprocess: str = "auto",
+              input_shape=None, seed: int = 0) -> BenchmarkReport:
+    """Measure ``model`` (and ``baseline``, interleaved) at each batch size; return a BenchmarkReport.
+
+    Args:
+      model, baseline: model specs, ``LoadedModel``s or ``ModelRunner``s; the baseline must
+        have the same signature (usually the original the model was converted from).
+      batch_sizes: batch sizes to measure, in order.
+      warmup: untimed runs per model and batch size after the first call.
+      iterations: timed runs per model and batch size; or ``duration``: about this many
+        seconds of timed runs per model and batch size (at least ``MIN_RUNS`` runs).
+        Neither: ``DEFAULT_DURATION_S`` seconds.
+      data: where inputs come from (default random inputs); a batch is filled by repeating samples.
+      threads: (intra, inter) TF thread counts, set before any model loads.
+      progress: show a progress bar on stderr (when it is a terminal).
+
+    Raises ConfigError (bad settings, threads set too late), SignatureMismatch (baseline
+    with another signature), ModelLoadError, DataError.
+    """
+    batch_sizes = tuple(batch_sizes)
+    if not batch_sizes:
+        raise ConfigError("batch_sizes is empty; give at least one batch size, e.g. 1,8,32.")
+    for batch_size in batch_sizes:
+        _check_positive_int("batch size", batch_size)
+    if len(set(batch_sizes)) != len(batch_sizes):
+        raise ConfigError(f"batch_sizes {list(batch_sizes)} repeats a value; list each batch size once.")
+    _check_positive_int("warmup", warmup, minimum=0)
+    if iterations is not None and duration is not None:
+        raise ConfigError("give either iterations or duration, not both.")
+    if iterations is not None:
+        _check_positive_int("iterations", iterations)
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration > 0):
+        raise ConfigError(f"duration={duration!r} is not valid; use a number of seconds > 0.")
+    if iterations is None and duration is None:
+        duration = DEFAULT_DURATION_S
+
+    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    threads_in_force = configure_threads(*threads)
+    runners: Dict[str, ModelRunner] = {}
+    owned: List[ModelRunner] = []
+    try:
+        for role, spec in (("optimized", model), ("baseline", baseline)):
+            if spec is None:
+                continue
+            runner, owns = open_runner(spec)
+            runners[role] = runner
+            if owns:
+                owned.append(runner)
+        optimized = runners["optimized"]
+        if "baseline" in runners:
+            check_same_signature(runners["baseline"].signature, optimized.signature,
+                                 f"baseline {runners['baseline'].name!r}", f"model {optimized.name!r}")
+        # The model's conventions decide preprocessing; a converted model records its source's.
+        hint = (runners.get("baseline") or optimized).model_info
+        source = open_source(data, optimized.signature, preprocess=preprocess, input_shape=input_shape,
+                             model_hint=hint, seed=seed)
+        roles = [role for role in ROLES if role in runners]
+
+        results: List[Measurement] = []
+        bar = ProgressBar(len(batch_sizes) * 100, "benchmark", enabled=None if progress else False)
+        with bar:
+            for index, batch_size in enumerate(batch_sizes):
+                inputs = _batch_inputs(source, batch_size)
+                timers = {role: _Timer(runners[role], runners[role].prepare(inputs)) for role in roles}
+                first_call = {}
+                for role in roles:
+                    first_call[role] = timers[role].call() * 1000.0
+                for _ in range(warmup):
+                    for role in roles:
+                        timers[role].call()
+
+                def show(done_share: float) -> None:
+                    bar.update(index * 100 + int(100 * min(done_share, 1.0)), f"batch size {batch_size}")
+
+                # Interleave: each round runs every model once, so all get the same number of runs.
+                rounds = 0
+                started = time.perf_counter()
+                budget = None if duration is None else duration * len(roles)
+                while True:
+                    for role in roles:
+                        timers[role].timed()
+                    rounds += 1
+                    if iterations is not None:
+                        show(rounds / iterations)
+                        if rounds >= iterations:
+                            break
+                    else:
+                        elapsed = time.perf_counter() - started
+                        show(elapsed / budget)
+                        if elapsed >= budget and rounds >= MIN_RUNS:
+                            break
+                rss = peak_rss_mb()
+                for role in roles:
+                    latencies = timers[role].latencies
+                    results.append(Measurement(
+                        role=role, model=runners[role].name, batch_size=batch_size, runs=len(latencies),
+                        first_call_ms=round(first_call[role], 3), latency_ms=latency_stats(latencies),
+                        throughput=round(batch_size * len(latencies) / sum(latencies), 3),
+                        peak_rss_mb=None if rss is None else round(rss, 1),
+                    ))
+
+        report = BenchmarkReport(
+            settings=_settings(batch_sizes, warmup, iterations, duration, threads, threads_in_force, source,
+                               interleaved=len(roles) > 1, started_at=started_at),
+            models={role: runners[role].describe() for role in roles},
+            results=results,
+            speedups=[],
+        )
+        if "baseline" in runners:
+            report.speedups = [_speedup(report.result("baseline", b), report.result("optimized", b)) for b in batch_sizes]
+        return report
+    finally:
+        for runner in owned:
+            runner.close()
+
+
+def _speedup(baseline: Measurement, optimized: Measurement) -> dict:
+    return {
+        "batch_size": optimized.batch_size,
+        "p50_speedup": round(baseline.latency_ms["p50"] / optimized.latency_ms["p50"], 3),
+        "throughput_speedup": round(optimized.throughput / baseline.throughput, 3),
+    }
+
+
+def _settings(batch_sizes, warmup, iterations, duration, requested_threads, threads_in_force, source, *,
+              interleaved: bool, started_at: str) -> dict:
+    import tensorflow as tf
+
+    from tftrt_toolkit import __version__
+    from tftrt_toolkit.environment import probe
+
+    env = probe()
+    return {
+        "batch_sizes": list(batch_sizes),
+        "warmup": warmup,
+        "iterations": iterations,
+        "duration_s": duration,
+        "interleaved": interleaved,
+        "threads": {
+            "intra_op_threads": requested_threads[0], "inter_op_threads": requested_threads[1],
+            "in_force": threads_in_force,  # 0 = TensorFlow's choice
+        },
+        "data": source.description,
+        "preprocess": source.preprocess,
+        "timed_region": "signature call + .numpy() on every output; inputs prepared before, warm-up excluded",
+        "tensorflow_version": tf.__version__,
+        "toolkit_version": __version__,
+        "cpu_model": env.cpu_model,
+        "cpu_count": env.cpu_count,
+        "cpu_features": list(env.cpu_features),
+        "gpus": list(env.gpus),
+        "onednn_enabled": env.onednn_enabled,
+        "platform": env.platform,
+        "started_at": started_at,
+    }
