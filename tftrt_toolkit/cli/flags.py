@@ -138,3 +138,78 @@ def threading_from_flags():
             raise ConfigError(f"--{name}={value} is out of range; use 0 (TF's choice) to 1024.")
         values.append(value)
     return tuple(values)
+
+
+# --------------------------------------------------------------------------- predict / validate / benchmark
+
+def model_load_options_from_flags() -> dict:
+    """The ``load_model`` options the model flags describe (weights, signature, unsafe deserialization)."""
+    return {
+        "weights": None if (FLAGS.weights or "").lower() == "none" else FLAGS.weights,
+        "signature_key": FLAGS.signature,
+        "unsafe_deserialization": FLAGS.unsafe_deserialization,
+    }
+
+
+def define_top_k_flag() -> List[str]:
+    return [define("integer", "top_k", 5, "How many classes per sample (predict), or the k of top-k agreement and accuracy (validate).")]
+
+
+def define_predict_flags() -> List[str]:
+    return define_top_k_flag() + [
+        define("enum", "format", "json", "Output format (default json; csv when --output ends in .csv).",
+               enum_values=["json", "csv"]),
+        define("string", "labels", None,
+               "Class names, one per line (line i = class i), for classifiers whose outputs are not ImageNet's 1000/1001."),
+        define("integer", "batch_size", 8, "Batch size for calibration (and for commands that batch)."),
+    ]
+
+
+def define_validate_flags() -> List[str]:
+    return define_top_k_flag() + [
+        define("string", "original", None, "The original model (any --model form)."),
+        define("string", "optimized", None, "The optimized model to check (a SavedModel dir, e.g. tftrt convert's output)."),
+        define("float", "rtol", None, "Relative tolerance per element (default by precision: fp32 1e-4, bf16 5e-2, ...)."),
+        define("float", "atol", None, "Absolute tolerance per element (default by precision: fp32 1e-4, bf16 5e-2, ...)."),
+        define("float", "min_within_tolerance", None,
+               "Share of output elements that must be within tolerance (default: 1.0 for fp32 or explicit tolerances)."),
+        define("float", "min_top1_agreement", None, "Share of samples whose top-1 class must match (default by precision)."),
+        define("string", "labels_csv", None, "Ground truth, a CSV with columns image,class_id: reports each model's accuracy."),
+        define("integer", "samples", None, "Compare on at most this many samples (default: all; 32 for synthetic data)."),
+        define("integer", "batch_size", 8, "Batch size for calibration (and for commands that batch)."),
+    ]
+
+
+def define_benchmark_flags() -> List[str]:
+    return [
+        define("string", "baseline", None, "Also measure this model (usually the original), interleaved, and report speed-ups."),
+        define("list", "batch_sizes", ["1", "8", "32"], "Batch sizes to measure."),
+        define("integer", "warmup", 5, "Untimed runs per model and batch size (after the first call, which is timed apart)."),
+        define("integer", "iterations", None, "Timed runs per model and batch size."),
+        define("float", "duration", None, "Or: about this many seconds of timed runs per model and batch size (default 5)."),
+        define("bool", "plot", True, "Write benchmark.png into --output (needs matplotlib: pip install tftrt_toolkit[plot])."),
+    ]
+
+
+def batch_sizes_from_flags() -> tuple:
+    """--batch_sizes as a tuple of positive ints; ConfigError naming the bad entry."""
+    sizes = []
+    for text in FLAGS.batch_sizes or []:
+        try:
+            size = int(text)
+        except ValueError:
+            raise ConfigError(f"--batch_sizes entry {text!r} is not a whole number; write e.g. 1,8,32.") from None
+        if size < 1:
+            raise ConfigError(f"--batch_sizes entry {size} is not valid; batch sizes are >= 1.")
+        sizes.append(size)
+    if not sizes:
+        raise ConfigError("--batch_sizes is empty; write e.g. 1,8,32.")
+    return tuple(sizes)
+
+
+def data_from_flags(default: Optional[str] = None):
+    """--data as one spec (a single entry) or a list of paths; ``default`` when not given."""
+    data = FLAGS.data
+    if not data:
+        return default
+    return data[0] if len(data) == 1 else list(data)

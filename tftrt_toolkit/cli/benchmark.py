@@ -1,0 +1,85 @@
+"""tftrt benchmark: latency percentiles and throughput per batch size, before vs after.
+
+  tftrt benchmark --model=SPEC [--baseline=SPEC] [--batch_sizes=1,8,32] [--warmup=5]
+                  [--iterations=N | --duration=S] [--data=synthetic|DIR|...] [--output=DIR]
+
+Reports latency min/mean/p50/p90/p99/max, throughput (samples/s), the first call's time
+(graph optimization / engine build) apart, peak RSS and the number of runs, for each
+batch size. With --baseline both models run in this process, interleaved run by run, and
+speed-ups (p50 latency, throughput) are printed side by side. Inputs are prepared before
+the clock starts; each timed run includes copying every output to host memory.
+--output=DIR writes benchmark.json, benchmark.csv and benchmark.png (the chart needs
+matplotlib: pip install tftrt_toolkit[plot]; --noplot skips it). The settings (threads,
+batch sizes, runs, TF version, CPU) are recorded in benchmark.json.
+"""
+
+import os
+import sys
+
+from tftrt_toolkit.cli import flags as cli_flags
+
+OUTPUT_FILES = ("benchmark.json", "benchmark.csv", "benchmark.png")
+
+
+def _data_flags():
+    return [name for name in cli_flags.define_data_flags() if name != "calibration_data"]
+
+
+def _output_flags():
+    return [name for name in cli_flags.define_output_flags() if name != "version"]
+
+
+def define_flags():
+    return (cli_flags.define_model_flags() + cli_flags.define_benchmark_flags() + _data_flags()
+            + _output_flags() + cli_flags.define_threading_flags() + cli_flags.define_format_flags())
+
+
+def main() -> int:
+    from tftrt_toolkit.report import writers
+    from tftrt_toolkit.runtime.benchmark import CSV_COLUMNS, benchmark
+    from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
+
+    FLAGS = cli_flags.FLAGS
+    model = cli_flags.require("model")
+    batch_sizes = cli_flags.batch_sizes_from_flags()
+    output = FLAGS.output
+    paths = {}
+    if output:
+        names = OUTPUT_FILES if FLAGS.plot else OUTPUT_FILES[:2]
+        paths = {name: os.path.join(output, name) for name in names}
+        # Refuse unusable outputs (and a missing matplotlib) before minutes of measuring.
+        writers.check_writable(list(paths.values()), overwrite=FLAGS.overwrite, make_dirs=True)
+        if FLAGS.plot:
+            from tftrt_toolkit.report.plots import require_matplotlib
+
+            require_matplotlib()
+    threads = cli_flags.threading_from_flags()
+    configure_threads(*threads)  # before anything loads: TF fixes its thread pools at start-up
+    load_options = cli_flags.model_load_options_from_flags()
+    baseline = ModelRunner(FLAGS.baseline, **load_options) if FLAGS.baseline else None
+    with ModelRunner(model, **load_options) as runner:
+        try:
+            report = benchmark(
+                runner, baseline=baseline, batch_sizes=batch_sizes, warmup=FLAGS.warmup,
+                iterations=FLAGS.iterations, duration=FLAGS.duration,
+                data=cli_flags.data_from_flags(default="synthetic"), threads=threads, progress=True,
+                preprocess=FLAGS.preprocess, input_shape=cli_flags.parse_input_shape(FLAGS.input_shape),
+            )
+        finally:
+            if baseline is not None:
+                baseline.close()
+    table = "\n".join(report.table_lines()) + "\n"
+    if FLAGS.json:
+        sys.stderr.write(table)
+        sys.stdout.write(writers.json_text(report))
+    else:
+        sys.stdout.write(table)
+    if paths:
+        writers.write_json(paths["benchmark.json"], report, overwrite=FLAGS.overwrite)
+        writers.write_csv(paths["benchmark.csv"], report.csv_rows(), CSV_COLUMNS, overwrite=FLAGS.overwrite)
+        if "benchmark.png" in paths:
+            from tftrt_toolkit.report.plots import plot_benchmark
+
+            plot_benchmark(report, paths["benchmark.png"], overwrite=FLAGS.overwrite)
+        print(f"wrote {', '.join(paths.values())}", file=sys.stdout if not FLAGS.json else sys.stderr)
+    return 0

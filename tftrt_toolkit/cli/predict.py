@@ -1,0 +1,57 @@
+"""tftrt predict: top-k labels (or raw outputs) for images or arrays, as JSON or CSV.
+
+  tftrt predict --model=SPEC --data=PATH[,PATH...] [--top_k=5] [--format=json|csv] [--output=FILE] [--labels=FILE]
+
+Classifiers with 1000 (or 1001, background first) outputs get ImageNet names shipped with
+the package; --labels=FILE (one name per line) names any other classifier's classes.
+Softmax is applied only when the outputs are logits ("softmax_applied" in the JSON).
+Other models get their raw outputs, named by signature output.
+JSON goes to stdout unless --output; CSV has one row per image x rank
+(image,rank,class_id,label,probability). --intra_op_threads/--inter_op_threads set
+TensorFlow's thread pools and are recorded under "settings".
+"""
+
+from tftrt_toolkit.cli import flags as cli_flags
+
+
+def _data_flags():
+    return [name for name in cli_flags.define_data_flags() if name != "calibration_data"]
+
+
+def _output_flags():
+    return [name for name in cli_flags.define_output_flags() if name != "version"]
+
+
+def define_flags():
+    return (cli_flags.define_model_flags() + _data_flags()
+            + cli_flags.define_predict_flags() + _output_flags() + cli_flags.define_threading_flags())
+
+
+def main() -> int:
+    from tftrt_toolkit.report import writers
+    from tftrt_toolkit.runtime.predict import predict
+    from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
+
+    FLAGS = cli_flags.FLAGS
+    model = cli_flags.require("model")
+    data = cli_flags.data_from_flags()
+    if data is None:
+        cli_flags.require("data")
+    output = FLAGS.output
+    output_format = FLAGS.format
+    if not FLAGS["format"].present and output and output.lower().endswith(".csv"):
+        output_format = "csv"
+    if output not in (None, "", "-"):
+        writers.check_writable([output], overwrite=FLAGS.overwrite)
+    threads = cli_flags.threading_from_flags()
+    configure_threads(*threads)  # before anything loads: TF fixes its thread pools at start-up
+    with ModelRunner(model, **cli_flags.model_load_options_from_flags()) as runner:
+        result = predict(runner, data, top_k=FLAGS.top_k, labels=FLAGS.labels, preprocess=FLAGS.preprocess,
+                         input_shape=cli_flags.parse_input_shape(FLAGS.input_shape), batch_size=FLAGS.batch_size,
+                         threads=threads)
+    if output_format == "csv":
+        text = writers.csv_text(result.csv_rows(), result.csv_columns)
+    else:
+        text = writers.json_text(result)
+    writers.emit(text, output, overwrite=FLAGS.overwrite)
+    return 0
