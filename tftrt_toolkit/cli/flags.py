@@ -213,3 +213,20 @@ def data_from_flags(default: Optional[str] = None):
     if not data:
         return default
     return data[0] if len(data) == 1 else list(data)
+
+
+# --------------------------------------------------------------------------- batch-predict (Apache Beam)
+
+def define_batch_predict_flags() -> List[str]:
+    """batch-predict's own flags; --top_k, --format and --labels are predict's (format json means JSON Lines here)."""
+    shared = [name for name in define_predict_flags() if name in ("format", "labels")]
+    return define_top_k_flag() + shared + [
+        define("integer", "min_batch_size", 1, "Smallest batch Beam's adaptive batching gives RunInference."),
+        define("integer", "max_batch_size", 32, "Largest batch Beam's adaptive batching gives RunInference."),
+        define("integer", "num_shards", 0, "Prediction files to write (0: the Beam runner decides)."),
+    ]
+
+
+def batch_predict_format_from_flags() -> str:
+    """--format as batch-predict's output format: json (and jsonl) -> JSON Lines shards, csv -> CSV shards."""
+    return "csv" if FLAGS.format == "csv" else "jsonl"
