@@ -184,9 +184,10 @@ class ModelRunner:
 
     # ------------------------------------------------------------------ running
     def prepare(self, inputs: Mapping[str, np.ndarray]) -> dict:
-        """Turn numpy inputs into TF tensors of the signature's dtypes (the work to keep off a benchmark clock).
+        """Check numpy inputs against the signature and make TF tensors of its dtypes (work to keep off a benchmark clock).
 
-        Raises DataError for a missing or unexpected input name, or values that cannot take the input's dtype.
+        Raises DataError for a missing or unexpected input name, a shape the signature rules out, or values
+        that cannot take the input's dtype.
         """
         import tensorflow as tf
 
@@ -202,6 +203,12 @@ class ModelRunner:
             )
         tensors = {}
         for info in signature.inputs:
+            # Checked here, not left to TF: some kernels CHECK-fail on a wrong rank and abort the process.
+            shape = np.shape(inputs[info.name])
+            if info.shape is not None and (len(shape) != len(info.shape) or any(
+                    want is not None and want != got for want, got in zip(info.shape, shape))):
+                expected = "[" + ",".join("?" if d is None else str(d) for d in info.shape) + "]"
+                raise DataError(f"input {info.name!r} takes shape {expected}; got {list(shape)}")
             try:
                 tensors[info.name] = tf.constant(np.asarray(inputs[info.name]), dtype=info.dtype)
             except (TypeError, ValueError) as error:
