@@ -106,7 +106,10 @@ def criteria_for(precision: Optional[str], *, rtol: Optional[float] = None, atol
 
 def check_same_signature(original: ModelSignature, optimized: ModelSignature, original_name: str = "original",
                          optimized_name: str = "optimized") -> None:
-    """Raise SignatureMismatch unless both take the same inputs (names, dtypes, shapes) and return the same output names."""
+    """Raise SignatureMismatch unless both take the same inputs (names, dtypes, shapes) and return the same outputs.
+
+    Outputs must have the same names, and no dimension known on both sides may differ.
+    """
     problems: List[str] = []
     if original.input_names != optimized.input_names:
         problems.append(f"inputs {list(original.input_names)} vs {list(optimized.input_names)}")
@@ -118,6 +121,14 @@ def check_same_signature(original: ModelSignature, optimized: ModelSignature, or
                 problems.append(f"input {a.name!r} shape {_shape_text(a.shape)} vs {_shape_text(b.shape)}")
     if set(original.output_names) != set(optimized.output_names):
         problems.append(f"outputs {list(original.output_names)} vs {list(optimized.output_names)}")
+    else:
+        for a in original.outputs:
+            b = next(t for t in optimized.outputs if t.name == a.name)
+            # Converters may leave output dims unknown; only dims both sides know can conflict.
+            if a.shape is not None and b.shape is not None and (
+                    len(a.shape) != len(b.shape)
+                    or any(x is not None and y is not None and x != y for x, y in zip(a.shape, b.shape))):
+                problems.append(f"output {a.name!r} shape {_shape_text(a.shape)} vs {_shape_text(b.shape)}")
     if problems:
         raise SignatureMismatch(
             f"{optimized_name} does not match {original_name}'s signature ({'; '.join(problems)}); "
