@@ -43,10 +43,17 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _raise_on_sigterm(signum, frame):
-    from tftrt_toolkit.errors import Interrupted
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as a kind of Ctrl-C.
 
-    raise Interrupted("terminated (SIGTERM); nothing was written.", exit_code=143)
+    A BaseException, so no ``except Exception`` on the way (ours wrap TensorFlow's errors into
+    ModelLoadError/ConversionError) can turn it into a different error and exit code, and every
+    cleanup that runs for Ctrl-C (temporary exports, staged outputs) runs for it too.
+    """
+
+
+def _raise_on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 def _print_help(command: str, module) -> None:
@@ -101,7 +108,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ToolkitError as error:
         print(f"tftrt {command}: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, _Terminated):
+            print(f"tftrt {command}: terminated (SIGTERM); nothing was written.", file=sys.stderr)
+            return 143
         print(f"tftrt {command}: interrupted; nothing was written.", file=sys.stderr)
         return 130
     finally:

@@ -1,0 +1,109 @@
+"""Shared by the reliability tests: a model that takes seconds to convert, and real `tftrt` processes."""
+
+import glob
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+# Every wait on a child process is bounded; these are generous because two engineers' test
+# runs may share the machine's two cores.
+START_TIMEOUT_S = 180
+FINISH_TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="session")
+def mid_size_saved_model(tmp_path_factory):
+    """MobileNetV2 (random weights) as a SavedModel: ~4 s to convert on the cpu backend, long enough to interrupt."""
+    import keras
+
+    from tftrt_toolkit.models.keras_export import export_keras_model
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("models") / "mobilenet_v2"
+    export_keras_model(keras.applications.MobileNetV2(weights=None), str(path))
+    return path
+
+
+def _tree_hash(path) -> str:
+    """One digest of every file name and byte under ``path``."""
+    digest = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode())
+            with open(full, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+class TftrtProcess:
+    """`python -m tftrt_toolkit.cli.main ARGS` as a child process with its own TMPDIR."""
+
+    def __init__(self, args, temp_dir):
+        env = dict(os.environ, TMPDIR=str(temp_dir), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+        self.args = list(args)
+        self.popen = subprocess.Popen([sys.executable, "-m", "tftrt_toolkit.cli.main", *self.args],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+    def wait_for(self, condition, what: str, timeout: float = START_TIMEOUT_S) -> None:
+        """Poll ``condition()`` until true; fail (with the child's stderr) if the child ends first or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.popen.poll() is not None:
+                _, err = self.popen.communicate()
+                pytest.fail(f"tftrt ended (exit {self.popen.returncode}) before {what}:\n{err}")
+            if time.monotonic() > deadline:
+                self.popen.kill()
+                self.popen.communicate()
+                pytest.fail(f"no {what} within {timeout} s")
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = FINISH_TIMEOUT_S):
+        """(exit code, stdout, stderr) once the child ends; killed and failed after ``timeout``."""
+        try:
+            out, err = self.popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            out, err = self.popen.communicate()
+            pytest.fail(f"tftrt {' '.join(self.args)} did not end within {timeout} s:\n{err}")
+        return self.popen.returncode, out, err
+
+
+@pytest.fixture
+def start_tftrt(tmp_path):
+    """Start `tftrt ARGS...` processes; each gets TMPDIR=tmp_path/tmp (checked empty by the tests)."""
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    started = []
+
+    def start(*args):
+        process = TftrtProcess(args, temp_dir)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:  # a failed assertion must not leave a child converting
+        if process.popen.poll() is None:
+            process.popen.kill()
+            process.popen.communicate()
+
+
+def _staging_dirs(output) -> list:
+    """The atomic writer's temporary directories beside ``output`` (``.NAME.tftrt-tmp-*``)."""
+    output = str(output)
+    return glob.glob(os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.tftrt-tmp-*"))
+
+
+@pytest.fixture
+def tree_hash():
+    return _tree_hash
+
+
+@pytest.fixture
+def staging_dirs():
+    return _staging_dirs
