@@ -2,7 +2,9 @@
 
 Keras 3's ``model.export`` names inputs after internal tensors (``keras_tensor``) and outputs
 ``output_0``; users' data and reports speak of the layer names (``images``, ``predictions``),
-so we export through ``ExportArchive`` with input specs and an output dict named after the model.
+so we save a serving function with input specs and an output dict named after the model.
+A plain ``tf.Module`` holds the model: Keras' ``ExportArchive.track`` stored every weight
+twice (VGG16's checkpoint listed 276.7M parameters instead of 138M).
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ def export_keras_model(model, output_dir: str, signature_key: str = "serving_def
 
     Inputs are named after the model's Input layers, outputs after its output layers.
     """
-    import keras
     import tensorflow as tf
 
     input_names = _unique([_clean_name(name, f"input_{i}") for i, name in enumerate(_input_names(model))])
@@ -60,7 +61,7 @@ def export_keras_model(model, output_dir: str, signature_key: str = "serving_def
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         return dict(zip(output_names, outputs))
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(signature_key, serve, input_signature=specs)
-    archive.write_out(output_dir, verbose=False)
+    holder = tf.Module()
+    holder.model = model  # tracks the weights once, under the model's own structure
+    holder.serve = tf.function(serve, input_signature=specs)
+    tf.saved_model.save(holder, output_dir, signatures={signature_key: holder.serve.get_concrete_function()})
