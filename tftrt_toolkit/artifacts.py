@@ -170,17 +170,36 @@ class StagedOutput:
                         os.rmdir(root)
 
 
+def _write_failure(error: BaseException) -> Optional[str]:
+    """Classify a failed write: "disk full", "permission", or None (Python's and TensorFlow's errors).
+
+    tf.saved_model.save writes through TensorFlow's C++ file system, which reports a full disk
+    as ResourceExhaustedError("...; No space left on device"), not as OSError(ENOSPC).
+    """
+    if isinstance(error, OSError):
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "disk full"
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "permission"
+        return None
+    if type(error).__module__.startswith("tensorflow") and (
+            os.strerror(errno.ENOSPC) in str(error) or os.strerror(errno.EDQUOT) in str(error)):
+        return "disk full"
+    return None
+
+
 @contextlib.contextmanager
 def staged_output(target: str, overwrite: bool = False) -> Iterator[StagedOutput]:
     """Write into ``stage.path``, call ``stage.commit()``; any exception (Ctrl-C included) discards it."""
     stage = StagedOutput(target, overwrite)
     try:
         yield stage
-    except OSError as error:
+    except Exception as error:
         stage.discard()
-        if error.errno == errno.ENOSPC:
+        failure = _write_failure(error)
+        if failure == "disk full":
             raise OutputError(f"disk full while writing {target!r}; free space or choose another --output. Nothing was written.") from error
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if failure == "permission":
             raise OutputError(f"cannot write {target!r} ({error.strerror}); choose a writable --output. Nothing was written.") from error
         raise
     except BaseException:

@@ -342,6 +342,12 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
     try:
         loaded = tf.saved_model.load(saved_model_dir)
     except Exception as error:
+        variables_problem = _unreadable_variables(saved_model_dir)
+        if variables_problem:
+            raise ModelLoadError(
+                f"the variables (weights) of the SavedModel in {saved_model_dir!r} are missing, truncated or corrupt "
+                f"({variables_problem}); re-export the model, or copy it again from where it came from."
+            ) from error
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ModelLoadError(
             f"TensorFlow could not load the SavedModel in {saved_model_dir!r} ({type(error).__name__}: {first}); "
@@ -353,3 +359,24 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
         raise ModelLoadError(
             f"{saved_model_dir!r} has no signature {signature_key!r}; available: {', '.join(loaded.signatures) or 'none'}."
         ) from None
+
+
+def _unreadable_variables(saved_model_dir: str) -> Optional[str]:
+    """Why the SavedModel's checkpoint (variables/variables.*) cannot be read, or None when it can.
+
+    Only called after tf.saved_model.load failed: its errors ("Read less bytes than requested",
+    "not an sstable") do not say which file is bad, so every tensor is read back once here.
+    """
+    import tensorflow as tf
+
+    prefix = os.path.join(saved_model_dir, "variables", "variables")
+    if not os.path.exists(prefix + ".index"):
+        return None  # a model without variables: the graph is what failed
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # the checkpoint reader raises IndexError, OpError, DataLossError...
+        text = str(error).strip()
+        return text.splitlines()[0][:160] if text else type(error).__name__
+    return None
