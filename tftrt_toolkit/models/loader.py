@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from typing import Dict, Optional, Tuple, Union
 
 from tftrt_toolkit.errors import ModelLoadError
@@ -237,11 +238,22 @@ def _load_keras_file(spec: ModelSpec, unsafe_deserialization: bool):
 
     if unsafe_deserialization:
         log.warning("--unsafe_deserialization: Lambda layers in %s may run arbitrary Python code.", spec.location)
+    # Keras reports a .keras file that is not a zip as "File not found", which sends users looking
+    # for a path problem; the file exists, its bytes are wrong.
+    if spec.location.lower().endswith(".keras") and not zipfile.is_zipfile(spec.location):
+        raise ModelLoadError(
+            f"{spec.location!r} is not a valid .keras file (not a zip archive: truncated or corrupt); "
+            "re-save the model with model.save('NAME.keras'), or copy it again."
+        )
     try:
         return keras.saving.load_model(spec.location, compile=False, safe_mode=not unsafe_deserialization)
     except Exception as error:
         text = str(error)
         first = text.strip().splitlines()[0][:240] if text.strip() else type(error).__name__
+        if isinstance(error, zipfile.BadZipFile):
+            raise ModelLoadError(
+                f"{spec.location!r} is truncated or corrupt ({first}); re-save the model, or copy it again."
+            ) from error
         if "safe_mode" in text or "Lambda" in text:
             raise ModelLoadError(
                 f"{spec.location!r} contains a Lambda layer whose code would run on loading; refused by Keras safe mode. "
