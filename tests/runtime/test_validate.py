@@ -116,3 +116,20 @@ def test_nan_outputs_fail():
     comparison.add(np.ones((2, 3)), np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 1.0]]))
     assert comparison.non_finite == 1 and comparison.within_tolerance < 1.0
     assert '"max_abs_error": null' in json_text(comparison)
+
+
+def test_bf16_conversion_reports_its_errors_and_is_gated_by_agreement(tiny_saved_model, tmp_path):
+    from tftrt_toolkit import ConversionConfig, convert
+    from tftrt_toolkit.errors import BackendUnavailable
+
+    try:
+        bf16 = convert(str(tiny_saved_model), str(tmp_path / "bf16"), ConversionConfig(backend="cpu", precision="bf16"))
+    except BackendUnavailable as error:
+        pytest.skip(f"no bf16 on this CPU: {error}")
+    # A random-weight tiny model has near-ties between classes, so gate at 75% as the backend test does.
+    report = validate(str(tiny_saved_model), bf16.path, samples=16, min_top1_agreement=0.75)
+    assert report.precision == "bf16"
+    assert report.criteria.atol == DEFAULT_CRITERIA["bf16"].atol
+    stats = report.outputs["probabilities"]
+    assert 0 < stats["max_abs_error"] <= 0.05  # reduced precision shows, within bf16's tolerance
+    assert report, report.failures
