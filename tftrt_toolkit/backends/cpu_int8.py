@@ -1,17 +1,331 @@
-"""INT8 post-training quantization for the cpu backend (not available yet: refused clearly)."""
+"""INT8 post-training quantization for the cpu backend: oneDNN's fused INT8 kernels in stock TensorFlow.
+
+How (see benchmarks/int8_cpu_notes.md for the measured comparison that chose this):
+
+1. the frozen graph, cleaned by grappler but *not* fused (the quantizer matches plain
+   ``Conv2D → BiasAdd → Relu`` patterns, not ``_FusedConv2D``);
+2. our folds (``cpu_int8_fold``): Keras 3 BatchNorm's ``Mul``/``AddV2`` into the conv
+   weights and bias, and BatchNorm offsets out of residual sums — without them every conv
+   keeps a dequantize/requantize pair and a per-channel requantize path that loses accuracy;
+3. Intel Neural Compressor (``neural-compressor-tf``) static quantization: per-channel
+   symmetric int8 weights, activations calibrated (min/max) on ``calibration_input_fn``,
+   rewritten to TF's own ``QuantizedConv2DWithBias*AndRequantize`` / ``QuantizedMatMul*`` ops
+   so consecutive convolutions stay in int8;
+4. a check against fp32 on a held-out calibration batch: output error, top-1 agreement
+   and the layers whose outputs drifted most, for the summary.
+
+The result is a plain GraphDef: the saved model needs only ``tf.saved_model.load`` with
+TensorFlow's oneDNN build (the default on x86 Linux), not this toolkit and not INC.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+import tempfile
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
 from tftrt_toolkit.environment import Environment
-from tftrt_toolkit.errors import BackendUnavailable
+from tftrt_toolkit.errors import BackendUnavailable, ConversionError, DataError
+
+log = logging.getLogger(__name__)
+
+METHOD = "inc_static_ptq_onednn"
+# Fewer samples than this give min/max ranges set by a handful of images: a few outliers
+# decide the scale of every layer. TF-TRT's INT8 examples calibrate on ~500; 32 is the floor.
+MIN_CALIBRATION_SAMPLES = 32
+# Held back from calibration to compare int8 with fp32 (the summary's accuracy figures).
+CHECK_SAMPLES = 8
+WORST_LAYERS_REPORTED = 5
+# Below this top-1 agreement with fp32 on the check batch the summary carries a warning.
+AGREEMENT_WARNING_THRESHOLD = 0.99
+INSTALL_HINT = "pip install 'neural-compressor-tf==3.10' 'setuptools<81'"
+# The ops a quantized layer comes from, and the ops INC turns them into.
+QUANTIZABLE_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+TAP_SUFFIX = "/check_dequantize"
 
 
-def check_available(env: Environment) -> None:
-    raise BackendUnavailable(
-        "precision=int8 is not supported on the cpu backend yet; use --precision=bf16 (or fp32) with --backend=cpu, "
-        "or int8 with --backend=tensorrt on a GPU machine."
-    )
+def check_available(env: Optional[Environment]) -> None:
+    """Raise BackendUnavailable when int8 cannot run (fast) here, saying what to do."""
+    if env is not None and not env.cpu_has_int8_dot:
+        raise BackendUnavailable(
+            "precision=int8 on the cpu backend needs a CPU with AVX512-VNNI, AVX-VNNI or AMX-INT8 "
+            "(this one has none, so int8 would be slower than fp32); use --precision=fp32 or bf16 here."
+        )
+    if env is not None and not env.onednn_enabled:
+        raise BackendUnavailable(
+            "precision=int8 on the cpu backend needs TensorFlow's oneDNN kernels, which are off here "
+            "(TF_ENABLE_ONEDNN_OPTS=0); unset it or use --precision=fp32."
+        )
+    _import_inc()
 
 
-def quantize(frozen, signature, calibration_input_fn):
-    check_available(None)
+def _import_inc():
+    try:
+        from neural_compressor.tensorflow import StaticQuantConfig, quantize_model
+        from neural_compressor.tensorflow.utils import Model
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"precision=int8 on the cpu backend needs Intel Neural Compressor for TensorFlow "
+            f"({error}); install it with: {INSTALL_HINT}  (only conversion needs it; the saved model "
+            "runs on plain TensorFlow)."
+        ) from error
+    return StaticQuantConfig, quantize_model, Model
+
+
+def collect_calibration_batches(calibration_input_fn, input_count: int) -> Tuple[List[tuple], int]:
+    """Draw every batch from ``calibration_input_fn()``; returns (batches, samples). DataError when unusable."""
+    batches = []
+    samples = 0
+    for batch in calibration_input_fn():
+        if not isinstance(batch, (tuple, list)):
+            batch = (batch,)
+        if len(batch) != input_count:
+            raise DataError(
+                f"calibration batch has {len(batch)} arrays but the signature has {input_count} inputs; "
+                "give one array per input, in signature order (sorted by input name)."
+            )
+        arrays = tuple(np.asarray(a) for a in batch)
+        sizes = {a.shape[0] if a.ndim else 0 for a in arrays}
+        if len(sizes) != 1 or 0 in sizes:
+            raise DataError(f"calibration batch arrays disagree on batch size or are empty (shapes "
+                            f"{[a.shape for a in arrays]}); every input needs the same leading batch dimension.")
+        batches.append(arrays)
+        samples += sizes.pop()
+    if samples < MIN_CALIBRATION_SAMPLES:
+        raise DataError(
+            f"int8 calibration got {samples} samples; at least {MIN_CALIBRATION_SAMPLES} are needed for "
+            "stable activation ranges (more is better, a few hundred is typical). Give more "
+            "--calibration_data or raise --calibration_steps/--batch_size."
+        )
+    return batches, samples
+
+
+def quantize(frozen, signature, calibration_input_fn) -> Tuple[object, Dict[str, object]]:
+    """Quantize ``frozen.graph_def`` (cleaned, unfused) to int8; returns (graph_def, summary).
+
+    Raises BackendUnavailable (INC missing), DataError (too few or malformed calibration
+    samples), ConversionError (nothing quantizable, or the quantizer failed).
+    """
+    from tftrt_toolkit.backends.cpu_int8_fold import fold_for_quantization
+
+    StaticQuantConfig, quantize_model, Model = _import_inc()
+    input_names = [_node_name(t) for t in frozen.input_tensor_names]
+    output_names = [_node_name(t) for t in frozen.output_tensor_names]
+    if len(input_names) != 1:
+        raise ConversionError(
+            f"cpu int8 handles single-input models only; this signature has {len(input_names)} inputs "
+            f"({', '.join(input_names)}). Use --precision=bf16 for it."
+        )
+    batches, samples = collect_calibration_batches(calibration_input_fn, len(input_names))
+
+    graph_def, folded_ops = fold_for_quantization(frozen.graph_def, keep=tuple(output_names))
+    layers_total = sum(1 for node in graph_def.node if node.op in QUANTIZABLE_OPS)
+    if layers_total == 0:
+        raise ConversionError(
+            "the model has no Conv2D, DepthwiseConv2dNative or MatMul ops to quantize; int8 would change "
+            "nothing. Use --precision=fp32 or bf16."
+        )
+
+    check_batch = _check_batch(batches)
+    config = StaticQuantConfig(weight_granularity="per_channel", weight_sym=True, act_algorithm="minmax")
+    with tempfile.TemporaryDirectory(prefix="tftrt_int8_") as workspace, _inc_session():
+        # INC writes scratch files to its workspace (default ./nc_workspace in the caller's cwd).
+        model = Model(graph_def, conf={"workspace_path": workspace})
+        model.input_tensor_names = input_names
+        model.output_tensor_names = output_names
+        try:
+            quantized = quantize_model(model, config, _CalibrationLoader(batches), calib_iteration=len(batches))
+        except Exception as error:  # INC raises bare exceptions of many kinds; say which step failed
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise ConversionError(f"int8 quantization failed ({type(error).__name__}: {first}); "
+                                  "use --precision=bf16 for this model.") from error
+        if quantized is None:
+            raise ConversionError("int8 quantization produced no model (INC returned None); use --precision=bf16.")
+        int8_graph = quantized.graph_def
+
+    _check_names(int8_graph, input_names + output_names)
+    layers_quantized = count_quantized_layers(int8_graph)
+    if layers_quantized == 0:
+        raise ConversionError(
+            f"none of the {layers_total} conv/matmul layers could be quantized (no pattern the int8 kernels "
+            "support); use --precision=bf16."
+        )
+    summary: Dict[str, object] = {
+        "method": METHOD,
+        "weights": "int8 symmetric per-channel",
+        "activations": "int8/uint8 per-tensor, min/max calibrated",
+        "layers_quantized": layers_quantized,
+        "layers_total": layers_total,
+        "calibration_samples": samples,
+        "calibration_batches": len(batches),
+        "ops_folded_before_quantizing": folded_ops,
+    }
+    summary.update(compare_with_fp32(graph_def, int8_graph, input_names[0], output_names, check_batch))
+    if summary["top1_agreement"] is not None and summary["top1_agreement"] < AGREEMENT_WARNING_THRESHOLD:
+        summary["warning"] = (
+            f"top-1 agreement with fp32 on {summary['check_samples']} calibration samples is "
+            f"{summary['top1_agreement']:.2%} (< {AGREEMENT_WARNING_THRESHOLD:.0%}); see worst_layers, "
+            "validate on real data, or use --precision=bf16."
+        )
+        log.warning("int8: %s", summary["warning"])
+    return int8_graph, summary
+
+
+class _CalibrationLoader:
+    """The data loader INC calibrates with: ``batch_size`` and (inputs, label) pairs."""
+
+    def __init__(self, batches: Sequence[tuple]):
+        self.batches = batches
+        self.batch_size = int(batches[0][0].shape[0])
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield batch[0], np.zeros((batch[0].shape[0],), np.int64)
+
+
+def _check_batch(batches: Sequence[tuple]) -> np.ndarray:
+    """Up to CHECK_SAMPLES samples, taken from the last batches (the same data calibration saw)."""
+    arrays = [b[0] for b in reversed(batches)]
+    stacked = np.concatenate(arrays[: max(1, -(-CHECK_SAMPLES // arrays[0].shape[0]))])
+    return stacked[:CHECK_SAMPLES]
+
+
+def count_quantized_layers(graph_def) -> int:
+    """Conv/matmul layers running as int8 kernels (each fused ``Quantized*`` op is one layer)."""
+    return sum(1 for node in graph_def.node
+               if node.op.lstrip("_").startswith("Quantized") and ("Conv" in node.op or "MatMul" in node.op))
+
+
+def compare_with_fp32(fp32_graph, int8_graph, input_name: str, output_names: Sequence[str],
+                      inputs: np.ndarray) -> Dict[str, object]:
+    """Run both graphs on ``inputs``: output error, top-1 agreement and the layers that drifted most.
+
+    A layer's error is ``|int8 - fp32| / |fp32|`` (L2 norms) of its output, read through a
+    Dequantize added for the check only; it includes what earlier layers contributed.
+    """
+    taps = _layer_taps(fp32_graph, int8_graph)
+    probe_graph = _with_dequantize_taps(int8_graph, taps)
+    fp32_fetches = [name + ":0" for name in output_names] + [fp32 + ":0" for fp32, _, _ in taps]
+    int8_fetches = [name + ":0" for name in output_names] + [tap + ":0" for _, tap, _ in taps]
+    fp32_values = _run(fp32_graph, input_name, fp32_fetches, inputs)
+    int8_values = _run(probe_graph, input_name, int8_fetches, inputs)
+    outputs = len(output_names)
+    reference, result = fp32_values[0], int8_values[0]
+    agreement = None
+    if reference.ndim == 2 and reference.shape[1] > 1:
+        agreement = float(np.mean(reference.argmax(1) == result.argmax(1)))
+    layers = []
+    for (fp32_name, _, op), expected, actual in zip(taps, fp32_values[outputs:], int8_values[outputs:]):
+        layers.append({"layer": fp32_name, "op": op, "relative_error": round(_relative_error(expected, actual), 5)})
+    layers.sort(key=lambda item: -item["relative_error"])
+    return {
+        "check_samples": int(inputs.shape[0]),
+        "output_relative_error": round(_relative_error(reference, result), 5),
+        "output_max_abs_error": float(np.max(np.abs(reference - result))),
+        "top1_agreement": agreement,
+        "worst_layers": layers[:WORST_LAYERS_REPORTED],
+    }
+
+
+def _relative_error(expected: np.ndarray, actual: np.ndarray) -> float:
+    expected = expected.astype(np.float64)
+    return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-12))
+
+
+def _layer_taps(fp32_graph, int8_graph) -> List[Tuple[str, str, str]]:
+    """(fp32 tensor node, tap node to add, int8 op) for each int8 layer with a requantized (int8) output."""
+    fp32_nodes = {node.name: node for node in fp32_graph.node}
+    consumers: Dict[str, List[object]] = {}
+    for node in fp32_graph.node:
+        for tensor in node.input:
+            consumers.setdefault(_node_name(tensor), []).append(node)
+    taps = []
+    suffix = "_eightbit_requantize"
+    for node in int8_graph.node:
+        if not node.name.endswith(suffix) or "Requantize" not in node.op or "Dequantize" in node.op:
+            continue
+        fp32 = fp32_nodes.get(node.name[: -len(suffix)])
+        if fp32 is None:
+            continue
+        # The int8 op fused conv + bias [+ sum] [+ relu]: compare with the end of that fp32 chain.
+        fused = ("BiasAdd",) + (("AddV2", "AddN", "Add") if "Sum" in node.op else ()) + \
+                (("Relu", "Relu6") if "Relu" in node.op else ())
+        while len(consumers.get(fp32.name, [])) == 1 and consumers[fp32.name][0].op in fused:
+            fp32 = consumers[fp32.name][0]
+        taps.append((fp32.name, node.name + TAP_SUFFIX, node.op))
+    return taps
+
+
+def _with_dequantize_taps(int8_graph, taps):
+    """A copy of ``int8_graph`` with a Dequantize after each tapped layer.
+
+    Fetching an int8 kernel's raw outputs directly crashes the oneDNN layout pass (segfault
+    in TF 2.17); a Dequantize consumer is the form it supports.
+    """
+    from tensorflow.core.framework import types_pb2
+
+    graph = type(int8_graph)()
+    graph.CopyFrom(int8_graph)
+    # Read attrs only where present: indexing a protobuf map inserts an empty value.
+    out_types = {node.name: node.attr["out_type"].type for node in graph.node if "out_type" in node.attr}
+    for _, tap, _ in taps:
+        source = tap[: -len(TAP_SUFFIX)]
+        node = graph.node.add()
+        node.name = tap
+        node.op = "Dequantize"
+        node.input.extend([source, source + ":1", source + ":2"])
+        node.attr["T"].type = out_types[source]
+        node.attr["mode"].s = b"SCALED"
+        node.attr["dtype"].type = types_pb2.DT_FLOAT
+    return graph
+
+
+def _run(graph_def, input_name: str, fetches: Sequence[str], inputs: np.ndarray) -> List[np.ndarray]:
+    import tensorflow as tf
+    from tensorflow.python.eager import wrap_function
+
+    function = wrap_function.function_from_graph_def(graph_def, [input_name + ":0"], list(fetches))
+    return [value.numpy() for value in function(tf.constant(inputs))]
+
+
+def _check_names(graph_def, names: Iterable[str]) -> None:
+    present = {node.name for node in graph_def.node}
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise ConversionError(f"the int8 graph lost the signature's tensors {missing}; use --precision=bf16 "
+                              "and report this model.")
+
+
+def _node_name(tensor: str) -> str:
+    return tensor.lstrip("^").split(":")[0]
+
+
+@contextlib.contextmanager
+def _inc_session():
+    """Run INC quietly, and make its calibration read the real stderr.
+
+    INC calibrates by adding Print ops and parsing what TensorFlow's C++ runtime writes to
+    file descriptor 2. Its capture helper redirects ``sys.stderr.fileno()`` as it was when
+    INC was imported; under pytest, Jupyter or any host that swaps ``sys.stderr`` that is
+    not fd 2, the capture comes back empty and calibration fails ("list index out of range").
+    """
+    import functools
+
+    from neural_compressor.tensorflow.quantization.utils import graph_converter
+
+    inc_logger = logging.getLogger("neural_compressor")
+    previous_level = inc_logger.level
+    if previous_level == logging.NOTSET:
+        inc_logger.setLevel(logging.WARNING)
+    original_capture = graph_converter.CaptureOutputToFile
+    real_stderr = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    graph_converter.CaptureOutputToFile = functools.partial(original_capture, stream=real_stderr)
+    try:
+        yield
+    finally:
+        graph_converter.CaptureOutputToFile = original_capture
+        inc_logger.setLevel(previous_level)

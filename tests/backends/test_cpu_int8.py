@@ -1,0 +1,183 @@
+"""cpu int8: a tiny conv model through tftrt_toolkit.pipeline.convert, checked against fp32 and plain TF."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tftrt_toolkit import pipeline
+from tftrt_toolkit.backends import cpu_int8
+from tftrt_toolkit.config import ConversionConfig
+from tftrt_toolkit.environment import probe
+from tftrt_toolkit.errors import BackendUnavailable, DataError
+
+IMAGE_SIZE = 32
+CALIBRATION_BATCH = 8
+CALIBRATION_STEPS = 8  # 64 samples, above cpu_int8.MIN_CALIBRATION_SAMPLES
+
+needs_int8 = pytest.mark.skipif(not probe().cpu_has_int8_dot, reason="this CPU has no VNNI/AMX int8 dot product")
+
+
+def _have_inc() -> bool:
+    try:
+        cpu_int8._import_inc()
+    except BackendUnavailable:
+        return False
+    return True
+
+
+needs_inc = pytest.mark.skipif(not _have_inc(), reason=f"Intel Neural Compressor missing: {cpu_int8.INSTALL_HINT}")
+
+
+def _build_residual_cnn():
+    """Conv + BatchNorm + ReLU, a residual block and a dense head: the patterns ResNets have."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    shortcut = x
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(16, 1)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, shortcut]))
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="residual_cnn")
+    # Trained BatchNorm layers have non-trivial statistics; fresh ones are identities grappler folds away.
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    return model
+
+
+def _images(count: int, seed: int) -> np.ndarray:
+    """Smooth random images (low-frequency patterns plus noise), closer to photos than white noise."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, size=(count, 4, 4, 3))
+    smooth = np.repeat(np.repeat(coarse, IMAGE_SIZE // 4, axis=1), IMAGE_SIZE // 4, axis=2)
+    return np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.float32)
+
+
+def _calibration_fn(samples: int, seed: int = 0):
+    images = _images(samples, seed)
+
+    def calibration_input_fn():
+        for start in range(0, samples, CALIBRATION_BATCH):
+            yield (images[start:start + CALIBRATION_BATCH],)
+
+    return calibration_input_fn
+
+
+@pytest.fixture(scope="module")
+def residual_saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("int8_models") / "residual_cnn"
+    _build_residual_cnn().export(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_model(residual_saved_model, tmp_path_factory):
+    output = tmp_path_factory.mktemp("int8_out") / "int8"
+    return pipeline.convert(str(residual_saved_model), str(output),
+                            ConversionConfig(backend="cpu", precision="int8"),
+                            calibration_input_fn=_calibration_fn(CALIBRATION_BATCH * CALIBRATION_STEPS))
+
+
+def _serve(path, images):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    outputs = loaded.signatures["serving_default"](images=tf.constant(images))
+    return next(iter(outputs.values())).numpy()
+
+
+@needs_int8
+@needs_inc
+def test_int8_output_is_close_to_fp32(int8_model, residual_saved_model):
+    # Data like the calibration data, but images calibration never saw.
+    images = _images(16, seed=99)
+    expected = _serve(residual_saved_model, images)
+    actual = _serve(int8_model.path, images)
+    # Tolerance: 4 quantized layers with 8-bit activations and weights give ~1-2% relative
+    # error each (step = range/255); 10% on the logits leaves room for accumulation while a
+    # wrong scale, sign or layout (errors of 50-100%+) still fails.
+    relative_error = np.linalg.norm(actual - expected) / np.linalg.norm(expected)
+    assert relative_error < 0.10, f"int8 logits differ from fp32 by {relative_error:.1%} (L2)"
+    assert np.mean(actual.argmax(1) == expected.argmax(1)) >= 0.8
+
+
+@needs_int8
+@needs_inc
+def test_int8_runs_int8_kernels_and_reports_what_it_did(int8_model):
+    summary = int8_model.metadata["conversion_summary"]["int8"]
+    assert summary["method"] == cpu_int8.METHOD
+    assert summary["calibration_samples"] == CALIBRATION_BATCH * CALIBRATION_STEPS
+    assert summary["layers_total"] == 5  # four convolutions and the dense head
+    assert summary["layers_quantized"] == summary["layers_total"]
+    assert 0 <= summary["output_relative_error"] < 0.10
+    assert summary["worst_layers"] and all("relative_error" in layer for layer in summary["worst_layers"])
+    histogram = int8_model.metadata["conversion_summary"]["op_histogram"]
+    assert any(op.startswith("QuantizedConv2D") for op in histogram)
+    assert "Conv2D" not in histogram and "_FusedConv2D" not in histogram
+
+
+@needs_int8
+@needs_inc
+def test_int8_saved_model_loads_with_plain_tensorflow(int8_model, tmp_path):
+    images_path = tmp_path / "images.npy"
+    np.save(images_path, _images(2, seed=5))
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        import tensorflow as tf
+        loaded = tf.saved_model.load({str(int8_model.path)!r})
+        outputs = loaded.signatures["serving_default"](images=tf.constant(np.load({str(images_path)!r})))
+        value = next(iter(outputs.values())).numpy()
+        foreign = sorted(m for m in sys.modules if m.split(".")[0] in ("tftrt_toolkit", "neural_compressor"))
+        print(json.dumps({{"shape": list(value.shape), "finite": bool(np.isfinite(value).all()), "foreign": foreign}}))
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"shape": [2, 10], "finite": True, "foreign": []}
+
+
+@needs_int8
+@needs_inc
+def test_too_few_calibration_samples_is_a_clear_error_and_writes_nothing(residual_saved_model, tmp_path):
+    output = tmp_path / "int8"
+    with pytest.raises(DataError, match=r"got 8 samples; at least 32"):
+        pipeline.convert(str(residual_saved_model), str(output), ConversionConfig(backend="cpu", precision="int8"),
+                         calibration_input_fn=_calibration_fn(8))
+    assert not output.exists()
+
+
+def test_cpu_without_int8_dot_product_is_refused():
+    env = dataclasses.replace(probe(), cpu_features=("avx2", "avx512f"))
+    with pytest.raises(BackendUnavailable, match="VNNI"):
+        cpu_int8.check_available(env)
+
+
+def test_missing_quantizer_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "neural_compressor", None)  # makes `import neural_compressor...` fail
+    monkeypatch.setitem(sys.modules, "neural_compressor.tensorflow", None)
+    with pytest.raises(BackendUnavailable, match="neural-compressor-tf"):
+        cpu_int8.check_available(None)

@@ -1,0 +1,248 @@
+"""Fold per-channel affine ops (inference BatchNorm) into the convolution before them.
+
+Keras 3 exports BatchNormalization as plain ``Mul``/``AddV2`` by constants, not as
+``FusedBatchNormV3``, and grappler does not fold those into the convolution's weights.
+Left in place they sit between every convolution and its activation, so neither the
+fp32 remapper nor an INT8 quantizer can fuse conv + bias + relu (each convolution then
+needs its own dequantize/requantize pair). Folding them first turns
+``Conv2D → BiasAdd → Mul(c) → AddV2(d)`` into ``Conv2D(W·c) → BiasAdd(b·c + d)``: exact in
+real arithmetic, a float rounding difference in practice.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
+
+
+def _name(tensor: str) -> str:
+    return tensor.lstrip("^").split(":")[0]
+
+
+def _consumers(graph_def) -> Dict[str, List[str]]:
+    result: Dict[str, List[str]] = {}
+    for node in graph_def.node:
+        for tensor in node.input:
+            result.setdefault(_name(tensor), []).append(node.name)
+    return result
+
+
+def _const_value(node) -> Optional[np.ndarray]:
+    from tensorflow.python.framework import tensor_util
+
+    if node is None or node.op != "Const":
+        return None
+    return tensor_util.MakeNdarray(node.attr["value"].tensor)
+
+
+def _per_channel(value: Optional[np.ndarray], channels: int) -> Optional[np.ndarray]:
+    """``value`` as a (channels,) vector when it broadcasts along the last (channel) axis only."""
+    if value is None or value.dtype != np.float32:
+        return None
+    if value.size == 1:
+        return np.full((channels,), value.reshape(()), np.float32)
+    if value.size == channels and value.shape[-1] == channels:
+        return value.reshape((channels,))
+    return None
+
+
+def _const_operand(node, nodes) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """For a binary op with one Const operand: (its value, the other input's tensor name)."""
+    if len(node.input) != 2:
+        return None, None
+    for const_index in (0, 1):
+        value = _const_value(nodes.get(_name(node.input[const_index])))
+        if value is not None:
+            return value, node.input[1 - const_index]
+    return None, None
+
+
+def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int]:
+    """Return (new graph_def, how many Mul/Add/BiasAdd ops were folded into convolutions).
+
+    ``keep`` names nodes that must survive (the signature's outputs). Only folds through
+    nodes with a single consumer, on NHWC convolutions whose filter is a Const.
+    """
+    from tensorflow.python.framework import tensor_util
+
+    nodes = {node.name: node for node in graph_def.node}
+    consumers = _consumers(graph_def)
+    removed = set()
+    new_consts = {}
+    rewritten_conv = {}
+    folded = 0
+
+    for conv in list(graph_def.node):
+        if conv.op not in CONV_OPS or conv.attr["data_format"].s not in (b"", b"NHWC"):
+            continue
+        filter_node = nodes.get(_name(conv.input[1]))
+        weights = _const_value(filter_node)
+        if weights is None or weights.dtype != np.float32 or len(consumers.get(filter_node.name, [])) != 1:
+            continue
+        channels = weights.shape[2] * weights.shape[3] if conv.op == "DepthwiseConv2dNative" else weights.shape[3]
+        scale = np.ones((channels,), np.float32)
+        bias = np.zeros((channels,), np.float32)
+        tail = conv
+        chain = []
+        while True:
+            users = consumers.get(tail.name, [])
+            if len(users) != 1 or tail.name in keep:
+                break
+            user = nodes[users[0]]
+            if user.op == "BiasAdd" and _name(user.input[0]) == tail.name:
+                value = _per_channel(_const_value(nodes.get(_name(user.input[1]))), channels)
+                if value is None:
+                    break
+                bias = bias + value
+            elif user.op == "Mul":
+                value, other = _const_operand(user, nodes)
+                value = _per_channel(value, channels)
+                if value is None or _name(other) != tail.name:
+                    break
+                scale, bias = scale * value, bias * value
+            elif user.op in ("AddV2", "Add"):
+                value, other = _const_operand(user, nodes)
+                value = _per_channel(value, channels)
+                if value is None or _name(other) != tail.name:
+                    break
+                bias = bias + value
+            elif user.op == "Sub" and _name(user.input[0]) == tail.name:
+                value = _per_channel(_const_value(nodes.get(_name(user.input[1]))), channels)
+                if value is None:
+                    break
+                bias = bias - value
+            else:
+                break
+            chain.append(user)
+            tail = user
+        # A lone BiasAdd is already what we want; fold only when something changes.
+        if not chain or (len(chain) == 1 and chain[0].op == "BiasAdd"):
+            continue
+        if conv.op == "DepthwiseConv2dNative":
+            new_weights = weights * scale.reshape(weights.shape[2], weights.shape[3])
+        else:
+            new_weights = weights * scale
+        new_consts[filter_node.name] = new_weights.astype(np.float32)
+        bias_name = conv.name + "/folded_bias"
+        new_consts[bias_name] = bias.astype(np.float32)
+        rewritten_conv[conv.name] = (chain[-1].name, bias_name)
+        for node in chain:
+            removed.add(node.name)
+        folded += len(chain)
+
+    if not rewritten_conv:
+        return graph_def, 0
+
+    from tensorflow.core.framework import graph_pb2
+
+    result = graph_pb2.GraphDef()
+    result.versions.CopyFrom(graph_def.versions)
+    result.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        if node.name in removed:
+            continue
+        new = result.node.add()
+        new.CopyFrom(node)
+        if node.name in new_consts:
+            new.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(new_consts[node.name]))
+        if node.name in rewritten_conv:
+            last, bias_name = rewritten_conv[node.name]
+            # The conv keeps its name for error messages; the BiasAdd takes the chain's last
+            # name so every consumer (and the signature's outputs) still finds its input.
+            new.name = node.name
+            bias_const = result.node.add()
+            bias_const.name = bias_name
+            bias_const.op = "Const"
+            bias_const.attr["dtype"].type = node.attr["T"].type
+            bias_const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(new_consts[bias_name]))
+            bias_add = result.node.add()
+            bias_add.name = last
+            bias_add.op = "BiasAdd"
+            bias_add.input.extend([node.name, bias_name])
+            bias_add.attr["T"].CopyFrom(node.attr["T"])
+            bias_add.attr["data_format"].s = b"NHWC"
+    return result, folded
+
+
+def hoist_offsets_out_of_sums(graph_def) -> Tuple[object, int]:
+    """Move a constant added after a residual sum onto the convolution branch of that sum.
+
+    Grappler's arithmetic pass turns ``conv_bn + shortcut`` into
+    ``AddV2(AddN(conv, shortcut), offset)``: the BatchNorm offset ends up after the sum,
+    where no fused conv kernel can take it. ``AddN(BiasAdd(conv, offset), shortcut)`` is
+    the same sum and has the conv + bias + sum shape the INT8 kernels fuse.
+    Returns (new graph_def, how many sums were rewritten).
+    """
+    from tensorflow.core.framework import graph_pb2
+    from tensorflow.python.framework import tensor_util
+
+    nodes = {node.name: node for node in graph_def.node}
+    consumers = _consumers(graph_def)
+    plans = {}  # offset AddV2 name -> (sum name, conv name, offset const name)
+    for add in graph_def.node:
+        if add.op not in ("AddV2", "Add"):
+            continue
+        offset, other = _const_operand(add, nodes)
+        total = nodes.get(_name(other)) if other is not None else None
+        if offset is None or total is None or total.op not in ("AddN", "AddV2", "Add") or len(total.input) != 2:
+            continue
+        if len(consumers.get(total.name, [])) != 1 or ":" in other:
+            continue
+        for tensor in total.input:
+            conv = nodes.get(_name(tensor))
+            if conv is None or conv.op not in CONV_OPS or len(consumers.get(conv.name, [])) != 1 or ":" in tensor:
+                continue
+            filter_value = _const_value(nodes.get(_name(conv.input[1])))
+            if filter_value is None:
+                continue
+            channels = filter_value.shape[2] * filter_value.shape[3] if conv.op == "DepthwiseConv2dNative" \
+                else filter_value.shape[3]
+            if _per_channel(offset, channels) is None:
+                continue
+            plans[add.name] = (total.name, conv.name, _per_channel(offset, channels))
+            break
+    if not plans:
+        return graph_def, 0
+    sums = {total: (add, conv, offset) for add, (total, conv, offset) in plans.items()}
+    convs = {conv: (add, offset) for add, (total, conv, offset) in plans.items()}
+
+    result = graph_pb2.GraphDef()
+    result.versions.CopyFrom(graph_def.versions)
+    result.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        if node.name in plans:
+            continue  # the offset add: its sum takes its name below
+        new = result.node.add()
+        new.CopyFrom(node)
+        if node.name in sums:
+            add_name, conv_name, _ = sums[node.name]
+            new.name = add_name  # consumers of the old offset add now read the sum
+            new.op = "AddV2"
+            if "N" in new.attr:
+                del new.attr["N"]
+            del new.input[:]
+            new.input.extend([conv_name + "/hoisted_offset" if _name(t) == conv_name else t for t in node.input])
+        if node.name in convs:
+            _, offset = convs[node.name]
+            const = result.node.add()
+            const.name = node.name + "/hoisted_offset_value"
+            const.op = "Const"
+            const.attr["dtype"].type = node.attr["T"].type
+            const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(offset.astype(np.float32)))
+            bias_add = result.node.add()
+            bias_add.name = node.name + "/hoisted_offset"
+            bias_add.op = "BiasAdd"
+            bias_add.input.extend([node.name, const.name])
+            bias_add.attr["T"].CopyFrom(node.attr["T"])
+            bias_add.attr["data_format"].s = b"NHWC"
+    return result, len(plans)
+
+
+def fold_for_quantization(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int]:
+    """Both folds: offsets out of sums, then per-channel affine ops into convolutions."""
+    graph_def, hoisted = hoist_offsets_out_of_sums(graph_def)
+    graph_def, folded = fold_affine_into_conv(graph_def, keep)
+    return graph_def, hoisted + folded
