@@ -45,6 +45,11 @@ class CpuBackend(ConversionBackend):
 
         start = time.perf_counter()
         stages = graph_passes.CPU_BF16_STAGES if config.precision is Precision.BF16 else graph_passes.CPU_FP32_STAGES
+        if config.precision is Precision.INT8:
+            from tftrt_toolkit.backends import cpu_int8
+
+            # The int8 quantizer matches plain Conv2D/BiasAdd/Relu, not the remapper's _FusedConv2D.
+            stages = cpu_int8.PREQUANTIZE_STAGES
         graph_def, records = graph_passes.optimize_graph(frozen, stages, keep_fp32_ops=config.bf16_keep_fp32_ops)
         if config.precision is Precision.BF16 and _count_bf16_nodes(graph_def) == 0:
             # Grappler logs a failed pass and returns the graph unchanged; never save that as "bf16".

@@ -28,6 +28,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tftrt_toolkit.backends import graph_passes
 from tftrt_toolkit.environment import Environment
 from tftrt_toolkit.errors import BackendUnavailable, ConversionError, DataError
 
@@ -46,6 +47,8 @@ INSTALL_HINT = "pip install 'neural-compressor-tf==3.10' 'setuptools<81'"
 # The ops a quantized layer comes from, and the ops INC turns them into.
 QUANTIZABLE_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 TAP_SUFFIX = "/check_dequantize"
+# Grappler stages before quantizing: cleanup and layout, no remapper fusion (INC fuses itself).
+PREQUANTIZE_STAGES = (graph_passes.CLEANUP, graph_passes.LAYOUT)
 
 
 def check_available(env: Optional[Environment]) -> None:
