@@ -105,3 +105,19 @@ def test_bf16_that_converts_nothing_is_an_error_not_a_mislabelled_model(tiny_sav
         convert(str(tiny_saved_model), str(tmp_path / "x"),
                 ConversionConfig(backend="cpu", precision="bf16", bf16_keep_fp32_ops=keep_everything))
     assert not (tmp_path / "x").exists()
+
+
+SHIPPED_MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "saved_models", "efficientnet_lite0")
+CAT = os.path.join(os.path.dirname(__file__), "..", "..", "saved_models", "samples", "cat.jpg")
+
+
+@pytest.mark.skipif(not probe().cpu_has_bf16, reason="this CPU has neither AVX512-BF16 nor AMX")
+def test_bf16_on_real_weights_keeps_the_cat(tmp_path):
+    # Real biases survive constant folding, so fusion patterns exist: random-weight models miss this.
+    from PIL import Image
+
+    result = convert(SHIPPED_MODEL, str(tmp_path / "bf16"), ConversionConfig(backend="cpu", precision="bf16"))
+    image = np.asarray(Image.open(CAT).convert("RGB"), np.float32)[None]
+    loaded = tf.saved_model.load(result.path)
+    probabilities = loaded.signatures["serving_default"](images=tf.constant(image))["probabilities"].numpy()
+    assert probabilities.argmax() == 285  # Egyptian cat, as the fp32 original says
