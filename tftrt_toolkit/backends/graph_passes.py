@@ -107,7 +107,8 @@ def freeze_signature(saved_model_dir: str, signature_key: str) -> FrozenSignatur
 
     loaded, function = load_signature_function(saved_model_dir, signature_key)
     try:
-        frozen = convert_to_constants.convert_variables_to_constants_v2(function)
+        with _captured_native_stderr([]):  # freezing runs grappler, whose INFO lines bypass TF's log level
+            frozen = convert_to_constants.convert_variables_to_constants_v2(function)
     except Exception as error:
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ConversionError(

@@ -70,40 +70,65 @@ def plot_benchmark(report, path: str, *, overwrite: bool = False, title: Optiona
 
     Raises ConfigError without matplotlib, OutputError when the file cannot be written.
     """
+    return plot_benchmarks([report], path, overwrite=overwrite, title=title)
+
+
+# Optimized models after the first get further blues/greens so several read apart beside the baseline.
+_EXTRA_COLORS = ("#e08a1e", "#6a3d9a", "#1b9e77", "#d95f02")
+
+
+def plot_benchmarks(reports, path: str, *, overwrite: bool = False, title: Optional[str] = None,
+                    names: Optional[list] = None) -> str:
+    """Draw one or more BenchmarkReports that share a baseline (e.g. fp32, bf16, int8 vs the original).
+
+    Bars per batch size: the baseline (from the first report) then each report's optimized model,
+    each with its speed-up over the baseline above it. ``names`` labels the optimized models.
+    Raises ConfigError without matplotlib, OutputError when the file cannot be written.
+    """
     Figure, FigureCanvasAgg = require_matplotlib()
     from matplotlib.ticker import FuncFormatter
-    settings = report.settings
+    first = reports[0]
+    settings = first.settings
     batch_sizes = list(settings["batch_sizes"])
-    roles = ["baseline", "optimized"] if report.has_baseline else ["optimized"]
-    colors = {"baseline": BASELINE_COLOR, "optimized": OPTIMIZED_COLOR}
-    labels = {role: (f"{role}: " if report.has_baseline else "") + _model_label(report.models[role]) for role in roles}
+    has_baseline = first.has_baseline
+    # One series per bar group member: (label, colour, measurement per batch size, speed-up per batch size or None).
+    series = []
+    if has_baseline:
+        series.append((f"baseline: {_model_label(first.models['baseline'])}", BASELINE_COLOR,
+                       [first.result("baseline", b) for b in batch_sizes], None))
+    for index, report in enumerate(reports):
+        label = names[index] if names else _model_label(report.models["optimized"])
+        color = OPTIMIZED_COLOR if index == 0 else _EXTRA_COLORS[(index - 1) % len(_EXTRA_COLORS)]
+        speedups = [report.speedup(b) for b in batch_sizes] if report.has_baseline else None
+        series.append(((f"optimized: {label}" if has_baseline and len(reports) == 1 else label), color,
+                       [report.result("optimized", b) for b in batch_sizes], speedups))
 
-    figure = Figure(figsize=(12, 5.2), dpi=110)
+    figure = Figure(figsize=(12 if len(series) <= 2 else 13.5, 5.2), dpi=110)
     FigureCanvasAgg(figure)
     latency_axes, throughput_axes = figure.subplots(1, 2)
     positions = list(range(len(batch_sizes)))
-    width = 0.38 if len(roles) == 2 else 0.55
-    offsets = {"baseline": -width / 2, "optimized": width / 2} if len(roles) == 2 else {"optimized": 0.0}
+    width = min(0.38, 0.8 / len(series)) if len(series) > 1 else 0.55
+    offsets = [(i - (len(series) - 1) / 2) * width for i in range(len(series))]
+    measured = [m for _, _, measurements, _ in series for m in measurements]
 
-    for role in roles:
-        measurements = [report.result(role, b) for b in batch_sizes]
-        xs = [p + offsets[role] for p in positions]
+    for (label, color, measurements, _), offset in zip(series, offsets):
+        xs = [p + offset for p in positions]
         p50 = [m.latency_ms["p50"] for m in measurements]
         p90 = [m.latency_ms["p90"] for m in measurements]
         whiskers = [[0] * len(p50), [max(hi - lo, 0.0) for lo, hi in zip(p50, p90)]]
-        bars = latency_axes.bar(xs, p50, width, color=colors[role], label=labels[role],
+        bars = latency_axes.bar(xs, p50, width, color=color, label=label,
                                 yerr=whiskers, capsize=3, error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
         latency_axes.bar_label(bars, labels=[f"{v:.1f}" for v in p50], label_type="center", fontsize=8, color="white")
         throughput = [m.throughput for m in measurements]
-        bars = throughput_axes.bar(xs, throughput, width, color=colors[role], label=labels[role])
+        bars = throughput_axes.bar(xs, throughput, width, color=color, label=label)
         throughput_axes.bar_label(bars, labels=[f"{v:.0f}" for v in throughput], label_type="center", fontsize=8, color="white")
 
     # Latency spans orders of magnitude across batch sizes: a log axis keeps bs1 visible,
     # with its floor well below the smallest bar so bar heights still read as values.
     latency_axes.set_yscale("log")
-    smallest = min(m.latency_ms["p50"] for m in report.results)
-    largest = max(m.latency_ms["p90"] for m in report.results)
-    latency_axes.set_ylim(smallest / 4, largest * (2.5 if report.has_baseline else 1.5))
+    smallest = min(m.latency_ms["p50"] for m in measured)
+    largest = max(m.latency_ms["p90"] for m in measured)
+    latency_axes.set_ylim(smallest / 4, largest * (2.5 if has_baseline else 1.5))
     latency_axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     latency_axes.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
     latency_axes.set_ylabel("ms per batch (log scale)")
@@ -117,29 +142,39 @@ def plot_benchmark(report, path: str, *, overwrite: bool = False, title: Optiona
         axes.set_axisbelow(True)
         axes.spines[["top", "right"]].set_visible(False)
 
-    if report.has_baseline:
-        for position, batch_size in zip(positions, batch_sizes):
-            speedup = report.speedup(batch_size)
-            optimized = report.result("optimized", batch_size)
+    compact = len(series) > 2  # several bars per group: one-line labels keep them apart
+    for (_, _, measurements, speedups), offset in zip(series, offsets):
+        if speedups is None:
+            continue
+        for position, measurement, speedup in zip(positions, measurements, speedups):
             for axes, ratio, top in (
-                (latency_axes, speedup["p50_speedup"], optimized.latency_ms["p90"]),
-                (throughput_axes, speedup["throughput_speedup"], optimized.throughput),
+                (latency_axes, speedup["p50_speedup"], measurement.latency_ms["p90"]),
+                (throughput_axes, speedup["throughput_speedup"], measurement.throughput),
             ):
-                text = f"{ratio:.2f}×\nfaster" if ratio >= 1.0 else f"{1.0 / ratio:.2f}×\nslower"
-                axes.annotate(text, (position + offsets["optimized"], top), xytext=(0, 4),
-                              textcoords="offset points", ha="center", va="bottom", fontsize=9, fontweight="bold",
-                              color=SPEEDUP_COLOR if ratio >= 1.0 else SLOWDOWN_COLOR)
+                if compact:
+                    text = f"{ratio:.2f}×"
+                else:
+                    text = f"{ratio:.2f}×\nfaster" if ratio >= 1.0 else f"{1.0 / ratio:.2f}×\nslower"
+                axes.annotate(text, (position + offset, top), xytext=(0, 4),
+                              textcoords="offset points", ha="center", va="bottom", fontsize=8 if compact else 9,
+                              fontweight="bold", color=SPEEDUP_COLOR if ratio >= 1.0 else SLOWDOWN_COLOR)
     throughput_axes.set_ylim(0, throughput_axes.get_ylim()[1] * 1.2)
 
     handles, legend_labels = latency_axes.get_legend_handles_labels()
-    figure.legend(handles, legend_labels, loc="lower center", ncol=len(roles), frameon=False, fontsize=9)
-    runs = min(m.runs for m in report.results)
+    figure.legend(handles, legend_labels, loc="lower center", ncol=len(series), frameon=False, fontsize=9)
+    runs = min(m.runs for m in measured)
     if title is None:
-        optimized_label = _model_label(report.models["optimized"])
-        title = (f"{optimized_label} vs {_model_label(report.models['baseline'])}: speed-up by batch size"
-                 if report.has_baseline else f"{optimized_label}: latency and throughput by batch size")
+        if len(reports) > 1:
+            title = f"{len(reports)} optimized models vs {_model_label(first.models['baseline'])}: speed-up by batch size"
+        elif has_baseline:
+            title = (f"{_model_label(first.models['optimized'])} vs {_model_label(first.models['baseline'])}: "
+                     "speed-up by batch size")
+        else:
+            title = f"{_model_label(first.models['optimized'])}: latency and throughput by batch size"
     figure.suptitle(title, fontsize=13, fontweight="bold", y=0.985)
-    figure.text(0.5, 0.915, _subtitle(settings, runs), ha="center", fontsize=8, color="#444444", wrap=True)
+    subtitle = _subtitle(settings, runs) + ("; speed-up = baseline p50 / model p50 (throughput ratio on the right)"
+                                            if compact else "")
+    figure.text(0.5, 0.915, subtitle, ha="center", fontsize=8, color="#444444", wrap=True)
     figure.tight_layout(rect=(0, 0.07, 1, 0.9))
 
     buffer = io.BytesIO()

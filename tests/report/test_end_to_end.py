@@ -1,0 +1,88 @@
+"""tftrt run / run_job: the whole job writes a complete report, or nothing."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from tftrt_toolkit.cli.main import main
+from tftrt_toolkit.environment import probe
+from tftrt_toolkit.errors import ConfigError, OutputError
+from tftrt_toolkit.report.end_to_end import DEFAULT_SAMPLES, run_job
+
+CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_saved_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "report"
+    report = run_job(str(tiny_saved_model), output_dir=str(out), data="synthetic:4", precisions=["fp32"],
+                     batch_sizes=(1, 2), duration=0.2, progress=lambda m: None)
+    return report, out
+
+
+def test_writes_every_file(tiny_run):
+    report, out = tiny_run
+    for name in ("report.md", "report.json", "predictions.json", "predictions.csv", "validation.json",
+                 "benchmark.json", "benchmark.csv", "benchmark.png"):
+        assert (out / name).is_file(), name
+    assert (out / "models" / "fp32" / "saved_model.pb").is_file()
+    assert sorted(os.listdir(out.parent)) == ["report"], "no temp dirs left beside it"
+
+
+def test_summary_table_and_notebook_views(tiny_run):
+    report, out = tiny_run
+    assert [row.name for row in report.rows] == ["original", "cpu-fp32"]
+    optimized = report.optimized[0]
+    assert optimized.top1_agreement == 1.0 and optimized.validation_passed
+    assert set(optimized.speedup) == {1, 2} and all(v > 0 for v in optimized.speedup.values())
+    assert report.table_lines()[0].split()[:3] == ["model", "backend", "precision"]
+    markdown = report.to_markdown()
+    assert markdown.startswith("| model | backend | precision |") and "| cpu-fp32 | cpu | fp32 |" in markdown
+    assert "cpu-fp32" in repr(report) and "bs1" in repr(report)
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["rows"][1]["precision"] == "fp32" and saved["batch_sizes"] == [1, 2]
+    text = (out / "report.md").read_text()
+    assert "## Summary" in text and "![latency and throughput by batch size](benchmark.png)" in text
+
+
+def test_predictions_csv_has_one_row_per_model_image_output(tiny_run):
+    _, out = tiny_run
+    with open(out / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["model"] for r in rows} == {"original", "cpu-fp32"}
+    # 10 classes and no --labels: not an ImageNet classifier, so outputs are reported raw.
+    assert len(rows) == 2 * 4 and {r["output"] for r in rows} == {"probabilities"}
+
+
+def test_existing_output_is_refused_before_any_work(tiny_saved_model, tiny_run):
+    _, out = tiny_run
+    before = sorted(os.listdir(out))
+    with pytest.raises(OutputError, match="--overwrite"):
+        run_job(str(tiny_saved_model), output_dir=str(out), data="synthetic:4", precisions=["fp32"],
+                progress=lambda m: None)
+    assert sorted(os.listdir(out)) == before
+
+
+def test_impossible_precision_is_refused_before_any_work(tiny_saved_model, tmp_path):
+    with pytest.raises(ConfigError, match="bf16"):
+        run_job(str(tiny_saved_model), output_dir=str(tmp_path / "r"), precisions=["fp16"], backend="cpu",
+                progress=lambda m: None)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(not probe().cpu_has_bf16, reason="this CPU has neither AVX512-BF16 nor AMX")
+def test_shipped_model_keeps_every_sample_class_after_bf16(tmp_path, capsys):
+    code = main(["tftrt", "run", f"--output_dir={tmp_path / 'report'}", "--precisions=bf16",
+                 "--run_batch_sizes=1", "--seconds_per_measurement=0.2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "top-1 on cat.jpg" in out and "Egyptian cat" in out
+    predictions = json.loads((tmp_path / "report" / "predictions.json").read_text())
+    with open(os.path.join(DEFAULT_SAMPLES, "labels.csv")) as handle:
+        expected = {row["image"]: int(row["class_id"]) for row in csv.DictReader(handle)}
+    for model_name in ("original", "cpu-bf16"):
+        top1 = {os.path.basename(r["image"]): r["predictions"][0]["class_id"] for r in predictions[model_name]["results"]}
+        assert top1["cat.jpg"] in CAT_CLASSES, model_name
+        assert top1 == expected, model_name

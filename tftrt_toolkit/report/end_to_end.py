@@ -1,0 +1,370 @@
+"""The main job: load → convert with the best precisions here → predict → validate → benchmark → report.
+
+    from tftrt_toolkit.report.end_to_end import run_job
+    report = run_job()                 # the shipped EfficientNet-Lite0 and sample photos
+    report                             # RunReport('tftrt-report', original + 2 optimized: ...)
+    print(report.to_markdown())        # the summary table, no pandas needed
+
+Everything lands in ``output_dir`` at once (a staged directory renamed into place), so a
+half-finished run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+from tftrt_toolkit import artifacts
+from tftrt_toolkit.config import ConversionConfig
+from tftrt_toolkit.errors import ConfigError, ToolkitError
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_MODEL = os.path.join(_REPO_ROOT, "saved_models", "efficientnet_lite0")
+DEFAULT_SAMPLES = os.path.join(_REPO_ROOT, "saved_models", "samples")
+DEFAULT_OUTPUT_DIR = "tftrt-report"
+# int8 must keep at least this top-1 agreement with the original, or the run falls back to the others.
+INT8_MIN_TOP1_AGREEMENT = 0.99
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class ModelRow:
+    """One line of the summary: a model, what it is, and how it did."""
+
+    name: str
+    path: str
+    backend: str
+    precision: str
+    top1: Optional[dict] = None  # rank-1 prediction on the first sample (cat.jpg for the defaults)
+    top1_agreement: Optional[float] = None
+    topk_agreement: Optional[float] = None
+    max_abs_error: Optional[float] = None
+    validation_passed: Optional[bool] = None
+    p50_ms: Dict[int, float] = dataclasses.field(default_factory=dict)
+    throughput: Dict[int, float] = dataclasses.field(default_factory=dict)
+    speedup: Dict[int, float] = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        for key in ("p50_ms", "throughput", "speedup"):
+            data[key] = {str(k): v for k, v in data[key].items()}
+        return data
+
+
+@dataclasses.dataclass
+class RunReport:
+    """What the job did; ``to_markdown()`` and ``table_lines()`` read well in a notebook or terminal."""
+
+    output_dir: str
+    model: str
+    data: str
+    environment: str
+    batch_sizes: Sequence[int]
+    rows: List[ModelRow]
+    files: Dict[str, str]
+    seconds: float
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def original(self) -> ModelRow:
+        return self.rows[0]
+
+    @property
+    def optimized(self) -> List[ModelRow]:
+        return self.rows[1:]
+
+    def _table(self) -> List[List[str]]:
+        image = self.original.top1["image"] if self.original.top1 else "first input"
+        header = ["model", "backend", "precision", f"top-1 on {image}", "top-1 agreement"]
+        header += [f"p50 bs{b} (ms)" for b in self.batch_sizes] + [f"speed-up bs{b}" for b in self.batch_sizes]
+        rows = [header]
+        for row in self.rows:
+            top1 = f"{row.top1['label']} ({row.top1['probability']:.2f})" if row.top1 else "-"
+            agreement = "-" if row.top1_agreement is None else f"{row.top1_agreement:.0%}"
+            cells = [row.name, row.backend, row.precision, top1, agreement]
+            cells += [f"{row.p50_ms[b]:.1f}" if b in row.p50_ms else "-" for b in self.batch_sizes]
+            cells += [f"{row.speedup[b]:.2f}x" if b in row.speedup else ("1.00x" if row is self.original else "-")
+                      for b in self.batch_sizes]
+            rows.append(cells)
+        return rows
+
+    def table_lines(self) -> List[str]:
+        table = self._table()
+        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+        return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
+
+    def to_markdown(self) -> str:
+        table = self._table()
+        lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+        lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "output_dir": self.output_dir, "model": self.model, "data": self.data, "environment": self.environment,
+            "batch_sizes": list(self.batch_sizes), "rows": [r.to_json() for r in self.rows],
+            "files": self.files, "seconds": round(self.seconds, 1), "notes": self.notes,
+        }
+
+    def __repr__(self) -> str:
+        parts = []
+        for row in self.optimized:
+            speed = ", ".join(f"bs{b} {row.speedup[b]:.2f}x" for b in self.batch_sizes if b in row.speedup)
+            parts.append(f"{row.backend}-{row.precision} ({speed or row.note or 'not benchmarked'})")
+        return f"RunReport({self.output_dir!r}, original + {len(self.optimized)} optimized: {'; '.join(parts)})"
+
+
+def default_precisions(env) -> List[str]:
+    """The precisions worth converting to here, best first, fp32 always included as the safe choice."""
+    backend, _ = env.recommended_backend()
+    if backend == "tensorrt":
+        return ["fp16", "int8"]
+    precisions = ["fp32"]
+    if env.cpu_has_bf16:
+        precisions.append("bf16")
+    try:
+        from tftrt_toolkit.backends import cpu_int8
+
+        cpu_int8.check_available(env)
+        precisions.append("int8")
+    except ToolkitError:
+        pass  # int8 not usable here: fp32/bf16 only, said in the notes
+    return precisions
+
+
+def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR, data: Optional[str] = None,
+            labels_csv: Optional[str] = None, precisions: Optional[Sequence[str]] = None, backend: str = "auto",
+            weights: Optional[str] = "imagenet", batch_sizes: Sequence[int] = (1, 8), duration: float = 3.0,
+            top_k: int = 5, overwrite: bool = False, threads=(None, None),
+            progress: Progress = print) -> RunReport:
+    """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
+
+    Converts with each precision in ``precisions`` (default: the best this machine offers),
+    predicts ``data`` before and after, validates each optimized model against the original,
+    benchmarks them (interleaved with the original, at each batch size for ``duration``
+    seconds), and writes report.md/.json, predictions.json/.csv, benchmark.json/.csv/.png and
+    the converted models under ``output_dir``. A precision that fails to convert, or an int8
+    model below INT8_MIN_TOP1_AGREEMENT, is reported with its reason and the run goes on.
+
+    Raises ConfigError/OutputError before any work when the options or output are unusable.
+    """
+    from tftrt_toolkit.environment import probe
+    from tftrt_toolkit.models.loader import load_model
+    from tftrt_toolkit.pipeline import convert
+    from tftrt_toolkit.runtime.benchmark import benchmark
+    from tftrt_toolkit.runtime.predict import predict
+    from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
+    from tftrt_toolkit.runtime.validate import validate
+
+    started = time.perf_counter()
+    model = model or DEFAULT_MODEL
+    using_defaults = model == DEFAULT_MODEL
+    if data is None:
+        data = DEFAULT_SAMPLES if using_defaults else "synthetic:8"
+    if labels_csv is None and data == DEFAULT_SAMPLES:
+        labels_csv = os.path.join(DEFAULT_SAMPLES, "labels.csv")
+    if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+        raise ConfigError(f"batch sizes {list(batch_sizes)} are not valid; give positive integers, e.g. 1,8.")
+    if duration <= 0:
+        raise ConfigError(f"duration={duration} is not valid; give seconds > 0.")
+
+    env = probe()
+    progress(f"[1/6] doctor: {env.one_line()}")
+    precisions = list(precisions or default_precisions(env))
+    base_config = ConversionConfig(backend=backend)
+    for precision in precisions:  # refuse impossible combinations before any work
+        base_config.replace(precision=precision)
+    target = artifacts.resolve_output(output_dir)
+    artifacts.check_output(target, [model] if os.path.exists(model) else [], overwrite)
+    configure_threads(*threads)
+
+    notes: List[str] = []
+    files: Dict[str, str] = {}
+    with load_model(model, weights=weights) as loaded, artifacts.staged_output(target, overwrite=overwrite) as stage:
+        # ---- 2. convert
+        rows = [ModelRow(name="original", path=model, backend="-", precision=_source_precision(loaded))]
+        for precision in precisions:
+            progress(f"[2/6] convert: {precision}")
+            config = base_config.replace(precision=precision)
+            if precision == "int8":
+                config = _calibration_sized_to(config, data, loaded)
+            try:
+                result = convert(loaded, os.path.join(stage.path, "models", precision), config,
+                                 calibration_data=data if precision == "int8" else None, progress=lambda m: None)
+            except ToolkitError as error:
+                notes.append(f"{precision}: not converted: {error}")
+                progress(f"      {precision} skipped: {error}")
+                continue
+            rows.append(ModelRow(name=f"{result.backend}-{precision}",
+                                 path=os.path.join(os.path.basename(target), "models", precision),
+                                 backend=result.backend, precision=precision))
+
+        runners = {row.name: ModelRunner(loaded if row.name == "original" else
+                                         os.path.join(stage.path, "models", row.precision)).load()
+                   for row in rows}
+        try:
+            # ---- 3. predict
+            progress(f"[3/6] predict: {len(rows)} model(s) on {data}")
+            predictions = {}
+            for row in rows:
+                result = predict(runners[row.name], data, top_k=top_k)
+                predictions[row.name] = result
+                if result.kind == "classification" and result.records:
+                    record = _headline_record(result.records)
+                    row.top1 = dict(record["predictions"][0], image=os.path.basename(record["image"]))
+            _write_predictions(stage.path, predictions, files)
+
+            # ---- 4. validate
+            progress("[4/6] validate: each optimized model against the original")
+            validations = {}
+            for row in rows[1:]:
+                report = validate(runners["original"], runners[row.name], data=data, top_k=top_k,
+                                  labels_csv=labels_csv if _is_image_data(data) else None)
+                validations[row.name] = report.to_json()
+                row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
+                row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
+                if not report:
+                    row.note = "validation failed: " + "; ".join(report.failures)
+            for row in [r for r in rows[1:] if r.precision == "int8"]:
+                if row.top1_agreement is not None and row.top1_agreement < INT8_MIN_TOP1_AGREEMENT:
+                    notes.append(f"int8: top-1 agreement {row.top1_agreement:.1%} is below "
+                                 f"{INT8_MIN_TOP1_AGREEMENT:.0%}; falling back to the other precisions.")
+                    row.note = "rejected: below the int8 accuracy threshold"
+            _write(stage.path, "validation.json", validations, files)
+
+            # ---- 5. benchmark
+            progress(f"[5/6] benchmark: batch sizes {', '.join(map(str, batch_sizes))}, interleaved with the original")
+            benchmarks = []
+            for row in rows[1:]:
+                bench = benchmark(runners[row.name], baseline=runners["original"], batch_sizes=batch_sizes,
+                                  duration=duration, data=data, progress=False)
+                benchmarks.append((row, bench))
+                for batch_size in batch_sizes:
+                    row.p50_ms[batch_size] = bench.result("optimized", batch_size).latency_ms["p50"]
+                    row.throughput[batch_size] = bench.result("optimized", batch_size).throughput
+                    row.speedup[batch_size] = bench.speedup(batch_size)["p50_speedup"]
+                    # The original's figure from the last run is as good as any: each run interleaves it.
+                    rows[0].p50_ms[batch_size] = bench.result("baseline", batch_size).latency_ms["p50"]
+                    rows[0].throughput[batch_size] = bench.result("baseline", batch_size).throughput
+            _write_benchmarks(stage.path, benchmarks, files, notes)
+        finally:
+            for runner in runners.values():
+                runner.close()
+
+        # ---- 6. report
+        report = RunReport(output_dir=target, model=model, data=data, environment=env.one_line(),
+                           batch_sizes=list(batch_sizes), rows=rows, files=files,
+                           seconds=time.perf_counter() - started, notes=notes)
+        files["report.md"] = _write_text(stage.path, "report.md", _markdown_report(report, env))
+        _write(stage.path, "report.json", report.to_json(), files)
+        stage.commit()
+    progress(f"[6/6] report: {target}/report.md ({report.seconds:.0f} s)")
+    return report
+
+
+def _headline_record(records: List[dict]) -> dict:
+    """The record the summary quotes: the cat photo when there is one (the toolkit's promise), else the first."""
+    for record in records:
+        if os.path.splitext(os.path.basename(str(record["image"])))[0].lower() == "cat":
+            return record
+    return records[0]
+
+
+def _calibration_sized_to(config: ConversionConfig, data, loaded) -> ConversionConfig:
+    """Calibrate on all of a small data set (up to 8 x 8 samples) instead of refusing it."""
+    from tftrt_toolkit.data import open_source
+
+    count = open_source(data, loaded.signature, model_hint=loaded.model_info).count()
+    if not count:
+        return config  # unbounded (synthetic): the config's own steps and batch size
+    batch_size = min(config.batch_size, count)
+    return config.replace(batch_size=batch_size, calibration_steps=min(config.calibration_steps, count // batch_size))
+
+
+def _source_precision(loaded) -> str:
+    meta = loaded.toolkit_metadata
+    return meta["precision"] if meta else "fp32"
+
+
+def _is_image_data(data) -> bool:
+    if isinstance(data, (list, tuple)):
+        return True  # several paths are images (arrays come one file at a time)
+    return not str(data).startswith("synthetic") and not str(data).endswith((".npy", ".npz"))
+
+
+def _write(stage_dir: str, name: str, data, files: Dict[str, str]) -> str:
+    from tftrt_toolkit.report.writers import write_json
+
+    write_json(os.path.join(stage_dir, name), data)
+    files[name] = name
+    return name
+
+
+def _write_text(stage_dir: str, name: str, text: str) -> str:
+    from tftrt_toolkit.report.writers import write_text
+
+    write_text(os.path.join(stage_dir, name), text)
+    return name
+
+
+def _write_predictions(stage_dir: str, predictions, files: Dict[str, str]) -> None:
+    from tftrt_toolkit.report.writers import write_csv
+
+    _write(stage_dir, "predictions.json", {name: result.to_json() for name, result in predictions.items()}, files)
+    first = next(iter(predictions.values()))
+    rows = [{"model": name, **row} for name, result in predictions.items() for row in result.csv_rows()]
+    write_csv(os.path.join(stage_dir, "predictions.csv"), rows, ("model",) + tuple(first.csv_columns))
+    files["predictions.csv"] = "predictions.csv"
+
+
+def _write_benchmarks(stage_dir: str, benchmarks, files: Dict[str, str], notes: List[str]) -> None:
+    from tftrt_toolkit.report.writers import write_csv
+
+    if not benchmarks:
+        return
+    _write(stage_dir, "benchmark.json", {row.name: bench.to_json() for row, bench in benchmarks}, files)
+    rows = [{"model_name": row.name, **r} for row, bench in benchmarks for r in bench.csv_rows()]
+    write_csv(os.path.join(stage_dir, "benchmark.csv"), rows, ("model_name",) + tuple(rows[0].keys())[1:])
+    files["benchmark.csv"] = "benchmark.csv"
+    try:
+        from tftrt_toolkit.report.plots import plot_benchmarks
+
+        plot_benchmarks([bench for _, bench in benchmarks], os.path.join(stage_dir, "benchmark.png"),
+                        names=[row.name for row, _ in benchmarks])
+        files["benchmark.png"] = "benchmark.png"
+    except ConfigError as error:  # matplotlib is an optional extra
+        notes.append(f"benchmark.png not drawn: {error}")
+
+
+def _markdown_report(report: RunReport, env) -> str:
+    lines = [
+        "# tftrt_toolkit report", "",
+        f"- model: `{report.model}`",
+        f"- data: `{report.data}`",
+        f"- machine: {env.cpu_model or 'unknown CPU'} ({env.cpu_count} cores; {' '.join(env.cpu_features) or 'no special features'}); "
+        f"GPUs: {', '.join(env.gpus) or 'none'}",
+        f"- {report.environment}",
+        f"- TensorFlow {env.tensorflow_version}; run took {report.seconds:.0f} s", "",
+        "## Summary", "", report.to_markdown(), "",
+        "Speed-up: the original's median latency over the optimized model's, measured interleaved in one process "
+        "(warm-up excluded, outputs fetched to host).", "",
+    ]
+    if "benchmark.png" in report.files:
+        lines += ["![latency and throughput by batch size](benchmark.png)", ""]
+    lines += ["## Accuracy against the original", ""]
+    for row in report.optimized:
+        agreement = "-" if row.top1_agreement is None else f"{row.top1_agreement:.1%}"
+        topk = "-" if row.topk_agreement is None else f"{row.topk_agreement:.1%}"
+        error = "-" if row.max_abs_error is None else f"{row.max_abs_error:.3g}"
+        verdict = {True: "pass", False: "FAIL", None: "-"}[row.validation_passed]
+        lines.append(f"- **{row.name}**: {verdict}; top-1 agreement {agreement}, top-5 {topk}, max abs error {error}"
+                     + (f" — {row.note}" if row.note else ""))
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    lines += ["", "## Files", ""] + [f"- `{name}`" for name in sorted(report.files)]
+    lines += ["- `models/<precision>/`: the optimized SavedModels (plain `tf.saved_model.load`)", ""]
+    return "\n".join(lines)
