@@ -24,7 +24,10 @@ def mid_size_saved_model(tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("models") / "mobilenet_v2"
-    export_keras_model(keras.applications.MobileNetV2(weights=None), str(path))
+    # A named input: an auto-named one would take "input_layer" from Keras's process-wide name
+    # counter and make later tests' models "input_layer_1".
+    images = keras.Input((224, 224, 3), name="images")
+    export_keras_model(keras.applications.MobileNetV2(weights=None, input_tensor=images), str(path))
     return path
 
 
