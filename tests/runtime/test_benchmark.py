@@ -116,3 +116,24 @@ def test_small_image_sets_are_repeated_to_fill_a_batch(tiny_saved_model, tmp_pat
 def test_latency_stats_in_milliseconds():
     stats = latency_stats([0.001, 0.002, 0.003, 0.004])
     assert stats["min"] == 1.0 and stats["max"] == 4.0 and stats["mean"] == 2.5 and stats["p50"] == 2.5
+
+
+def test_benchmark_many_shares_one_interleaved_baseline(tiny_saved_model):
+    from tftrt_toolkit.runtime.benchmark import benchmark_many
+
+    reports = benchmark_many({"a": str(tiny_saved_model), "b": str(tiny_saved_model)}, baseline=str(tiny_saved_model),
+                             batch_sizes=(1,), iterations=3, warmup=0, progress=False)
+    assert list(reports) == ["a", "b"]
+    base_a, base_b = reports["a"].result("baseline", 1), reports["b"].result("baseline", 1)
+    assert base_a == base_b  # the same measurements, so speed-ups compare across models
+    for report in reports.values():
+        assert [m.role for m in report.results] == ["baseline", "optimized"]
+        assert report.result("optimized", 1).runs == base_a.runs == 3
+        assert report.speedup(1)["p50_speedup"] == base_a.latency_ms["p50"] / report.result("optimized", 1).latency_ms["p50"]
+
+
+def test_benchmark_many_refuses_a_model_named_baseline(tiny_saved_model):
+    from tftrt_toolkit.runtime.benchmark import benchmark_many
+
+    with pytest.raises(ConfigError, match="none named 'baseline'"):
+        benchmark_many({"baseline": str(tiny_saved_model)})

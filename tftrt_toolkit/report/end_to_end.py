@@ -155,7 +155,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     from tftrt_toolkit.environment import probe
     from tftrt_toolkit.models.loader import load_model
     from tftrt_toolkit.pipeline import convert
-    from tftrt_toolkit.runtime.benchmark import benchmark
+    from tftrt_toolkit.runtime.benchmark import benchmark_many
     from tftrt_toolkit.runtime.predict import predict
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
     from tftrt_toolkit.runtime.validate import validate
@@ -238,16 +238,17 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
 
             # ---- 5. benchmark
             progress(f"[5/6] benchmark: batch sizes {', '.join(map(str, batch_sizes))}, interleaved with the original")
-            benchmarks = []
-            for row in rows[1:]:
-                bench = benchmark(runners[row.name], baseline=runners["original"], batch_sizes=batch_sizes,
-                                  duration=duration, data=data, progress=False)
-                benchmarks.append((row, bench))
+            # One interleaved run for all models: they share the original's measurements, so the
+            # speed-ups (and the chart's baseline bars) are comparable across precisions.
+            reports = benchmark_many({row.name: runners[row.name] for row in rows[1:]}, baseline=runners["original"],
+                                     batch_sizes=batch_sizes, duration=duration, data=data,
+                                     progress=False) if len(rows) > 1 else {}
+            benchmarks = [(row, reports[row.name]) for row in rows[1:]]
+            for row, bench in benchmarks:
                 for batch_size in batch_sizes:
                     row.p50_ms[batch_size] = bench.result("optimized", batch_size).latency_ms["p50"]
                     row.throughput[batch_size] = bench.result("optimized", batch_size).throughput
                     row.speedup[batch_size] = bench.speedup(batch_size)["p50_speedup"]
-                    # The original's figure from the last run is as good as any: each run interleaves it.
                     rows[0].p50_ms[batch_size] = bench.result("baseline", batch_size).latency_ms["p50"]
                     rows[0].throughput[batch_size] = bench.result("baseline", batch_size).throughput
             _write_benchmarks(stage.path, benchmarks, files, notes)
@@ -326,9 +327,18 @@ def _write_benchmarks(stage_dir: str, benchmarks, files: Dict[str, str], notes: 
 
     if not benchmarks:
         return
-    _write(stage_dir, "benchmark.json", {row.name: bench.to_json() for row, bench in benchmarks}, files)
-    rows = [{"model_name": row.name, **r} for row, bench in benchmarks for r in bench.csv_rows()]
-    write_csv(os.path.join(stage_dir, "benchmark.csv"), rows, ("model_name",) + tuple(rows[0].keys())[1:])
+    first = benchmarks[0][1]
+    _write(stage_dir, "benchmark.json", {
+        "settings": first.settings,
+        "models": {"baseline": first.models.get("baseline"), **{row.name: bench.models["optimized"] for row, bench in benchmarks}},
+        "results": [m.to_json() for m in first.results if m.role == "baseline"]
+                   + [dict(m.to_json(), role=row.name) for row, bench in benchmarks for m in bench.results if m.role == "optimized"],
+        "speedups": {row.name: bench.speedups for row, bench in benchmarks},
+    }, files)
+    # The original once, then each optimized model with its speed-ups: one row per model x batch size.
+    rows = [dict(r, role="original") for r in first.csv_rows() if r["role"] == "baseline"]
+    rows += [dict(r, role=row.name) for row, bench in benchmarks for r in bench.csv_rows() if r["role"] == "optimized"]
+    write_csv(os.path.join(stage_dir, "benchmark.csv"), rows, tuple(rows[0].keys()))
     files["benchmark.csv"] = "benchmark.csv"
     try:
         from tftrt_toolkit.report.plots import plot_benchmarks

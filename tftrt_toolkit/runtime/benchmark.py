@@ -26,7 +26,7 @@ import datetime
 import math
 import platform
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -45,7 +45,6 @@ DEFAULT_DURATION_S = 5.0
 MIN_RUNS = 5
 
 LATENCY_STATS = ("min", "mean", "p50", "p90", "p99", "max")
-ROLES = ("baseline", "optimized")
 
 CSV_COLUMNS = (
     "role", "model", "batch_size", "runs", "first_call_ms",
@@ -211,10 +210,7 @@ class _Timer:
 
 
 def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike, ModelRunner, None] = None,
-              batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, warmup: int = DEFAULT_WARMUP,
-              iterations: Optional[int] = None, duration: Optional[float] = None, data: DataSpec = "synthetic",
-              threads: Threads = (None, None), progress: bool = True, preprocess: str = "auto",
-              input_shape=None, seed: int = 0) -> BenchmarkReport:
+              **options) -> BenchmarkReport:
     """Measure ``model`` (and ``baseline``, interleaved) at each batch size; return a BenchmarkReport.
 
     Args:
@@ -232,6 +228,23 @@ def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike
     Raises ConfigError (bad settings, threads set too late), SignatureMismatch (baseline
     with another signature), ModelLoadError, DataError.
     """
+    return benchmark_many({"optimized": model}, baseline=baseline, **options)["optimized"]
+
+
+def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
+                   baseline: Union[ModelLike, ModelRunner, None] = None,
+                   batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, warmup: int = DEFAULT_WARMUP,
+                   iterations: Optional[int] = None, duration: Optional[float] = None, data: DataSpec = "synthetic",
+                   threads: Threads = (None, None), progress: bool = True, preprocess: str = "auto",
+                   input_shape=None, seed: int = 0) -> Dict[str, BenchmarkReport]:
+    """Measure several models against one baseline in ONE interleaved run; a report per model.
+
+    Each round runs the baseline and every model once, so machine noise hits all of them alike
+    and every report shares the same baseline measurements (speed-ups are comparable across
+    models). Options as for ``benchmark``; ``models`` maps a name (not "baseline") to a model.
+    """
+    if not models or "baseline" in models:
+        raise ConfigError("benchmark_many needs at least one model, and none named 'baseline'.")
     batch_sizes = tuple(batch_sizes)
     if not batch_sizes:
         raise ConfigError("batch_sizes is empty; give at least one batch size, e.g. 1,8,32.")
@@ -254,22 +267,24 @@ def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike
     runners: Dict[str, ModelRunner] = {}
     owned: List[ModelRunner] = []
     try:
-        for role, spec in (("optimized", model), ("baseline", baseline)):
+        for role, spec in [("baseline", baseline)] + list(models.items()):
             if spec is None:
                 continue
             runner, owns = open_runner(spec)
             runners[role] = runner
             if owns:
                 owned.append(runner)
-        optimized = runners["optimized"]
+        names = list(models)
+        optimized = runners[names[0]]
         if "baseline" in runners:
-            check_same_signature(runners["baseline"].signature, optimized.signature,
-                                 f"baseline {runners['baseline'].name!r}", f"model {optimized.name!r}")
+            for name in names:
+                check_same_signature(runners["baseline"].signature, runners[name].signature,
+                                     f"baseline {runners['baseline'].name!r}", f"model {runners[name].name!r}")
         # The model's conventions decide preprocessing; a converted model records its source's.
         hint = (runners.get("baseline") or optimized).model_info
         source = open_source(data, optimized.signature, preprocess=preprocess, input_shape=input_shape,
                              model_hint=hint, seed=seed)
-        roles = [role for role in ROLES if role in runners]
+        roles = list(runners)  # baseline first, then the models in the order given
 
         results: List[Measurement] = []
         bar = ProgressBar(len(batch_sizes) * 100, "benchmark", enabled=None if progress else False)
@@ -314,16 +329,25 @@ def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike
                         peak_rss_mb=None if rss is None else round(rss, 1),
                     ))
 
-        report = BenchmarkReport(
-            settings=_settings(batch_sizes, warmup, iterations, duration, threads, threads_in_force, source,
-                               interleaved=len(roles) > 1, started_at=started_at),
-            models={role: runners[role].describe() for role in roles},
-            results=results,
-            speedups=[],
-        )
-        if "baseline" in runners:
-            report.speedups = [_speedup(report.result("baseline", b), report.result("optimized", b)) for b in batch_sizes]
-        return report
+        settings = _settings(batch_sizes, warmup, iterations, duration, threads, threads_in_force, source,
+                             interleaved=len(roles) > 1, started_at=started_at)
+        reports = {}
+        for name in names:
+            # Each report sees its model as "optimized" beside the shared baseline measurements.
+            mine = [m if m.role == "baseline" else dataclasses.replace(m, role="optimized")
+                    for m in results if m.role in ("baseline", name)]
+            report = BenchmarkReport(
+                settings=settings,
+                models={("optimized" if role == name else role): runners[role].describe()
+                        for role in roles if role in ("baseline", name)},
+                results=mine,
+                speedups=[],
+            )
+            if "baseline" in runners:
+                report.speedups = [_speedup(report.result("baseline", b), report.result("optimized", b))
+                                   for b in batch_sizes]
+            reports[name] = report
+        return reports
     finally:
         for runner in owned:
             runner.close()
