@@ -100,6 +100,7 @@ def test_csv_raw_outputs_without_labels(beam, tiny_saved_model, images, tmp_path
     assert abs(sum(json.loads(rows[0]["values"])) - 1.0) < 1e-4
     with open(result.error_files[0]) as handle:
         assert handle.read() == "image,stage,error\n"  # written, and empty: nothing failed
+    assert (result.images_read, result.images_predicted, result.images_failed) == (3, 3, 0)
 
 
 def test_cli_writes_shards_and_passes_beam_options(beam, tiny_saved_model, images, labels_file, tmp_path, capsys):
@@ -127,8 +128,13 @@ def test_cli_writes_shards_and_passes_beam_options(beam, tiny_saved_model, image
 def test_misspelt_beam_option_is_an_error_with_a_suggestion(beam):
     from tftrt_toolkit.runtime.batch_predict import check_pipeline_args
 
-    assert check_pipeline_args(["--runner=DirectRunner", "--direct_num_workers", "2"]) == [
-        "--runner=DirectRunner", "--direct_num_workers", "2"]
+    # Aliases count as known (--worker_machine_type is --machine_type); `--` is a command-line separator only.
+    assert check_pipeline_args(["--runner=DirectRunner", "--", "--direct_num_workers", "2", "--worker_machine_type=n1"]) == [
+        "--runner=DirectRunner", "--direct_num_workers", "2", "--worker_machine_type=n1"]
+    with pytest.raises(ConfigError, match="did you mean --machine_type"):
+        check_pipeline_args(["--machine-type=n1"])  # Beam would drop this one with a log line
+    with pytest.raises(ConfigError, match="unexpected argument 'extra'"):
+        check_pipeline_args(["--direct_num_workers", "2", "extra"])
     with pytest.raises(ConfigError, match=r"--direct_num_worker: not a batch-predict flag.*did you mean --direct_num_workers"):
         check_pipeline_args(["--direct_num_worker=2"])
     with pytest.raises(ConfigError, match="did you mean --top_k"):

@@ -324,27 +324,26 @@ def check_pipeline_args(pipeline_args: Sequence[str], *, other_flags: Sequence[s
     suggesting the closest Beam option or one of ``other_flags`` (the caller's own flag names).
     """
     require_beam()
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options import pipeline_options
 
-    args = [str(arg) for arg in pipeline_args]
-    options = PipelineOptions(args)
-    known = set(options.get_all_options(retain_unknown_options=False))
+    # `--` only separates our flags from Beam's on a command line; Beam would stop parsing at it.
+    args = [str(arg) for arg in pipeline_args if str(arg) != "--"]
+    # The parser PipelineOptions.get_all_options builds: every options class's arguments,
+    # aliases (--worker_machine_type) included; what it leaves over is what Beam would drop.
+    parser = pipeline_options._BeamArgumentParser(allow_abbrev=False)
+    for options_class in {str(cls): cls for cls in pipeline_options.PipelineOptions.__subclasses__()}.values():
+        options_class._add_argparse_args(parser)  # pylint: disable=protected-access
+    _, leftovers = parser.parse_known_args(args)
     unknown = []
-    for index, arg in enumerate(args):
-        if arg == "--":
-            continue
-        if not arg.startswith("-"):
-            previous = args[index - 1] if index else ""
-            if not (previous.startswith("--") and "=" not in previous):
-                raise ConfigError(f"unexpected argument {arg!r}; Beam pipeline options are --name=value")
-            continue
-        name = arg.lstrip("-").split("=", 1)[0].replace("-", "_")
-        if name not in known:
+    for index, arg in enumerate(leftovers):
+        if arg.startswith("-"):
             unknown.append(arg.split("=", 1)[0])
+        elif not (index and leftovers[index - 1].startswith("--") and "=" not in leftovers[index - 1]):
+            raise ConfigError(f"unexpected argument {arg!r}; Beam pipeline options are --name=value")
     if unknown:
         import difflib
 
-        candidates = sorted(known | set(other_flags))
+        candidates = sorted(set(pipeline_options.PipelineOptions([]).get_all_options()) | set(other_flags))
         hints = [match for flag in unknown for match in difflib.get_close_matches(
             flag.lstrip("-").replace("-", "_"), candidates, n=1, cutoff=0.75)]
         suggestion = f" (did you mean {', '.join('--' + hint for hint in hints)}?)" if hints else ""
@@ -547,6 +546,9 @@ def batch_predict(model_dir: str, data_glob: Union[str, Sequence[str]], output_p
     pipeline_result.wait_until_finish()
     seconds = time.perf_counter() - start
     metrics = _metric_results(pipeline_result)
+    if metrics:  # the runner reports metrics: a counter never incremented (no failures) is 0, not unknown
+        for name in ("images_read", "images_predicted", "images_failed"):
+            metrics.setdefault(name, 0)
     return BatchPredictResult(
         model=os.fspath(model_dir), data=data_globs, output_prefix=output_prefix, output_format=output_format,
         prediction_files=_matching_files(_shard_pattern(output_prefix, output_format, errors=False)),
