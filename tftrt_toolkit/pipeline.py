@@ -172,3 +172,17 @@ def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_d
              f"(preprocess: {source.preprocess})")
     return calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps), source
 
+
+def calibration_sized_to(config: ConversionConfig, data, loaded: LoadedModel) -> ConversionConfig:
+    """``config`` with int8 calibration sized to all of a small data set (up to steps x batch size samples).
+
+    A data set smaller than ``calibration_steps * batch_size`` is then calibrated on whole
+    instead of being refused for running out; unbounded data (synthetic) keeps the config's sizes.
+    """
+    from tftrt_toolkit.data import open_source
+
+    count = open_source(data, loaded.signature, model_hint=loaded.model_info).count()
+    if not count:
+        return config  # unbounded (synthetic): the config's own steps and batch size
+    batch_size = min(config.batch_size, count)
+    return config.replace(batch_size=batch_size, calibration_steps=min(config.calibration_steps, count // batch_size))

@@ -154,7 +154,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     """
     from tftrt_toolkit.environment import probe
     from tftrt_toolkit.models.loader import load_model
-    from tftrt_toolkit.pipeline import convert
+    from tftrt_toolkit.pipeline import calibration_sized_to, convert
     from tftrt_toolkit.runtime.benchmark import benchmark_many
     from tftrt_toolkit.runtime.predict import predict
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
@@ -191,7 +191,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             progress(f"[2/6] convert: {precision}")
             config = base_config.replace(precision=precision)
             if precision == "int8":
-                config = _calibration_sized_to(config, data, loaded)
+                config = calibration_sized_to(config, data, loaded)
             try:
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
                                  calibration_data=data if precision == "int8" else None, progress=lambda m: None)
@@ -273,17 +273,6 @@ def _headline_record(records: List[dict]) -> dict:
         if os.path.splitext(os.path.basename(str(record["image"])))[0].lower() == "cat":
             return record
     return records[0]
-
-
-def _calibration_sized_to(config: ConversionConfig, data, loaded) -> ConversionConfig:
-    """Calibrate on all of a small data set (up to 8 x 8 samples) instead of refusing it."""
-    from tftrt_toolkit.data import open_source
-
-    count = open_source(data, loaded.signature, model_hint=loaded.model_info).count()
-    if not count:
-        return config  # unbounded (synthetic): the config's own steps and batch size
-    batch_size = min(config.batch_size, count)
-    return config.replace(batch_size=batch_size, calibration_steps=min(config.calibration_steps, count // batch_size))
 
 
 def _source_precision(loaded) -> str:
