@@ -46,6 +46,7 @@ DEFAULT_MAX_WORKSPACE_SIZE_BYTES = 1 << 30
 _MAX_REASONABLE_WORKSPACE_BYTES = 1 << 40  # 1 TiB: larger is a typo, not a GPU
 _MAX_REASONABLE_CACHED_ENGINES = 1024
 _MAX_REASONABLE_BATCH = 1 << 16
+_MAX_REASONABLE_DIM = 1 << 16
 
 
 def _enum_value(enum_cls, value, field_name):
@@ -138,6 +139,12 @@ class ConversionConfig:
         for shape in self.build_shapes:
             if not shape or any(d <= 0 for d in shape):
                 raise ConfigError(f"build shape {shape} is invalid; every dimension must be a positive integer, e.g. 1x224x224x3.")
+            # TF-TRT's build() allocates these inputs on the GPU: a typo must not become a 400 GB tensor.
+            if shape[0] > _MAX_REASONABLE_BATCH or any(d > _MAX_REASONABLE_DIM for d in shape[1:]):
+                raise ConfigError(
+                    f"build shape {'x'.join(map(str, shape))} is out of range; batch up to {_MAX_REASONABLE_BATCH}, "
+                    f"other dims up to {_MAX_REASONABLE_DIM}."
+                )
         if self.backend is not Backend.AUTO:
             self.check_backend_supports_precision(self.backend)
 

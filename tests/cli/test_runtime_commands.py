@@ -171,3 +171,12 @@ def test_benchmark_flag_errors(run_cli, tiny_saved_model, tmp_path):
     result = run_cli("benchmark", f"--model={tiny_saved_model}", "--batch_sizes=1,x", expect_exit=2)
     assert "'x'" in result.err
     run_cli("benchmark", f"--model={tmp_path / 'missing'}", "--batch_sizes=1", "--iterations=1", expect_exit=3)
+
+
+def test_predict_jsonl_prints_one_record_per_line(run_cli, tiny_saved_model):
+    import json as json_module
+
+    result = run_cli("predict", f"--model={tiny_saved_model}", "--data=synthetic:3", "--format=jsonl")
+    lines = result.out.strip().splitlines()
+    assert len(lines) == 3
+    assert all("image" in json_module.loads(line) for line in lines)

@@ -23,9 +23,8 @@ HUGE = "99999999999999999999"  # beyond int64: absl parses it to a Python int
     ("convert", f"--max_workspace_size_bytes={1 << 50}", f"max_workspace_size_bytes={1 << 50} is out of range"),
     ("convert", "--minimum_segment_size=1000000", "minimum_segment_size=1000000 is out of range"),
     ("convert", "--build_shapes=-1", "build shape (-1,) is invalid"),
-    pytest.param("convert", "--build_shapes=100000000", "out of range", marks=pytest.mark.xfail(
-        strict=True, reason="ConversionConfig bounds batch_size but not the batch of build_shapes: "
-                            "TF-TRT's build() would allocate 10^8 inputs (cpu ignores build_shapes, so it 'succeeds')")),
+    ("convert", "--build_shapes=100000000", "build shape 100000000 is out of range"),
+    ("convert", "--build_shapes=1x224x224x3000000", "is out of range; batch up to 65536"),
     ("predict", "--intra_op_threads=-1", "--intra_op_threads=-1 is out of range; use 0 (TF's choice) to 1024."),
     ("predict", "--inter_op_threads=100000", "--inter_op_threads=100000 is out of range"),
 ])

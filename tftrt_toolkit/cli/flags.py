@@ -157,8 +157,9 @@ def define_top_k_flag() -> List[str]:
 
 def define_predict_flags() -> List[str]:
     return define_top_k_flag() + [
-        define("enum", "format", "json", "Output format (default json; csv when --output ends in .csv).",
-               enum_values=["json", "csv"]),
+        define("enum", "format", "json",
+               "Output format: json, jsonl (one record per line) or csv (default json; csv when --output ends in .csv).",
+               enum_values=["json", "jsonl", "csv"]),
         define("string", "labels", None,
                "Class names, one per line (line i = class i), for classifiers whose outputs are not ImageNet's 1000/1001."),
         define("integer", "batch_size", 8, "Batch size for calibration (and for commands that batch)."),
@@ -218,7 +219,7 @@ def data_from_flags(default: Optional[str] = None):
 # --------------------------------------------------------------------------- batch-predict (Apache Beam)
 
 def define_batch_predict_flags() -> List[str]:
-    """batch-predict's own flags; --top_k, --format and --labels are predict's (format json means JSON Lines here)."""
+    """batch-predict's own flags; --top_k, --format and --labels are predict's (shards are JSON Lines for json/jsonl)."""
     shared = [name for name in define_predict_flags() if name in ("format", "labels")]
     return define_top_k_flag() + shared + [
         define("integer", "min_batch_size", 1, "Smallest batch Beam's adaptive batching gives RunInference."),
@@ -228,5 +229,5 @@ def define_batch_predict_flags() -> List[str]:
 
 
 def batch_predict_format_from_flags() -> str:
-    """--format as batch-predict's output format: json (and jsonl) -> JSON Lines shards, csv -> CSV shards."""
+    """--format as batch-predict's output format: jsonl (and json) -> JSON Lines shards, csv -> CSV shards."""
     return "csv" if FLAGS.format == "csv" else "jsonl"

@@ -90,9 +90,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any(a in ("-h", "--help", "--helpfull") for a in rest):
         _print_help(command, module)
         return 0
+    # batch-predict hands flags absl does not know to Beam's PipelineOptions (--runner, --direct_num_workers, ...).
+    passes_unknown_flags = getattr(module, "PASSES_UNKNOWN_FLAGS", False)
     try:
         flags.FLAGS.unparse_flags()  # a fresh parse for every in-process run (tests, notebooks)
-        flags.FLAGS([f"tftrt {command}"] + rest)
+        remaining = flags.FLAGS([f"tftrt {command}"] + rest, known_only=passes_unknown_flags)
     except flags.Error as error:
         message = str(error).replace("ERROR:: ", "").strip()
         print(f"tftrt {command}: error: {message}; see `tftrt {command} --help`.", file=sys.stderr)
@@ -104,6 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError:
         pass  # not the main thread (e.g. called from a worker): keep the default handler
     try:
+        if passes_unknown_flags:
+            return int(module.main(remaining[1:]) or 0)
         return int(module.main() or 0)
     except ToolkitError as error:
         print(f"tftrt {command}: error: {error}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """tftrt predict: top-k labels (or raw outputs) for images or arrays, as JSON or CSV.
 
-  tftrt predict --model=SPEC --data=PATH[,PATH...] [--top_k=5] [--format=json|csv] [--output=FILE] [--labels=FILE]
+  tftrt predict --model=SPEC --data=PATH[,PATH...] [--top_k=5] [--format=json|jsonl|csv] [--output=FILE] [--labels=FILE]
 
 Classifiers with 1000 (or 1001, background first) outputs get ImageNet names shipped with
 the package; --labels=FILE (one name per line) names any other classifier's classes.
@@ -51,6 +51,8 @@ def main() -> int:
                          threads=threads)
     if output_format == "csv":
         text = writers.csv_text(result.csv_rows(), result.csv_columns)
+    elif output_format == "jsonl":
+        text = "".join(writers.json_line(record) + "\n" for record in result.records)
     else:
         text = writers.json_text(result)
     writers.emit(text, output, overwrite=FLAGS.overwrite)

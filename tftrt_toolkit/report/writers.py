@@ -52,17 +52,23 @@ def json_text(data) -> str:
     return json.dumps(json_safe(data), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
+def json_line(data) -> str:
+    """One-line JSON (no newline): a JSON Lines record."""
+    return json.dumps(json_safe(data), allow_nan=False, ensure_ascii=False)
+
+
 def csv_text(rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> str:
     """CSV text with a header of ``columns`` and one line per row (missing cells empty)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return buffer.getvalue()
 
 
-def _csv_cell(value):
+def csv_cell(value):
+    """A CSV cell: JSON-safe scalars as they are, lists/dicts as JSON text, None as empty."""
     value = json_safe(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value)

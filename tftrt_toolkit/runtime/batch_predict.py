@@ -55,10 +55,11 @@ from tftrt_toolkit.data.samples import pixel_mode
 from tftrt_toolkit.data.shapes import ImageLayout, image_layout, override_for, parse_input_shape
 from tftrt_toolkit.errors import BackendUnavailable, ConfigError, DataError, OutputError
 from tftrt_toolkit.models.loader import load_signature_function, read_model_info, read_signatures, select_signature
+from tftrt_toolkit.report.writers import csv_cell, json_line
 from tftrt_toolkit.runtime.predict import (
     CLASSIFICATION_CSV_COLUMNS,
     RAW_CSV_COLUMNS,
-    _class_names,
+    class_names,
     looks_like_logits,
     softmax,
     top_k_predictions,
@@ -129,7 +130,7 @@ def plan_model(saved_model_dir: str, *, signature_key: Optional[str] = None, pre
     info = signature.inputs[0]
     layout = image_layout(info, override_for(parse_input_shape(input_shape), info.name))
     mode = pixel_mode(info, preprocess, read_model_info(saved_model_dir), channels=layout.channels)
-    output, names, labels_source = _class_names(signature, labels)
+    output, names, labels_source = class_names(signature, labels)
     return ModelPlan(saved_model_dir, signature.key, info.name, info.dtype, layout, mode,
                      signature.output_names, output, names, labels_source)
 
@@ -276,31 +277,19 @@ class RecordLinesFn(_BeamDoFn):
         yield from format_record(prediction_record(image, result.inference, self._plan, self._top_k), self._output_format)
 
 
-def _json_safe(value):
-    """Lists/dicts with non-finite floats as null, so every line parses with strict JSON readers (like predict's writer)."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 def _csv_line(cells: Sequence[object]) -> str:
     import csv
     import io
 
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(
-        ["" if cell is None else json.dumps(_json_safe(cell)) if isinstance(cell, (list, dict)) else cell for cell in cells])
+    csv.writer(buffer, lineterminator="").writerow([csv_cell(cell) for cell in cells])
     return buffer.getvalue()
 
 
 def format_record(record: dict, output_format: str) -> List[str]:
     """A prediction record as text lines: one JSON line, or CSV rows with predict's columns."""
     if output_format == "jsonl":
-        return [json.dumps(_json_safe(record), allow_nan=False, ensure_ascii=False)]
+        return [json_line(record)]
     if "predictions" in record:
         return [_csv_line([record["image"], *(p[column] for column in CLASSIFICATION_CSV_COLUMNS[1:])])
                 for p in record["predictions"]]
@@ -310,7 +299,7 @@ def format_record(record: dict, output_format: str) -> List[str]:
 
 def format_error(record: dict, output_format: str) -> str:
     if output_format == "jsonl":
-        return json.dumps(record, ensure_ascii=False)
+        return json_line(record)
     return _csv_line([record[column] for column in ERROR_CSV_COLUMNS])
 
 

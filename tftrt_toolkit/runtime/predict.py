@@ -175,7 +175,7 @@ def top_k_predictions(probabilities: np.ndarray, names: Sequence[str], top_k: in
     ]
 
 
-def _class_names(signature: ModelSignature, labels: Optional[str]) -> Tuple[Optional[str], Optional[Tuple[str, ...]], Optional[str]]:
+def class_names(signature: ModelSignature, labels: Optional[str]) -> Tuple[Optional[str], Optional[Tuple[str, ...]], Optional[str]]:
     """(classifier output, names, where names came from) — (None, None, None) for raw outputs."""
     if labels is not None:
         names = read_labels_file(labels)
@@ -219,7 +219,7 @@ def predict(model: Union[ModelLike, ModelRunner], data: DataSpec, *, top_k: int 
     runner, owns_runner = open_runner(model)
     try:
         signature = runner.signature
-        output, names, labels_source = _class_names(signature, labels)
+        output, names, labels_source = class_names(signature, labels)
         source = open_source(data, signature, preprocess=preprocess, input_shape=input_shape, model_hint=runner.model_info)
         if limit is None and source.count() is None:
             limit = DEFAULT_SYNTHETIC_SAMPLES
