@@ -52,10 +52,3 @@ class ValidationFailed(ToolkitError):
 
     exit_code = 8
 
-
-class Interrupted(ToolkitError):
-    """The run was stopped by a signal; nothing was written."""
-
-    def __init__(self, message: str, exit_code: int = 130):
-        super().__init__(message)
-        self.exit_code = exit_code
