@@ -123,17 +123,9 @@ def default_precisions(env) -> List[str]:
     backend, _ = env.recommended_backend()
     if backend == "tensorrt":
         return ["fp16", "int8"]
-    precisions = ["fp32"]
-    if env.cpu_has_bf16:
-        precisions.append("bf16")
-    try:
-        from tftrt_toolkit.backends import cpu_int8
+    from tftrt_toolkit.backends.select import usable_cpu_precisions
 
-        cpu_int8.check_available(env)
-        precisions.append("int8")
-    except ToolkitError:
-        pass  # int8 not usable here: fp32/bf16 only, said in the notes
-    return precisions
+    return usable_cpu_precisions(env)
 
 
 def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR, data: Optional[str] = None,
