@@ -248,8 +248,14 @@ def _layer_taps(fp32_graph, int8_graph) -> List[Tuple[str, str, str]]:
             consumers.setdefault(_node_name(tensor), []).append(node)
     taps = []
     suffix = "_eightbit_requantize"
+    # A fused conv + sum writes its result into the summand's buffer (oneDNN in-place sum), so
+    # a second reader of the summand - our Dequantize - sees it overwritten or crashes TF 2.17
+    # (segfault). Those tensors are not tapped.
+    summands = {_node_name(tensor) for node in int8_graph.node if "Sum" in node.op for tensor in node.input}
     for node in int8_graph.node:
         if not node.name.endswith(suffix) or "Requantize" not in node.op or "Dequantize" in node.op:
+            continue
+        if node.name in summands:
             continue
         fp32 = fp32_nodes.get(node.name[: -len(suffix)])
         if fp32 is None:
