@@ -1,5 +1,6 @@
 """Shared fixtures: tiny real models built on the fly (no network), and the gpu marker's skip."""
 
+import hashlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -68,3 +69,38 @@ def tiny_keras_file(tmp_path_factory, tiny_keras_model):
 def random_images():
     rng = np.random.default_rng(0)
     return rng.uniform(0, 255, size=(4, 32, 32, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_other_weights(tiny_keras_model, tmp_path_factory):
+    """A deliberately broken "optimized" model: tiny_saved_model's architecture and signature, other weights."""
+    import keras
+
+    from tftrt_toolkit.models.keras_export import export_keras_model
+
+    broken = keras.models.clone_model(tiny_keras_model)
+    rng = np.random.default_rng(1)
+    # Perturb kernels only: BatchNorm statistics stay valid, so outputs are wrong but finite.
+    broken.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) if w.ndim >= 2 else w
+                        for w in tiny_keras_model.get_weights()])
+    path = tmp_path_factory.mktemp("models") / "tiny_other_weights"
+    export_keras_model(broken, str(path))
+    return path
+
+
+def _tree_hash(path) -> str:
+    """One digest of every file name and byte under ``path``: proof a model was not touched."""
+    digest = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode())
+            with open(full, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def tree_hash():
+    return _tree_hash

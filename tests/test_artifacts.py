@@ -1,6 +1,5 @@
 """Saving is atomic and never touches the input: what users of serving directories rely on."""
 
-import hashlib
 import os
 import threading
 
@@ -11,18 +10,6 @@ from tftrt_toolkit.artifacts import (check_output, next_version, read_metadata, 
                                      write_metadata)
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend
 from tftrt_toolkit.errors import OutputError
-
-
-def tree_hash(path):
-    digest = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            digest.update(os.path.relpath(full, path).encode())
-            with open(full, "rb") as handle:
-                digest.update(handle.read())
-    return digest.hexdigest()
 
 
 class FakeBackend(ConversionBackend):
@@ -54,7 +41,7 @@ def _convert(model, output, backend, **kwargs):
     return convert(str(model), str(output), ConversionConfig(backend="cpu"), backend=backend, **kwargs)
 
 
-def test_success_leaves_only_the_output(tiny_saved_model, tmp_path):
+def test_success_leaves_only_the_output(tiny_saved_model, tmp_path, tree_hash):
     before = tree_hash(tiny_saved_model)
     result = _convert(tiny_saved_model, tmp_path / "out", FakeBackend())
     assert sorted(os.listdir(tmp_path)) == ["out"]
@@ -63,7 +50,7 @@ def test_success_leaves_only_the_output(tiny_saved_model, tmp_path):
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt(), OSError(28, "No space left on device")])
-def test_failure_mid_write_leaves_nothing(tiny_saved_model, tmp_path, error):
+def test_failure_mid_write_leaves_nothing(tiny_saved_model, tmp_path, error, tree_hash):
     before = tree_hash(tiny_saved_model)
     expected = OutputError if isinstance(error, OSError) else type(error)
     with pytest.raises(expected) as raised:
@@ -74,7 +61,7 @@ def test_failure_mid_write_leaves_nothing(tiny_saved_model, tmp_path, error):
     assert tree_hash(tiny_saved_model) == before
 
 
-def test_existing_output_needs_overwrite_and_is_untouched_without_it(tiny_saved_model, tmp_path):
+def test_existing_output_needs_overwrite_and_is_untouched_without_it(tiny_saved_model, tmp_path, tree_hash):
     _convert(tiny_saved_model, tmp_path / "out", FakeBackend(marker="old"))
     before = tree_hash(tmp_path / "out")
     with pytest.raises(OutputError, match="already exists; pass --overwrite"):
@@ -89,7 +76,7 @@ def test_overwrite_replaces_whole(tiny_saved_model, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
-def test_failed_overwrite_keeps_the_old_model(tiny_saved_model, tmp_path):
+def test_failed_overwrite_keeps_the_old_model(tiny_saved_model, tmp_path, tree_hash):
     _convert(tiny_saved_model, tmp_path / "out", FakeBackend(marker="old"))
     before = tree_hash(tmp_path / "out")
     with pytest.raises(RuntimeError):
@@ -102,7 +89,7 @@ def test_failed_overwrite_keeps_the_old_model(tiny_saved_model, tmp_path):
     ("inside", "is inside the input model"),
     ("..", "contains the input model"),
 ])
-def test_outputs_that_would_touch_the_input_are_refused(tiny_saved_model, relative, fragment):
+def test_outputs_that_would_touch_the_input_are_refused(tiny_saved_model, relative, fragment, tree_hash):
     before = tree_hash(tiny_saved_model)
     with pytest.raises(OutputError, match=fragment):
         _convert(tiny_saved_model, os.path.normpath(os.path.join(str(tiny_saved_model), relative)), FakeBackend(),

@@ -24,22 +24,6 @@ def fp32_conversion(tiny_saved_model, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def broken_model(tiny_keras_model, tmp_path_factory):
-    """tiny_saved_model's signature with different weights: a deliberately wrong "optimized" model."""
-    import keras
-
-    from tftrt_toolkit.models.keras_export import export_keras_model
-
-    broken = keras.models.clone_model(tiny_keras_model)
-    rng = np.random.default_rng(7)
-    broken.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) if w.ndim >= 2 else w
-                        for w in tiny_keras_model.get_weights()])
-    path = tmp_path_factory.mktemp("cli") / "broken"
-    export_keras_model(broken, str(path))
-    return path
-
-
 @pytest.mark.parametrize("command,flag", [("predict", "--labels"), ("validate", "--min_top1_agreement"),
                                           ("benchmark", "--batch_sizes")])
 def test_help_shows_docstring_and_flags(run_cli, command, flag):
@@ -104,9 +88,9 @@ def test_validate_fp32_conversion_passes_at_1e4(run_cli, tiny_saved_model, fp32_
     assert result.out.startswith("PASS")
 
 
-def test_validate_broken_model_exits_non_zero_and_still_writes_the_report(run_cli, tiny_saved_model, broken_model, tmp_path):
+def test_validate_tiny_other_weights_exits_non_zero_and_still_writes_the_report(run_cli, tiny_saved_model, tiny_other_weights, tmp_path):
     out = tmp_path / "validation.json"
-    result = run_cli("validate", f"--original={tiny_saved_model}", f"--optimized={broken_model}", "--samples=16",
+    result = run_cli("validate", f"--original={tiny_saved_model}", f"--optimized={tiny_other_weights}", "--samples=16",
                      f"--output={out}", expect_exit=8)
     assert "differs from" in result.err
     report = json.loads(out.read_text())

@@ -1,7 +1,6 @@
 """Shared by the reliability tests: a model that takes seconds to convert, and real `tftrt` processes."""
 
 import glob
-import hashlib
 import os
 import subprocess
 import sys
@@ -29,19 +28,6 @@ def mid_size_saved_model(tmp_path_factory):
     images = keras.Input((224, 224, 3), name="images")
     export_keras_model(keras.applications.MobileNetV2(weights=None, input_tensor=images), str(path))
     return path
-
-
-def _tree_hash(path) -> str:
-    """One digest of every file name and byte under ``path``."""
-    digest = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            digest.update(os.path.relpath(full, path).encode())
-            with open(full, "rb") as handle:
-                digest.update(handle.read())
-    return digest.hexdigest()
 
 
 class TftrtProcess:
@@ -100,11 +86,6 @@ def _staging_dirs(output) -> list:
     """The atomic writer's temporary directories beside ``output`` (``.NAME.tftrt-tmp-*``)."""
     output = str(output)
     return glob.glob(os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.tftrt-tmp-*"))
-
-
-@pytest.fixture
-def tree_hash():
-    return _tree_hash
 
 
 @pytest.fixture

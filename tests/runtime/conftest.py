@@ -1,4 +1,4 @@
-"""Fixtures for runtime tests: an fp32 conversion of the tiny model, a look-alike with other weights, mismatched models."""
+"""Fixtures for runtime tests: an fp32 conversion of the tiny model and models with mismatched signatures."""
 
 import numpy as np
 import pytest
@@ -28,19 +28,6 @@ def tiny_fp32_conversion(tiny_saved_model, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("converted") / "fp32"
     return convert(str(tiny_saved_model), str(out), ConversionConfig(backend="cpu", precision="fp32")).path
-
-
-@pytest.fixture(scope="session")
-def tiny_other_weights(tiny_keras_model, tmp_path_factory):
-    """A deliberately broken "optimized" model: tiny_saved_model's architecture and signature, other weights."""
-    import keras
-
-    broken = keras.models.clone_model(tiny_keras_model)
-    rng = np.random.default_rng(1)
-    # Perturb kernels only: BatchNorm statistics stay valid, so outputs are wrong but finite.
-    broken.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) if w.ndim >= 2 else w
-                        for w in tiny_keras_model.get_weights()])
-    return export(broken, tmp_path_factory.mktemp("models") / "tiny_other_weights")
 
 
 @pytest.fixture(scope="session")
