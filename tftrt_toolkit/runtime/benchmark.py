@@ -26,7 +26,7 @@ import datetime
 import math
 import platform
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -236,12 +236,16 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
                    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, warmup: int = DEFAULT_WARMUP,
                    iterations: Optional[int] = None, duration: Optional[float] = None, data: DataSpec = "synthetic",
                    threads: Threads = (None, None), progress: bool = True, preprocess: str = "auto",
-                   input_shape=None, seed: int = 0) -> Dict[str, BenchmarkReport]:
+                   input_shape=None, seed: int = 0,
+                   between_rounds: Optional[Callable[[int], None]] = None) -> Dict[str, BenchmarkReport]:
     """Measure several models against one baseline in ONE interleaved run; a report per model.
 
     Each round runs the baseline and every model once, so machine noise hits all of them alike
     and every report shares the same baseline measurements (speed-ups are comparable across
     models). Options as for ``benchmark``; ``models`` maps a name (not "baseline") to a model.
+    ``between_rounds(batch_size)``, when given, is called after every timed round, off the
+    clock: a caller interleaves measurements made elsewhere with these (tune times other TF
+    thread settings in subprocesses that way). Its time counts toward ``duration``.
     """
     if not models or "baseline" in models:
         raise ConfigError("benchmark_many needs at least one model, and none named 'baseline'.")
@@ -310,6 +314,8 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
                     for role in roles:
                         timers[role].timed()
                     rounds += 1
+                    if between_rounds is not None:
+                        between_rounds(batch_size)
                     if iterations is not None:
                         show(rounds / iterations)
                         if rounds >= iterations:
