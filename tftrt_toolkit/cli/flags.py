@@ -231,3 +231,29 @@ def define_batch_predict_flags() -> List[str]:
 def batch_predict_format_from_flags() -> str:
     """--format as batch-predict's output format: jsonl (and json) -> JSON Lines shards, csv -> CSV shards."""
     return "csv" if FLAGS.format == "csv" else "jsonl"
+
+
+# --------------------------------------------------------------------------- tune
+
+def define_tune_flags() -> List[str]:
+    """tune's own flags; --labels_csv, --min_top1_agreement and --batch_size keep validate's names."""
+    return [
+        define("string", "labels_csv", None, "Ground truth, a CSV with columns image,class_id: reports each model's accuracy."),
+        define("float", "max_top1_drop", None,
+               "Accuracy budget with --labels_csv: the largest top-1 accuracy drop allowed, as a share (0.005 = half a point; "
+               "the default with labels)."),
+        define("float", "min_top1_agreement", None,
+               "Share of samples whose top-1 class must match the original's (validate: default by precision; "
+               "tune: the budget without labels, default 0.99)."),
+        define("integer", "batch_size", 8, "Batch size for calibration (and for commands that batch)."),
+        define("float", "time_budget", 600.0, "tune: seconds for the whole search; candidates not reached are skipped."),
+        define("float", "seconds_per_candidate", 3.0, "tune: seconds of timed runs per candidate (interleaved with the original)."),
+        define("list", "candidates", None,
+               "tune: what to try instead of the defaults: backend-precision[@INTRAxINTER], e.g. cpu-fp32,cpu-bf16,cpu-bf16@2x1."),
+        define("string", "report_dir", None, "tune: where tune.json/csv/png go (default: OUTPUT.tune beside --output)."),
+    ]
+
+
+def tune_budget_from_flags() -> dict:
+    """--max_top1_drop / --min_top1_agreement as tune()'s keyword arguments (tune checks that at most one is given)."""
+    return {"max_top1_drop": FLAGS.max_top1_drop, "min_top1_agreement": FLAGS.min_top1_agreement}

@@ -1,0 +1,52 @@
+"""tftrt tune: the fastest precision and settings that stay inside an accuracy budget.
+
+  tftrt tune --model=saved_models/efficientnet_lite0 --data=saved_models/samples --labels_csv=saved_models/samples/labels.csv --output=/tmp/tuned
+  tftrt tune --model=m --data=DIR --min_top1_agreement=0.99 --batch_size=1 --output=out/m-tuned
+
+Tries every backend x precision this machine can run (cpu: fp32, bf16, int8; TensorRT:
+fp32, fp16, int8 and its segment/dynamic-shape settings) and a second thread setting,
+validates each against the original on --data, times them all at --batch_size interleaved
+with the original, and writes the fastest one inside the budget to --output (a plain
+SavedModel; assets.extra/tftrt_toolkit.json says why it was chosen). tune.json, tune.csv
+and tune.png (latency vs accuracy, Pareto front, budget line) go to OUTPUT.tune/.
+Budget: --max_top1_drop (default 0.005 with --labels_csv) or --min_top1_agreement
+(default 0.99 without labels). When nothing qualifies: exit 8, the table is still written.
+"""
+
+import sys
+
+from tftrt_toolkit.cli import flags as cli_flags
+
+
+def define_flags():
+    names = [n for n in cli_flags.define_model_flags() if n in ("model", "weights")]
+    names += [n for n in cli_flags.define_data_flags() if n in ("data", "calibration_data")]
+    names += [n for n in cli_flags.define_output_flags() if n in ("output", "overwrite")]
+    return names + cli_flags.define_tune_flags()
+
+
+def main() -> int:
+    from tftrt_toolkit.runtime.tune import NoCandidateInBudget, tune
+
+    FLAGS = cli_flags.FLAGS
+    try:
+        result = tune(
+            cli_flags.require("model"), cli_flags.data_from_flags(cli_flags.require("data")), cli_flags.require("output"),
+            labels_csv=FLAGS.labels_csv, batch_size=FLAGS.batch_size, time_budget=FLAGS.time_budget,
+            candidates=FLAGS.candidates or None, duration=FLAGS.seconds_per_candidate, report_dir=FLAGS.report_dir,
+            calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite,
+            weights=None if (FLAGS.weights or "").lower() == "none" else FLAGS.weights,
+            progress=lambda message: print(message, file=sys.stderr, flush=True),
+            **cli_flags.tune_budget_from_flags(),
+        )
+    except NoCandidateInBudget as failure:
+        print("\n".join(failure.result.table_lines()))
+        raise
+    print("\n".join(result.table_lines()))
+    print(f"\nchosen: {result.reason}")
+    threads = result.chosen.get("intra_op_threads")
+    if threads is not None:
+        print(f"serve it with TF threads intra_op={threads} inter_op={result.chosen['inter_op_threads']} "
+              "(tf.config.threading, before loading the model)")
+    print(f"model: {result.output}\nreport: {result.report_dir}/tune.png")
+    return 0
