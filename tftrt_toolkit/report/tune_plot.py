@@ -19,6 +19,7 @@ from tftrt_toolkit.report.writers import write_bytes
 
 PRECISION_COLORS = {"fp32": "#2a7ab9", "fp16": "#e08a1e", "bf16": "#1b9e77", "int8": "#6a3d9a"}
 CHOSEN_COLOR = "#f2b705"
+_RANKED = 8  # candidates listed beside the chart
 PARETO_COLOR = "#555555"
 # Alternating label offsets (points) so names of candidates with similar latency do not overprint.
 # A thin leader line ties each label to its point.
@@ -54,9 +55,9 @@ def plot_tune(result, path: str, *, overwrite: bool = False) -> str:
               and _y_value(row, budget, original) is not None]
     unplotted = [row for row in table[1:] if row not in points]
 
-    figure = Figure(figsize=(11, 6.6), dpi=110)
+    figure = Figure(figsize=(12, 6.6), dpi=110)
     FigureCanvasAgg(figure)
-    axes = figure.add_axes((0.08, 0.24, 0.62, 0.62))
+    axes = figure.add_axes((0.08, 0.24, 0.57, 0.62))
 
     # The budget: a line at the limit, the region outside it shaded.
     ys = [_y_value(row, budget, original) for row in points]
@@ -111,7 +112,7 @@ def plot_tune(result, path: str, *, overwrite: bool = False) -> str:
         color = PRECISION_COLORS.get(row["precision"], "#333333")
         separate = row.get("intra_op_threads") is not None
         inside = bool(row.get("within_budget"))
-        axes.scatter([row["p50_ms"]], [y], marker="s" if separate else "o", s=80, zorder=4,
+        axes.scatter([row["p50_ms"]], [y], marker="s" if separate else "o", s=55, zorder=4, alpha=0.9,
                      facecolors=color if inside else "white", edgecolors=color, linewidths=1.8)
         chosen = result.chosen is not None and row is result.chosen
         dx, dy = _LABEL_OFFSETS[index % len(_LABEL_OFFSETS)]
@@ -120,7 +121,7 @@ def plot_tune(result, path: str, *, overwrite: bool = False) -> str:
                       fontweight="bold" if chosen else "normal", zorder=5,
                       arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.7, "shrinkA": 2, "shrinkB": 6})
         if chosen:
-            axes.scatter([row["p50_ms"]], [y], s=520, facecolors="none", edgecolors=CHOSEN_COLOR, linewidths=3, zorder=3)
+            axes.scatter([row["p50_ms"]], [y], s=380, facecolors="none", edgecolors=CHOSEN_COLOR, linewidths=3, zorder=3)
 
     axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0 if span >= 0.1 else 1))
     # The headroom above 100% is for labels only: no ticks promise more than 100%.
@@ -147,7 +148,21 @@ def plot_tune(result, path: str, *, overwrite: bool = False) -> str:
     for precision in ("fp32", "fp16", "bf16", "int8"):
         if any(row["precision"] == precision for row in points):
             handles.append(Line2D([], [], marker="o", linestyle="", color=PRECISION_COLORS[precision], label=precision))
-    figure.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.72, 0.86), frameon=False, fontsize=9)
+    figure.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.67, 0.86), frameon=False, fontsize=9)
+
+    # Close latencies overlap on the chart; the ranking beside it reads them apart.
+    ranking = sorted(points, key=lambda r: r["p50_ms"])
+    lines = []
+    width = max((len(_clip(row["candidate"], 26)) for row in ranking[:_RANKED]), default=0)
+    for place, row in enumerate(ranking[:_RANKED], start=1):
+        mark = "  <- chosen" if result.chosen is not None and row is result.chosen else (
+            "" if row.get("within_budget") else "  (outside)")
+        lines.append(f"{place}. {_clip(row['candidate'], 26).ljust(width)} {row['p50_ms']:7.1f} ms{mark}")
+    if len(ranking) > _RANKED:
+        lines.append(f"... {len(ranking) - _RANKED} more in tune.csv")
+    if lines:
+        figure.text(0.68, 0.47, f"fastest first (p50, batch {result.batch_size}):\n" + "\n".join(lines),
+                    fontsize=8.5, va="top", family="monospace", color="#222222")
 
     chosen = result.chosen
     if chosen is not None:
