@@ -369,13 +369,13 @@ class TuneResult:
             elif status == MEASURED:
                 status = "inside" if row.get("within_budget") else "outside"
             note = row.get("reason") or ("timed in a subprocess, interleaved" if row["status"] == MEASURED
-                                          and row.get("intra_op_threads") is not None else "")
+                                          and row.get("intra_op_threads") is not None else "") or ""
             rows.append([
                 row["candidate"], status, value_text,
                 "-" if row.get("p50_ms") is None else f"{row['p50_ms']:.2f}",
                 "-" if row.get("throughput") is None else f"{row['throughput']:.1f}",
                 "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x",
-                (note or "")[:90],
+                note if len(note) <= 90 else note[:89].rstrip() + "…",
             ])
         return rows
 
