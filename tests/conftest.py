@@ -29,13 +29,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 def build_tiny_cnn(num_classes: int = 10, image_size: int = 32, seed: int = 0):
-    """A few conv layers with BN and a softmax head: small, but the ops real CNNs have."""
+    """A few conv layers with BN and a softmax head: small, but the ops (and their order) real CNNs have."""
     import keras
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)  # conv -> BN -> ReLU, as in ResNet/MobileNet
+    x = keras.layers.ReLU()(x)
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
     x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)

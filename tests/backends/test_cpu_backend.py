@@ -52,8 +52,12 @@ def test_metadata_records_what_was_done(fp32_model, tiny_saved_model):
     assert meta["signature"]["inputs"] == [{"name": "images", "shape": [None, 32, 32, 3], "dtype": "float32"}]
     assert meta["config"]["backend"] == "cpu" and meta["config"]["minimum_segment_size"] == 3
     assert meta["conversion_summary"]["nodes_optimized"] < meta["conversion_summary"]["nodes_frozen"]
-    assert [s["name"] for s in meta["conversion_summary"]["stages"]] == ["cleanup", "layout", "fusion"]
+    assert [s["name"] for s in meta["conversion_summary"]["stages"]] == [
+        "cleanup", "fold_batchnorm", "cleanup_after_fold", "layout", "fusion"]
     assert {"load_s", "convert_s", "save_s"} <= set(meta["timings"])
+    # Keras 3 BatchNorm (Mul/AddV2 by constants) is folded into the conv, so oneDNN can fuse it.
+    assert "fold_batchnorm" in meta["conversion_summary"]["stages_that_changed_the_graph"]
+    assert "Mul" not in meta["conversion_summary"]["op_histogram"]
 
 
 def test_loads_in_a_process_without_the_toolkit_and_with_saved_model_cli(fp32_model, tmp_path):

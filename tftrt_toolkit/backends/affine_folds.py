@@ -1,5 +1,9 @@
 """Fold per-channel affine ops (inference BatchNorm) into the convolution before them.
 
+Used by every cpu precision: fp32 and bf16 so grappler's remapper and oneDNN fuse
+conv + bias + activation (EfficientNet-Lite0 bf16 bs8 went from 1.58x to 3.24x), int8 so
+each convolution quantizes as one fused kernel.
+
 Keras 3 exports BatchNormalization as plain ``Mul``/``AddV2`` by constants, not as
 ``FusedBatchNormV3``, and grappler does not fold those into the convolution's weights.
 Left in place they sit between every convolution and its activation, so neither the
@@ -293,7 +297,7 @@ def add_missing_bias(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int
     return result, len(targets)
 
 
-def fold_for_quantization(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int]:
+def fold_affine_ops(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int]:
     """All rewrites: offsets out of sums, affine ops into convolutions, a bias on every conv."""
     graph_def, hoisted = hoist_offsets_out_of_sums(graph_def)
     graph_def, folded = fold_affine_into_conv(graph_def, keep)

@@ -4,7 +4,7 @@ How (see benchmarks/int8_cpu_notes.md for the measured comparison that chose thi
 
 1. the frozen graph, cleaned by grappler but *not* fused (the quantizer matches plain
    ``Conv2D → BiasAdd → Relu`` patterns, not ``_FusedConv2D``);
-2. our folds (``cpu_int8_fold``): Keras 3 BatchNorm's ``Mul``/``AddV2`` into the conv
+2. our folds (``affine_folds``): Keras 3 BatchNorm's ``Mul``/``AddV2`` into the conv
    weights and bias, and BatchNorm offsets out of residual sums — without them every conv
    keeps a dequantize/requantize pair and a per-channel requantize path that loses accuracy;
 3. Intel Neural Compressor (``neural-compressor-tf``) static quantization: per-channel
@@ -113,7 +113,7 @@ def quantize(frozen, signature, calibration_input_fn) -> Tuple[object, Dict[str,
     Raises BackendUnavailable (INC missing), DataError (too few or malformed calibration
     samples), ConversionError (nothing quantizable, or the quantizer failed).
     """
-    from tftrt_toolkit.backends.cpu_int8_fold import fold_for_quantization
+    from tftrt_toolkit.backends.affine_folds import fold_affine_ops
 
     StaticQuantConfig, quantize_model, Model = _import_inc()
     input_names = [_node_name(t) for t in frozen.input_tensor_names]
@@ -125,7 +125,7 @@ def quantize(frozen, signature, calibration_input_fn) -> Tuple[object, Dict[str,
         )
     batches, samples = collect_calibration_batches(calibration_input_fn, len(input_names))
 
-    graph_def, folded_ops = fold_for_quantization(frozen.graph_def, keep=tuple(output_names))
+    graph_def, folded_ops = fold_affine_ops(frozen.graph_def, keep=tuple(output_names))
     layers_total = sum(1 for node in graph_def.node if node.op in QUANTIZABLE_OPS)
     if layers_total == 0:
         raise ConversionError(

@@ -13,18 +13,21 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tftrt_toolkit.errors import ConversionError
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One grappler run: passes that work together (constant folding needs arithmetic and shape)."""
+    """One step of the pipeline: a grappler run of passes that work together (constant folding
+    needs arithmetic and shape in the same run), or a rewrite of our own (``transform``)."""
 
     name: str
-    passes: Tuple[str, ...]
+    passes: Tuple[str, ...] = ()
     # The remapper fuses only nodes placed on a CPU; placing them makes the saved graph CPU-specific.
     place_on_cpu: bool = False
+    # (graph_def, names of nodes to keep) -> (graph_def, number of rewrites); None for grappler stages.
+    transform: Optional[Callable] = None
 
 
 # Cleanup first, as TF-TRT does before its TensorRT pass (trt_convert._get_tensorrt_rewriter_config,
@@ -32,6 +35,18 @@ class Stage:
 CLEANUP = Stage("cleanup", ("function", "pruning", "debug_stripper", "constfold", "shape", "arithmetic",
                             "dependency", "common_subgraph_elimination", "loop"))
 LAYOUT = Stage("layout", ("layout", "constfold"))
+
+
+def _fold_affine(graph_def, keep):
+    from tftrt_toolkit.backends.affine_folds import fold_affine_ops
+
+    return fold_affine_ops(graph_def, keep=tuple(keep))
+
+
+# Keras 3 exports BatchNorm as Mul/AddV2 by constants that grappler never folds into the
+# convolution; folding them (then cleaning up) lets oneDNN fuse conv + bias + activation.
+FOLD_BATCHNORM = Stage("fold_batchnorm", transform=_fold_affine)
+CLEANUP_AFTER_FOLD = dataclasses.replace(CLEANUP, name="cleanup_after_fold")
 # BF16: grappler's oneDNN mixed-precision pass, then constant folding so weights are stored as
 # bf16 constants instead of fp32 constants cast at every call.
 BF16_PASS = "auto_mixed_precision_onednn_bfloat16"
@@ -39,11 +54,11 @@ BF16 = Stage("bf16", (BF16_PASS, "constfold", "arithmetic", "dependency"))
 # Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
 FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
 
-CPU_FP32_STAGES = (CLEANUP, LAYOUT, FUSION)
+CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSION)
 # No offline fusion under bf16: grappler's _FusedConv2D does not accept bfloat16 (the saved graph
 # would not load), while at run time TF rewrites fusions into oneDNN kernels that do. Random-weight
 # models hide this (zero biases fold away, leaving nothing to fuse); real weights do not.
-CPU_BF16_STAGES = (CLEANUP, LAYOUT, BF16)
+CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, BF16)
 # What TF-TRT's segmenter sees: no fusion (TF-TRT turns the remapper off).
 TENSORRT_PREPASS_STAGES = (CLEANUP, LAYOUT)
 
@@ -231,8 +246,13 @@ def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
         before = op_histogram(graph_def)
         start = time.perf_counter()
         try:
-            with _mixed_precision_denylist(keep_fp32_ops if BF16_PASS in stage.passes else ()):
-                graph_def, grappler_errors = _run_grappler(graph_def, frozen, stage)
+            if stage.transform is not None:
+                outputs = [name.split(":")[0] for name in frozen.output_tensor_names]
+                graph_def, _ = stage.transform(graph_def, outputs)
+                grappler_errors = ()
+            else:
+                with _mixed_precision_denylist(keep_fp32_ops if BF16_PASS in stage.passes else ()):
+                    graph_def, grappler_errors = _run_grappler(graph_def, frozen, stage)
         except Exception as error:
             raise ConversionError(f"grappler stage {stage.name!r} failed: {str(error).strip().splitlines()[0][:200]}") from error
         after = op_histogram(graph_def)
