@@ -188,7 +188,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
                                  calibration_data=data if precision == "int8" else None, progress=lambda m: None)
             except ToolkitError as error:
-                notes.append(f"{precision}: not converted: {error}")
+                notes.append(f"{precision}: not converted, the run goes on without it: {error}")
                 progress(f"      {precision} skipped: {error}")
                 continue
             rows.append(ModelRow(name=f"{result.backend}-{precision}",
