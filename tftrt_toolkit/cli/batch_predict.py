@@ -66,7 +66,7 @@ def main(pipeline_args: Sequence[str] = ()) -> int:
         top_k=FLAGS.top_k, output_format=cli_flags.batch_predict_format_from_flags(),
         min_batch_size=FLAGS.min_batch_size, max_batch_size=FLAGS.max_batch_size, num_shards=FLAGS.num_shards,
         overwrite=FLAGS.overwrite, signature_key=FLAGS.signature, preprocess=FLAGS.preprocess,
-        input_shape=cli_flags.parse_input_shape(FLAGS.input_shape), labels=FLAGS.labels,
+        input_shape=FLAGS.input_shape, labels=FLAGS.labels,
         pipeline_args=pipeline_args,
     )
     errors = ", ".join(result.error_files) or "none"

@@ -63,7 +63,7 @@ def main() -> int:
                 runner, baseline=baseline, batch_sizes=batch_sizes, warmup=FLAGS.warmup,
                 iterations=FLAGS.iterations, duration=FLAGS.duration,
                 data=cli_flags.data_from_flags(default="synthetic"), threads=threads, progress=True,
-                preprocess=FLAGS.preprocess, input_shape=cli_flags.parse_input_shape(FLAGS.input_shape),
+                preprocess=FLAGS.preprocess, input_shape=FLAGS.input_shape,
             )
         finally:
             if baseline is not None:

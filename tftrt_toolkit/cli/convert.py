@@ -32,7 +32,7 @@ def main() -> int:
         weights=FLAGS.weights,
         calibration_data=FLAGS.calibration_data,
         preprocess=FLAGS.preprocess,
-        input_shape=cli_flags.parse_input_shape(FLAGS.input_shape),
+        input_shape=FLAGS.input_shape,
         unsafe_deserialization=FLAGS.unsafe_deserialization,
         progress=lambda message: print(f"tftrt convert: {message}", file=sys.stderr),
     )

@@ -73,7 +73,8 @@ def define_data_flags() -> List[str]:
         define("list", "data", None, "Input data: an image directory, image files, FILE.npy/.npz, or 'synthetic'."),
         define("string", "calibration_data", None, "int8 calibration data (same forms as --data)."),
         define("string", "preprocess", "auto", "Image preprocessing: auto | caffe | tf | torch | none (keras.applications meanings)."),
-        define("string", "input_shape", None, "HxW (or HxWxC) for models with dynamic spatial dims, e.g. 224x224."),
+        define("string", "input_shape", None,
+               "Fill dims the signature leaves unknown: HxW (or HxWxC) for images, e.g. 224x224; per input: ids=128,mask=128."),
     ]
 
 
@@ -93,15 +94,6 @@ def require(name: str) -> str:
     if value in (None, "", []):
         raise ConfigError(f"--{name} is required; see --help.")
     return value
-
-
-def parse_input_shape(text: Optional[str]):
-    if not text:
-        return None
-    shapes = parse_shape_list(text)
-    if len(shapes) != 1 or len(shapes[0]) not in (2, 3):
-        raise ConfigError(f"--input_shape={text!r} is not valid; write HxW or HxWxC, e.g. 224x224.")
-    return shapes[0]
 
 
 def conversion_config_from_flags() -> ConversionConfig:

@@ -47,7 +47,7 @@ def main() -> int:
     configure_threads(*threads)  # before anything loads: TF fixes its thread pools at start-up
     with ModelRunner(model, **cli_flags.model_load_options_from_flags()) as runner:
         result = predict(runner, data, top_k=FLAGS.top_k, labels=FLAGS.labels, preprocess=FLAGS.preprocess,
-                         input_shape=cli_flags.parse_input_shape(FLAGS.input_shape), batch_size=FLAGS.batch_size,
+                         input_shape=FLAGS.input_shape, batch_size=FLAGS.batch_size,
                          threads=threads)
     if output_format == "csv":
         text = writers.csv_text(result.csv_rows(), result.csv_columns)

@@ -56,7 +56,7 @@ def main() -> int:
             rtol=FLAGS.rtol, atol=FLAGS.atol, top_k=FLAGS.top_k, labels_csv=FLAGS.labels_csv,
             min_top1_agreement=FLAGS.min_top1_agreement, min_within_tolerance=FLAGS.min_within_tolerance,
             batch_size=FLAGS.batch_size, samples=FLAGS.samples, preprocess=FLAGS.preprocess,
-            input_shape=cli_flags.parse_input_shape(FLAGS.input_shape), threads=threads,
+            input_shape=FLAGS.input_shape, threads=threads,
         )
     # The report is written whether or not it passed: a failing CI job needs it most.
     writers.emit(writers.json_text(report), output, overwrite=FLAGS.overwrite)
