@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.errors import ConfigError, ToolkitError
+from tftrt_toolkit.report import tables
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL = os.path.join(_REPO_ROOT, "saved_models", "efficientnet_lite0")
@@ -93,15 +94,10 @@ class RunReport:
         return rows
 
     def table_lines(self) -> List[str]:
-        table = self._table()
-        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-        return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
+        return tables.aligned_lines(self._table())
 
     def to_markdown(self) -> str:
-        table = self._table()
-        lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
-        lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
-        return "\n".join(lines)
+        return tables.markdown(self._table())
 
     def to_json(self) -> dict:
         return {

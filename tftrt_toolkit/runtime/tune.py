@@ -67,6 +67,7 @@ import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from tftrt_toolkit import artifacts
+from tftrt_toolkit.report import tables
 from tftrt_toolkit.config import Backend, ConversionConfig
 from tftrt_toolkit.errors import ConfigError, ToolkitError, ValidationFailed
 
@@ -380,15 +381,10 @@ class TuneResult:
         return rows
 
     def table_lines(self) -> List[str]:
-        cells = self._cells()
-        widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+        return tables.aligned_lines(self._cells())
 
     def to_markdown(self) -> str:
-        cells = self._cells()
-        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
-        lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in cells[1:]]
-        return "\n".join(lines)
+        return tables.markdown(self._cells())
 
     def to_json(self) -> dict:
         return {
