@@ -517,7 +517,8 @@ def photo_inputs(spec: str, loaded, directory: str, count: int, seed: int) -> Op
     if not os.path.isdir(photos):
         photos = os.path.join(ROOT, photos)  # checked by parse_args: the default, run from another directory
     write_augmented_photos(photos, directory, count, seed)
-    return directory, f"{count} random crops/flips/brightness changes (seed {seed}) of the photos in {spec}"
+    return directory, (f"{count} random crops/flips/brightness changes (seed {seed}) of the photos in "
+                       f"{spec[len(PHOTOS_PREFIX):]}")
 
 
 def write_augmented_photos(source_dir: str, output_dir: str, count: int, seed: int) -> None:
@@ -876,7 +877,8 @@ def write_outputs(report: dict, paths: Dict[str, str], *, overwrite: bool, plot:
     report["outputs"] = {"json": paths["json"], "markdown": paths["md"], "png": None}
     if plot:
         try:
-            report["outputs"]["png"] = plot_peers(report, paths["png"], overwrite=overwrite)
+            plot_peers(report, paths["png"], overwrite=overwrite)
+            report["outputs"]["png"] = paths["png"]
         except ConfigError as error:  # matplotlib missing: the numbers still get written
             report["outputs"]["png_skipped"] = str(error)
             log(str(error))
