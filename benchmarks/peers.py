@@ -64,6 +64,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tftrt_toolkit.errors import ConfigError, ToolkitError  # noqa: E402
+from tftrt_toolkit.report import tables  # noqa: E402
 
 # Rows: key -> (label, family, result stays a TF SavedModel, packages it needs besides TF).
 RUNTIMES = {
@@ -838,7 +839,7 @@ def markdown_table(report: dict) -> str:
     header = ["runtime", "stays a TF SavedModel", "top-1 vs plain TF"]
     for b in batch_sizes:
         header += [f"bs{b} median", f"bs{b} speed-up"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = [header]
     skipped = []
     for row in report["rows"]:
         if row["status"] != "measured":
@@ -849,7 +850,7 @@ def markdown_table(report: dict) -> str:
         for b in batch_sizes:
             cell = _cell(row, b)
             cells += [_ms(cell["latency_ms"]["p50"]), f"{cell['speedup_vs_tf']:.2f}×"] if cell else ["–", "–"]
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
     runs = sorted({cell["runs"] for row in report["rows"] for cell in row.get("results", [])})
     tf_agreement = report["rows"][0].get("agreement", {})
     notes = [
@@ -867,7 +868,7 @@ def markdown_table(report: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v) + ".",
         f"Regenerate: `{report['command']}`",
     ]
-    return "\n".join(lines + ([""] + skipped if skipped else []) + [""] + notes) + "\n"
+    return "\n".join([tables.markdown(table)] + ([""] + skipped if skipped else []) + [""] + notes) + "\n"
 
 
 def write_outputs(report: dict, paths: Dict[str, str], *, overwrite: bool, plot: bool, log) -> dict:
