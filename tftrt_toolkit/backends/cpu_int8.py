@@ -24,6 +24,7 @@ import contextlib
 import logging
 import sys
 import tempfile
+import warnings
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -68,8 +69,11 @@ def check_available(env: Optional[Environment]) -> None:
 
 def _import_inc():
     try:
-        from neural_compressor.tensorflow import StaticQuantConfig, quantize_model
-        from neural_compressor.tensorflow.utils import Model
+        # INC 3.10 imports pkg_resources, whose deprecation warning would land in users' terminals.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            from neural_compressor.tensorflow import StaticQuantConfig, quantize_model
+            from neural_compressor.tensorflow.utils import Model
     except ImportError as error:
         raise BackendUnavailable(
             f"precision=int8 on the cpu backend needs Intel Neural Compressor for TensorFlow "

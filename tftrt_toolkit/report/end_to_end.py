@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.config import ConversionConfig
-from tftrt_toolkit.errors import ConfigError, ToolkitError
+from tftrt_toolkit.errors import ConfigError, DataError, ToolkitError
 from tftrt_toolkit.report import tables
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -184,6 +184,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
                                  calibration_data=data if precision == "int8" else None, progress=lambda m: None)
             except ToolkitError as error:
+                if precision == "int8" and isinstance(error, DataError):
+                    error = f"{error} (tftrt run calibrates on --data: pass a directory of 32+ images to try int8)"
                 notes.append(f"{precision}: not converted, the run goes on without it: {error}")
                 progress(f"      {precision} skipped: {error}")
                 continue

@@ -53,8 +53,14 @@ def _subtitle(settings: dict, runs: int) -> str:
     device = gpus[0] if gpus else f"{cpu}, {settings.get('cpu_count', '?')} cores"
     timing = f"{runs} timed runs" if settings.get("iterations") else f"~{settings.get('duration_s'):g} s per point ({runs}+ runs)"
     return (f"TF {settings.get('tensorflow_version', '?')} on {device}; threads intra={intra} inter={inter}; "
-            f"{timing}, {settings.get('warmup', 0)} warm-up; {settings.get('data', '')}"
+            f"{timing}, {settings.get('warmup', 0)} warm-up; {_short_data(settings.get('data', ''))}"
             + ("; interleaved" if settings.get("interleaved") else ""))
+
+
+def _short_data(description: str) -> str:
+    """'directory /long/path/samples' -> 'directory samples': the subtitle must fit on one line."""
+    kind, _, path = str(description).partition(" ")
+    return f"{kind} {os.path.basename(path.rstrip(os.sep))}" if os.sep in path else str(description)
 
 
 def _minor_log_label(value: float, _position) -> str:
