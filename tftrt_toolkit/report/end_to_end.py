@@ -239,8 +239,11 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                     row.p50_ms[batch_size] = bench.result("optimized", batch_size).latency_ms["p50"]
                     row.throughput[batch_size] = bench.result("optimized", batch_size).throughput
                     row.speedup[batch_size] = bench.speedup(batch_size)["p50_speedup"]
-                    rows[0].p50_ms[batch_size] = bench.result("baseline", batch_size).latency_ms["p50"]
-                    rows[0].throughput[batch_size] = bench.result("baseline", batch_size).throughput
+            if benchmarks:  # every report holds the same baseline measurements
+                shared = benchmarks[0][1]
+                for batch_size in batch_sizes:
+                    rows[0].p50_ms[batch_size] = shared.result("baseline", batch_size).latency_ms["p50"]
+                    rows[0].throughput[batch_size] = shared.result("baseline", batch_size).throughput
             _write_benchmarks(stage.path, benchmarks, files, notes)
         finally:
             for runner in runners.values():
@@ -250,7 +253,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         report = RunReport(output_dir=target, model=model, data=data, environment=env.one_line(),
                            batch_sizes=list(batch_sizes), rows=rows, files=files,
                            seconds=time.perf_counter() - started, notes=notes)
-        files["report.md"] = _write_text(stage.path, "report.md", _markdown_report(report, env))
+        _write_text(stage.path, "report.md", _markdown_report(report, env), files)
         _write(stage.path, "report.json", report.to_json(), files)
         stage.commit()
     progress(f"[6/6] report: {target}/report.md ({report.seconds:.0f} s)")
@@ -284,10 +287,11 @@ def _write(stage_dir: str, name: str, data, files: Dict[str, str]) -> str:
     return name
 
 
-def _write_text(stage_dir: str, name: str, text: str) -> str:
+def _write_text(stage_dir: str, name: str, text: str, files: Dict[str, str]) -> str:
     from tftrt_toolkit.report.writers import write_text
 
     write_text(os.path.join(stage_dir, name), text)
+    files[name] = name
     return name
 
 
