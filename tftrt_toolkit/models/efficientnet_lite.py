@@ -26,6 +26,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 import numpy as np
 
 from tftrt_toolkit.errors import DataError, ModelLoadError, OutputError
+from tftrt_toolkit.models.keras_export import export_keras_model
 
 IMAGE_SIZE = 224
 NUM_CLASSES = 1000
@@ -406,7 +407,9 @@ def export_default_model(
         raise OutputError(f"cannot write under {parent_dir}: {error.strerror}; choose a writable output directory") from error
     try:
         staged_model_dir = os.path.join(staging_dir, "saved_model")
-        _save_serving_model(model, staged_model_dir)
+        # The model's Input and output layers are named INPUT_NAME/OUTPUT_NAME, so the shared
+        # exporter gives the documented signature; its plain tf.Module keeps variables/ reproducible.
+        export_keras_model(model, staged_model_dir, SIGNATURE_KEY)
         # The card lives in assets.extra/, outside variables/, so it can record their checksum.
         model_card["variables_sha256"] = variables_sha256(staged_model_dir)
         info_path = os.path.join(staged_model_dir, MODEL_INFO_PATH)
@@ -420,25 +423,6 @@ def export_default_model(
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
     return model_card
-
-
-def _save_serving_model(model, saved_model_dir: str) -> None:
-    import tensorflow as tf
-
-    # A plain tf.Module that tracks the Keras model saves each weight once, under its
-    # layer's path, so variables/ is byte-identical from build to build. (Keras'
-    # ExportArchive orders variables differently on every run, and with track(model)
-    # stores them twice.)
-    serving_module = tf.Module()
-    serving_module.model = model
-
-    # The TensorSpec name is the signature's input name; the dict key its output name.
-    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name=INPUT_NAME)])
-    def serve(images):
-        return {OUTPUT_NAME: model(images, training=False)}
-
-    serving_module.serve = serve
-    tf.saved_model.save(serving_module, saved_model_dir, signatures={SIGNATURE_KEY: serve})
 
 
 def _top1(model, image: np.ndarray) -> dict:
