@@ -114,6 +114,15 @@ def test_candidates_here_are_the_cpu_precisions_then_a_thread_setting():
     assert [c.name for c in default_candidates(plain)] == ["cpu-fp32", f"cpu-fp32 intra={env.cpu_count} inter=1"]
 
 
+def test_batch_size_one_also_tries_single_threaded_kernels():
+    env = dataclasses.replace(probe(), cpu_features=(), cpu_count=2)  # fp32 only, 2 cores
+    assert [c.name for c in default_candidates(env, batch_size=1)] == [
+        "cpu-fp32", "cpu-fp32 intra=2 inter=1", "cpu-fp32 intra=1 inter=1"]
+    assert "cpu-fp32 intra=1 inter=1" not in [c.name for c in default_candidates(env, batch_size=8)]
+    one_core = dataclasses.replace(env, cpu_count=1)
+    assert [c.name for c in default_candidates(one_core, batch_size=1)] == ["cpu-fp32", "cpu-fp32 intra=1 inter=1"]
+
+
 def test_a_tensorrt_machine_gets_every_precision_and_the_settings_that_matter():
     env = dataclasses.replace(probe(), tensorflow_built_with_tensorrt=True, tensorrt_loaded_version="8.6.1",
                               gpus=("/physical_device:GPU:0",))

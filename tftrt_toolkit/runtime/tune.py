@@ -17,7 +17,8 @@ measures the safe choices:
   ``maximum_cached_engines`` is not searched: engines are cached per input shape and tune
   measures one batch size, where 1 or N cached engines run the very same engine;
 - cpu thread pools: each cpu precision again with intra-op = all cores, inter-op = 1 (the
-  usual setting for serving one model; TF's default gives inter-op a thread per core too).
+  usual setting for serving one model; TF's default gives inter-op a thread per core too),
+  and at batch size 1 also with one thread in each pool (measured faster on small batches).
 
 How each is judged:
 - one conversion per distinct ConversionConfig (thread variants reuse it); a candidate that
@@ -180,6 +181,11 @@ def default_candidates(env, batch_size: int = 8) -> List[Candidate]:
     # TF's default gives both pools a thread per core; serving one model at a time usually wants
     # every core on each op and no concurrent ops competing for them.
     candidates += [Candidate(ConversionConfig(backend="cpu", precision=p), threads=(env.cpu_count, 1)) for p in cpu]
+    if batch_size == 1 and env.cpu_count > 1:
+        # At batch 1 TF's oneDNN kernels can run slower on several threads than on one: on 2 cores
+        # the int8 ResNet50's convolutions took 9.7 ms on 2 threads against 7.9 ms on 1, and the
+        # whole call 15 ms against 10 (benchmarks/int8_cpu_notes.md, "Threads").
+        candidates += [Candidate(ConversionConfig(backend="cpu", precision=p), threads=(1, 1)) for p in cpu]
     return candidates
 
 
