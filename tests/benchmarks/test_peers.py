@@ -2,24 +2,15 @@
 
 import importlib.util
 import json
-import os
 import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "benchmarks", "peers.py")
-
 
 @pytest.fixture(scope="module")
-def peers():
-    spec = importlib.util.spec_from_file_location("benchmarks_peers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    try:
-        spec.loader.exec_module(module)
+def peers(benchmark_script):
+    with benchmark_script("peers.py") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def _has_matplotlib() -> bool:

@@ -1,21 +1,14 @@
 """benchmarks/where_time_goes.py on the tiny model: per-op and per-primitive times per thread count."""
 
-import importlib.util
 import json
-import os
-import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "benchmarks", "where_time_goes.py")
-
 
 @pytest.fixture(scope="module")
-def where_time_goes():
-    spec = importlib.util.spec_from_file_location("benchmarks_where_time_goes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def where_time_goes(benchmark_script):
+    with benchmark_script("where_time_goes.py") as module:
+        yield module
 
 
 def test_tiny_model_profile_names_the_ops_that_ran(where_time_goes, tiny_saved_model, tmp_path):
