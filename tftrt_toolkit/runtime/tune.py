@@ -184,7 +184,7 @@ def default_candidates(env, batch_size: int = 8) -> List[Candidate]:
     if batch_size == 1 and env.cpu_count > 1:
         # At batch 1 TF's oneDNN kernels can run slower on several threads than on one: on 2 cores
         # the int8 ResNet50's convolutions took 9.7 ms on 2 threads against 7.9 ms on 1, and the
-        # whole call 15 ms against 10 (benchmarks/int8_cpu_notes.md, "Threads").
+        # whole call 15 ms against 10 (benchmarks/int8_cpu_notes.md, "Where the time goes").
         candidates += [Candidate(ConversionConfig(backend="cpu", precision=p), threads=(1, 1)) for p in cpu]
     return candidates
 
