@@ -6,7 +6,7 @@ photos, re-encoded), then runs the same model over the same files:
 - ``plain``: one process, the model loaded once (``ModelRunner``), decode + preprocess with
   the data module, batches of 32, records built — ``runtime.predict.predict``, i.e. what
   ``tftrt predict`` does. Timed with and without the model load.
-- ``beam``: ``runtime.batch_predict.batch_predict`` on the DirectRunner with
+- ``beam``: ``jobs.batch_predict.batch_predict`` on the DirectRunner with
   ``--direct_num_workers=W --direct_running_mode=multi_processing``, once with Beam's adaptive
   batching (min 1, max 32) and once with fixed batches (min = max = 32). Timed end to end:
   pipeline start-up, worker start, one model load per worker, writing the shards.
@@ -37,7 +37,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tftrt_toolkit.runtime.batch_predict import batch_predict, read_records  # noqa: E402
+from tftrt_toolkit.jobs.batch_predict import batch_predict, read_records  # noqa: E402
 from tftrt_toolkit.runtime.predict import predict  # noqa: E402
 from tftrt_toolkit.runtime.session import ModelRunner  # noqa: E402
 

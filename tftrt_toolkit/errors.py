@@ -52,3 +52,15 @@ class ValidationFailed(ToolkitError):
 
     exit_code = 8
 
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of ``error``'s message, at most ``limit`` characters; its type name when it has none.
+
+    The one way the toolkit quotes a foreign exception (TensorFlow's messages run to pages,
+    and some exceptions carry no message at all, which must not become an IndexError).
+    """
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(error).__name__

@@ -50,7 +50,7 @@ def define_flags():
 
 def main(pipeline_args: Sequence[str] = ()) -> int:
     from tftrt_toolkit.errors import DataError
-    from tftrt_toolkit.runtime.batch_predict import batch_predict, check_pipeline_args, require_beam
+    from tftrt_toolkit.jobs.batch_predict import batch_predict, check_pipeline_args, require_beam
 
     require_beam()  # before anything else: without Beam, the one thing to say is how to get it
     FLAGS = cli_flags.FLAGS

@@ -31,7 +31,7 @@ def define_flags():
 
 
 def main() -> int:
-    from tftrt_toolkit.report.end_to_end import run_job
+    from tftrt_toolkit.jobs.run import run_job
 
     FLAGS = cli_flags.FLAGS
     data = FLAGS.data[0] if FLAGS.data and len(FLAGS.data) == 1 else FLAGS.data

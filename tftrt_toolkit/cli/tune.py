@@ -26,7 +26,7 @@ def define_flags():
 
 
 def main() -> int:
-    from tftrt_toolkit.runtime.tune import NoCandidateInBudget, tune
+    from tftrt_toolkit.jobs.tune import NoCandidateInBudget, tune
 
     FLAGS = cli_flags.FLAGS
     try:

@@ -174,3 +174,11 @@ class ImageSource(Source):
         if self.preprocess == "none":
             return pixels.astype(self._input.np_dtype)
         return preprocess_pixels(pixels, self.preprocess, channels_first=self.layout.channels_first).astype(self._input.np_dtype, copy=False)
+
+
+def names_images(spec: DataSpec) -> bool:
+    """Whether a data spec names images (so samples have file names to look labels up by), not arrays or synthetic data."""
+    if isinstance(spec, (list, tuple)):
+        return True  # several paths are images (arrays come one file at a time)
+    text = os.fspath(spec)
+    return not (text == SYNTHETIC or text.startswith(SYNTHETIC + ":")) and not text.endswith((".npy", ".npz"))

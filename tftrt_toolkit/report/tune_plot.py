@@ -1,6 +1,6 @@
 """tune.png: each candidate's latency against its accuracy, the budget line, the Pareto front and the choice.
 
-``plot_tune(result, path)`` reads a ``runtime.tune.TuneResult`` (its table rows and budget):
+``plot_tune(result, path)`` reads a ``jobs.tune.TuneResult`` (its table rows and budget):
 x is p50 latency at the tuned batch size (left is faster), y is top-1 agreement with the
 original, or top-1 accuracy when the budget is an accuracy drop. Filled markers are inside
 the budget, hollow ones outside; squares were timed in a separate process (another thread

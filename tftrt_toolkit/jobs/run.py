@@ -1,7 +1,7 @@
 """The main job: load → convert with the best precisions here → predict → validate → benchmark → report.
 
-    from tftrt_toolkit.report.end_to_end import run_job
-    report = run_job()                 # the shipped EfficientNet-Lite0 and sample photos
+    import tftrt_toolkit as tt
+    report = tt.run()                  # the shipped EfficientNet-Lite0 and sample photos
     report                             # RunReport('tftrt-report', original + 2 optimized: ...)
     print(report.to_markdown())        # the summary table, no pandas needed
 
@@ -11,7 +11,6 @@ half-finished run leaves nothing behind.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -19,7 +18,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.errors import ConfigError, DataError, ToolkitError
-from tftrt_toolkit.report import tables
+from tftrt_toolkit.data.sources import names_images
+from tftrt_toolkit.report.run_report import ModelRow, RunReport, markdown_report
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL = os.path.join(_REPO_ROOT, "saved_models", "efficientnet_lite0")
@@ -29,89 +29,6 @@ DEFAULT_OUTPUT_DIR = "tftrt-report"
 INT8_MIN_TOP1_AGREEMENT = 0.99
 
 Progress = Callable[[str], None]
-
-
-@dataclasses.dataclass
-class ModelRow:
-    """One line of the summary: a model, what it is, and how it did."""
-
-    name: str
-    path: str
-    backend: str
-    precision: str
-    top1: Optional[dict] = None  # rank-1 prediction on the first sample (cat.jpg for the defaults)
-    top1_agreement: Optional[float] = None
-    topk_agreement: Optional[float] = None
-    max_abs_error: Optional[float] = None
-    validation_passed: Optional[bool] = None
-    p50_ms: Dict[int, float] = dataclasses.field(default_factory=dict)
-    throughput: Dict[int, float] = dataclasses.field(default_factory=dict)
-    speedup: Dict[int, float] = dataclasses.field(default_factory=dict)
-    note: str = ""
-
-    def to_json(self) -> dict:
-        data = dataclasses.asdict(self)
-        for key in ("p50_ms", "throughput", "speedup"):
-            data[key] = {str(k): v for k, v in data[key].items()}
-        return data
-
-
-@dataclasses.dataclass
-class RunReport:
-    """What the job did; ``to_markdown()`` and ``table_lines()`` read well in a notebook or terminal."""
-
-    output_dir: str
-    model: str
-    data: str
-    environment: str
-    batch_sizes: Sequence[int]
-    rows: List[ModelRow]
-    files: Dict[str, str]
-    seconds: float
-    notes: List[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def original(self) -> ModelRow:
-        return self.rows[0]
-
-    @property
-    def optimized(self) -> List[ModelRow]:
-        return self.rows[1:]
-
-    def _table(self) -> List[List[str]]:
-        image = self.original.top1["image"] if self.original.top1 else "first input"
-        header = ["model", "backend", "precision", f"top-1 on {image}", "top-1 agreement"]
-        header += [f"p50 bs{b} (ms)" for b in self.batch_sizes] + [f"speed-up bs{b}" for b in self.batch_sizes]
-        rows = [header]
-        for row in self.rows:
-            top1 = f"{row.top1['label']} ({row.top1['probability']:.2f})" if row.top1 else "-"
-            agreement = "-" if row.top1_agreement is None else f"{row.top1_agreement:.0%}"
-            cells = [row.name, row.backend, row.precision, top1, agreement]
-            cells += [f"{row.p50_ms[b]:.1f}" if b in row.p50_ms else "-" for b in self.batch_sizes]
-            cells += [f"{row.speedup[b]:.2f}x" if b in row.speedup else ("1.00x" if row is self.original else "-")
-                      for b in self.batch_sizes]
-            rows.append(cells)
-        return rows
-
-    def table_lines(self) -> List[str]:
-        return tables.aligned_lines(self._table())
-
-    def to_markdown(self) -> str:
-        return tables.markdown(self._table())
-
-    def to_json(self) -> dict:
-        return {
-            "output_dir": self.output_dir, "model": self.model, "data": self.data, "environment": self.environment,
-            "batch_sizes": list(self.batch_sizes), "rows": [r.to_json() for r in self.rows],
-            "files": self.files, "seconds": round(self.seconds, 1), "notes": self.notes,
-        }
-
-    def __repr__(self) -> str:
-        parts = []
-        for row in self.optimized:
-            speed = ", ".join(f"bs{b} {row.speedup[b]:.2f}x" for b in self.batch_sizes if b in row.speedup)
-            parts.append(f"{row.backend}-{row.precision} ({speed or row.note or 'not benchmarked'})")
-        return f"RunReport({self.output_dir!r}, original + {len(self.optimized)} optimized: {'; '.join(parts)})"
 
 
 def default_precisions(env) -> List[str]:
@@ -213,7 +130,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             validations = {}
             for row in rows[1:]:
                 report = validate(runners["original"], runners[row.name], data=data, top_k=top_k,
-                                  labels_csv=labels_csv if _is_image_data(data) else None)
+                                  labels_csv=labels_csv if names_images(data) else None)
                 validations[row.name] = report.to_json()
                 row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
                 row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
@@ -253,7 +170,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         report = RunReport(output_dir=target, model=model, data=data, environment=env.one_line(),
                            batch_sizes=list(batch_sizes), rows=rows, files=files,
                            seconds=time.perf_counter() - started, notes=notes)
-        _write_text(stage.path, "report.md", _markdown_report(report, env), files)
+        _write_text(stage.path, "report.md", markdown_report(report, env), files)
         _write(stage.path, "report.json", report.to_json(), files)
         stage.commit()
     progress(f"[6/6] report: {target}/report.md ({report.seconds:.0f} s)")
@@ -271,12 +188,6 @@ def _headline_record(records: List[dict]) -> dict:
 def _source_precision(loaded) -> str:
     meta = loaded.toolkit_metadata
     return meta["precision"] if meta else "fp32"
-
-
-def _is_image_data(data) -> bool:
-    if isinstance(data, (list, tuple)):
-        return True  # several paths are images (arrays come one file at a time)
-    return not str(data).startswith("synthetic") and not str(data).endswith((".npy", ".npz"))
 
 
 def _write(stage_dir: str, name: str, data, files: Dict[str, str]) -> str:
@@ -331,33 +242,3 @@ def _write_benchmarks(stage_dir: str, benchmarks, files: Dict[str, str], notes: 
         files["benchmark.png"] = "benchmark.png"
     except ConfigError as error:  # matplotlib is an optional extra
         notes.append(f"benchmark.png not drawn: {error}")
-
-
-def _markdown_report(report: RunReport, env) -> str:
-    lines = [
-        "# tftrt_toolkit report", "",
-        f"- model: `{report.model}`",
-        f"- data: `{report.data}`",
-        f"- machine: {env.cpu_model or 'unknown CPU'} ({env.cpu_count} cores; {' '.join(env.cpu_features) or 'no special features'}); "
-        f"GPUs: {', '.join(env.gpus) or 'none'}",
-        f"- {report.environment}",
-        f"- TensorFlow {env.tensorflow_version}; run took {report.seconds:.0f} s", "",
-        "## Summary", "", report.to_markdown(), "",
-        "Speed-up: the original's median latency over the optimized model's, measured interleaved in one process "
-        "(warm-up excluded, outputs fetched to host).", "",
-    ]
-    if "benchmark.png" in report.files:
-        lines += ["![latency and throughput by batch size](benchmark.png)", ""]
-    lines += ["## Accuracy against the original", ""]
-    for row in report.optimized:
-        agreement = "-" if row.top1_agreement is None else f"{row.top1_agreement:.1%}"
-        topk = "-" if row.topk_agreement is None else f"{row.topk_agreement:.1%}"
-        error = "-" if row.max_abs_error is None else f"{row.max_abs_error:.3g}"
-        verdict = {True: "pass", False: "FAIL", None: "-"}[row.validation_passed]
-        lines.append(f"- **{row.name}**: {verdict}; top-1 agreement {agreement}, top-5 {topk}, max abs error {error}"
-                     + (f" — {row.note}" if row.note else ""))
-    if report.notes:
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
-    lines += ["", "## Files", ""] + [f"- `{name}`" for name in sorted(report.files)]
-    lines += ["- `models/<precision>/`: the optimized SavedModels (plain `tf.saved_model.load`)", ""]
-    return "\n".join(lines)

@@ -51,7 +51,7 @@ def labels_file(tmp_path):
 
 
 def test_sharded_complete_output_has_predicts_records_and_a_dead_letter(beam, tiny_saved_model, images, labels_file, tmp_path):
-    from tftrt_toolkit.runtime.batch_predict import batch_predict, read_records
+    from tftrt_toolkit.jobs.batch_predict import batch_predict, read_records
     from tftrt_toolkit.runtime.predict import predict
 
     prefix = str(tmp_path / "out" / "predictions")
@@ -84,7 +84,7 @@ def test_sharded_complete_output_has_predicts_records_and_a_dead_letter(beam, ti
 def test_csv_raw_outputs_without_labels(beam, tiny_saved_model, images, tmp_path):
     import csv
 
-    from tftrt_toolkit.runtime.batch_predict import batch_predict
+    from tftrt_toolkit.jobs.batch_predict import batch_predict
     from tftrt_toolkit.runtime.predict import RAW_CSV_COLUMNS
 
     result = batch_predict(str(tiny_saved_model), images["good"][:3], str(tmp_path / "raw"), output_format="csv")
@@ -119,7 +119,7 @@ def test_cli_writes_shards_and_passes_beam_options(beam, tiny_saved_model, image
 
 
 def test_misspelt_beam_option_is_an_error_with_a_suggestion(beam):
-    from tftrt_toolkit.runtime.batch_predict import check_pipeline_args
+    from tftrt_toolkit.jobs.batch_predict import check_pipeline_args
 
     # Aliases count as known (--worker_machine_type is --machine_type); `--` is a command-line separator only.
     assert check_pipeline_args(["--runner=DirectRunner", "--", "--direct_num_workers", "2", "--worker_machine_type=n1"]) == [
@@ -135,7 +135,7 @@ def test_misspelt_beam_option_is_an_error_with_a_suggestion(beam):
 
 
 def test_bad_requests_fail_before_the_pipeline(beam, tiny_saved_model, images, tmp_path):
-    from tftrt_toolkit.runtime.batch_predict import batch_predict
+    from tftrt_toolkit.jobs.batch_predict import batch_predict
 
     with pytest.raises(DataError, match="no files match"):
         batch_predict(str(tiny_saved_model), str(tmp_path / "nothing" / "*.jpg"), str(tmp_path / "p"))
@@ -149,17 +149,17 @@ def test_bad_requests_fail_before_the_pipeline(beam, tiny_saved_model, images, t
 
 
 def test_overwrite_removes_only_earlier_shards(beam, tmp_path):
-    from tftrt_toolkit.runtime.batch_predict import _prepare_output
+    from tftrt_toolkit.jobs.batch_predict import prepare_output
 
     for name in ("p-00000-of-00002.jsonl", "p-00001-of-00002.jsonl", "p-errors-00000-of-00001.jsonl",
                  "p-notes.txt", "p-summary.jsonl"):
         (tmp_path / name).write_text("x\n")
-    _prepare_output(str(tmp_path / "p"), "jsonl", overwrite=True)
+    prepare_output(str(tmp_path / "p"), "jsonl", overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["p-notes.txt", "p-summary.jsonl"]
 
 
 def test_unreadable_file_goes_to_the_dead_letter(beam, tiny_saved_model):
-    from tftrt_toolkit.runtime.batch_predict import ReadAndDecodeFn, plan_model
+    from tftrt_toolkit.jobs.batch_predict import ReadAndDecodeFn, plan_model
 
     class Unreadable:
         class metadata:
@@ -180,7 +180,7 @@ def test_unreadable_file_goes_to_the_dead_letter(beam, tiny_saved_model):
 
 
 def test_softmax_only_for_logits(tiny_saved_model, labels_file):
-    from tftrt_toolkit.runtime.batch_predict import plan_model, prediction_record
+    from tftrt_toolkit.jobs.batch_predict import plan_model, prediction_record
 
     plan = plan_model(str(tiny_saved_model), labels=labels_file)
     probabilities = np.full(10, 0.1, dtype=np.float32)
@@ -196,7 +196,7 @@ def test_softmax_only_for_logits(tiny_saved_model, labels_file):
 
 def test_without_beam_the_command_says_how_to_install_it(monkeypatch, capsys, tmp_path):
     from tftrt_toolkit.cli.main import main
-    from tftrt_toolkit.runtime.batch_predict import batch_predict
+    from tftrt_toolkit.jobs.batch_predict import batch_predict
 
     monkeypatch.setitem(sys.modules, "apache_beam", None)  # `import apache_beam` now raises ImportError
     with pytest.raises(BackendUnavailable, match=r'pip install -e "\.\[beam\]"'):
@@ -210,8 +210,8 @@ def test_without_beam_the_command_says_how_to_install_it(monkeypatch, capsys, tm
 
 def test_modules_import_without_beam():
     code = ("import sys; sys.modules['apache_beam'] = None\n"
-            "import tftrt_toolkit.runtime.batch_predict, tftrt_toolkit.cli.batch_predict\n"
-            "assert tftrt_toolkit.runtime.batch_predict.beam is None")
+            "import tftrt_toolkit.jobs.batch_predict, tftrt_toolkit.cli.batch_predict\n"
+            "assert tftrt_toolkit.jobs.batch_predict.steps.beam is None")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -220,7 +220,7 @@ def test_shipped_model_on_two_multiprocessing_workers(beam, tmp_path):
     import csv
     import shutil
 
-    from tftrt_toolkit.runtime.batch_predict import batch_predict, read_records
+    from tftrt_toolkit.jobs.batch_predict import batch_predict, read_records
 
     data = tmp_path / "photos"
     data.mkdir()

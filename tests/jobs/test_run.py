@@ -9,7 +9,7 @@ import pytest
 from tftrt_toolkit.cli.main import main
 from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import ConfigError, OutputError
-from tftrt_toolkit.report.end_to_end import DEFAULT_SAMPLES, run_job
+from tftrt_toolkit.jobs.run import DEFAULT_SAMPLES, run_job
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

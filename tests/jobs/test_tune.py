@@ -11,7 +11,7 @@ import pytest
 from tftrt_toolkit.cli.main import main
 from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import ConfigError
-from tftrt_toolkit.runtime.tune import (TABLE_COLUMNS, Budget, Candidate, NoCandidateInBudget, choose,
+from tftrt_toolkit.jobs.tune import (TABLE_COLUMNS, Budget, Candidate, NoCandidateInBudget, choose,
                                         default_candidates, mark_pareto, tune)
 
 

@@ -1,0 +1,97 @@
+"""What tune found: the table, the chosen row and why; renders as text, markdown and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+from tftrt_toolkit.errors import ValidationFailed
+from tftrt_toolkit.jobs.tune.choice import MEASURED, ORIGINAL, TABLE_COLUMNS, Budget
+from tftrt_toolkit.report import tables
+
+
+class NoCandidateInBudget(ValidationFailed):
+    """No candidate met the accuracy budget (or none could be measured); ``result`` holds the table."""
+
+    def __init__(self, message: str, result: "TuneResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """What tune found: the table, the chosen row (None when nothing qualified), why, and where things went."""
+
+    output: Optional[str]  # the chosen SavedModel; None when nothing qualified
+    report_dir: str
+    table: List[dict]
+    chosen: Optional[dict]
+    reason: str
+    budget: Budget
+    batch_size: int
+    model: str
+    data: str
+    files: Dict[str, str]
+    seconds: float
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def chosen_model(self):
+        """The chosen model as an ``OptimizedModel`` (None when nothing qualified)."""
+        from tftrt_toolkit.pipeline import OptimizedModel
+
+        return OptimizedModel.from_path(self.output) if self.output else None
+
+    def _cells(self) -> List[List[str]]:
+        quality = "top-1 drop" if self.budget.metric == "top1_drop" else "top-1 agreement"
+        header = ["candidate", "status", quality, f"p50 bs{self.batch_size} (ms)", "samples/s", "speed-up", "note"]
+        rows = [header]
+        for row in self.table:
+            value = row.get(self.budget.metric)
+            if value is None:
+                value_text = "-"
+            elif self.budget.metric == "top1_drop":
+                value_text = f"{value * 100:+.1f} pt" if row["status"] != ORIGINAL else "-"
+            else:
+                value_text = f"{value:.1%}"
+            if row["status"] == ORIGINAL and self.budget.metric == "top1_drop" and row.get("accuracy") is not None:
+                value_text = f"acc {row['accuracy']:.1%}"
+            status = row["status"]
+            if self.chosen is not None and row is self.chosen:
+                status = "CHOSEN"
+            elif status == MEASURED:
+                status = "inside" if row.get("within_budget") else "outside"
+            note = row.get("reason") or ("timed in a subprocess, interleaved" if row["status"] == MEASURED
+                                          and row.get("intra_op_threads") is not None else "") or ""
+            rows.append([
+                row["candidate"], status, value_text,
+                "-" if row.get("p50_ms") is None else f"{row['p50_ms']:.2f}",
+                "-" if row.get("throughput") is None else f"{row['throughput']:.1f}",
+                "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x",
+                note if len(note) <= 90 else note[:89].rstrip() + "…",
+            ])
+        return rows
+
+    def table_lines(self) -> List[str]:
+        return tables.aligned_lines(self._cells())
+
+    def to_markdown(self) -> str:
+        return tables.markdown(self._cells())
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model, "data": self.data, "batch_size": self.batch_size, "budget": self.budget.to_json(),
+            "chosen": None if self.chosen is None else self.chosen["candidate"], "reason": self.reason,
+            "output": self.output, "report_dir": self.report_dir, "files": self.files,
+            "seconds": round(self.seconds, 1), "notes": self.notes,
+            "table": [{column: row.get(column) for column in TABLE_COLUMNS} for row in self.table],
+        }
+
+    def __repr__(self) -> str:
+        tried = sum(1 for row in self.table if row["status"] != ORIGINAL)
+        if self.chosen is None:
+            head = "nothing inside the budget"
+        else:
+            speedup = f" ({self.chosen['speedup']:.2f}x the original)" if self.chosen.get("speedup") else ""
+            head = f"chosen {self.chosen['candidate']!r}: p50 {self.chosen['p50_ms']:.2f} ms at batch {self.batch_size}{speedup}"
+        return f"TuneResult({head}; {tried} candidates; budget {self.budget.describe()}; output={self.output!r})"

@@ -1,0 +1,161 @@
+"""Tune's timing at other TF thread settings: a subprocess per setting, one round at a time on the parent's cue."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+from tftrt_toolkit.errors import ToolkitError, first_line
+from tftrt_toolkit.jobs.tune.candidates import Threads
+
+
+class ThreadWorker:
+    """Models timed at another TF thread setting in a subprocess, one round at a time, on this process's cue.
+
+    TensorFlow fixes its thread pools once per process, so another setting needs another
+    process. ``start()`` loads the models there (at ``threads``) with the original as
+    baseline, and makes each one's first call and ``warmup`` runs; each ``round()`` runs
+    every model once, timed in the subprocess while this process waits (so the two never
+    compete for cores, and machine drift hits both alike); ``finish()`` returns
+    {name: {"p50_ms", "throughput", "speedup", "runs"}} ("baseline" included). Failures raise
+    ToolkitError with the subprocess's message; ``close()`` always ends the subprocess.
+    """
+
+    def __init__(self, models: Dict[str, str], baseline: str, *, threads: Threads, data, batch_size: int,
+                 warmup: int = 5):
+        self.request = {"models": models, "baseline": baseline, "threads": list(threads), "warmup": warmup,
+                        "data": data if isinstance(data, (str, list)) else str(data), "batch_size": batch_size}
+        self.threads = threads
+        self._process: Optional[subprocess.Popen] = None
+        self._stderr = None
+
+    def start(self, timeout: float) -> "ThreadWorker":
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+        self._process = subprocess.Popen([sys.executable, "-m", "tftrt_toolkit.jobs.tune.worker", "--thread-worker"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                         text=True, bufsize=1, env=environment)
+        self._send(json.dumps(self.request))
+        self._receive("ready", timeout)
+        return self
+
+    def round(self) -> None:
+        self._send("round")
+        self._receive("ok", None)
+
+    def finish(self) -> Dict[str, dict]:
+        self._send("finish")
+        return self._receive("results", None)
+
+    def close(self) -> None:
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream:
+                    stream.close()
+            self._process = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _send(self, line: str) -> None:
+        try:
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._failure("it stopped") from None
+
+    def _receive(self, key: str, timeout: Optional[float]):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if deadline is not None:
+                ready, _, _ = select.select([self._process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise ToolkitError(f"timing threads intra={self.threads[0]} inter={self.threads[1]}: the subprocess "
+                                       f"did not load its models within the time budget ({timeout:.0f} s left)")
+            line = self._process.stdout.readline()
+            if not line:
+                raise self._failure("it ended")
+            if not line.startswith("{"):
+                continue  # a library's print, not ours
+            message = json.loads(line)
+            if "error" in message:
+                raise self._failure(message["error"])
+            if key in message:
+                return message[key]
+
+    def _failure(self, what: str) -> ToolkitError:
+        detail = what
+        if self._stderr is not None and what in ("it ended", "it stopped"):
+            self._stderr.seek(0)
+            lines = [line for line in self._stderr.read().splitlines() if line.strip()]
+            detail = f"{what}: {lines[-1][:300]}" if lines else what
+        return ToolkitError(f"timing threads intra={self.threads[0]} inter={self.threads[1]} in a subprocess failed ({detail})")
+
+
+def _thread_worker_main() -> int:
+    """The subprocess side of ``ThreadWorker``: a JSON request, then "round"/"finish" lines on stdin; JSON lines back."""
+    from tftrt_toolkit.data import open_source
+    from tftrt_toolkit.runtime.benchmark import _batch_inputs, latency_stats
+    from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
+
+    def reply(**message) -> None:
+        print(json.dumps(message), flush=True)
+
+    request = json.loads(sys.stdin.readline())
+    batch_size = request["batch_size"]
+    runners: Dict[str, ModelRunner] = {}
+    try:
+        configure_threads(*request["threads"])  # first: before TF's runtime starts
+        runners["baseline"] = ModelRunner(request["baseline"], name="original").load()
+        for name, path in request["models"].items():
+            runners[name] = ModelRunner(path, name=name).load()
+        # The same inputs benchmark_many uses in the main process (same source, preprocessing, seed).
+        source = open_source(request["data"], runners["baseline"].signature, model_hint=runners["baseline"].model_info)
+        inputs = _batch_inputs(source, batch_size)
+        tensors = {role: runner.prepare(inputs) for role, runner in runners.items()}
+        for _ in range(1 + request["warmup"]):  # the first call (graph optimization) and warm-up, off the clock
+            for role, runner in runners.items():
+                runner.run_prepared(tensors[role])
+        reply(ready=True)
+        latencies: Dict[str, List[float]] = {role: [] for role in runners}
+        for line in sys.stdin:
+            if line.strip() == "finish":
+                break
+            for role, runner in runners.items():
+                start = time.perf_counter()
+                runner.run_prepared(tensors[role])  # ends with .numpy(): the result is on the host
+                latencies[role].append(time.perf_counter() - start)
+            reply(ok=True)
+    except ToolkitError as error:
+        reply(error=first_line(error))
+        return error.exit_code
+    finally:
+        for runner in runners.values():
+            runner.close()
+    if not latencies["baseline"]:
+        reply(error="no rounds were run")
+        return 1
+    baseline_p50 = latency_stats(latencies["baseline"])["p50"]
+    results = {}
+    for role, values in latencies.items():
+        p50 = latency_stats(values)["p50"]
+        results[role] = {"p50_ms": p50, "throughput": batch_size * len(values) / sum(values), "runs": len(values),
+                         "speedup": baseline_p50 / p50}
+    reply(results=results)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--thread-worker"]:
+        sys.exit(_thread_worker_main())
+    sys.exit("usage: python -m tftrt_toolkit.jobs.tune.worker --thread-worker  (tune's thread-timing subprocess; "
+             "use `tftrt tune` or tune() instead)")
