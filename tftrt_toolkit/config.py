@@ -74,6 +74,9 @@ class ConversionConfig:
       calibration_steps, batch_size: how many batches of calibration data to feed (int8).
       save_gpu_specific_engines: TF-TRT's save() flag; False lets an INT8 model move to another GPU.
       bf16_keep_fp32_ops: op types the cpu backend keeps in fp32 under bf16 (numerically sensitive ops).
+      warmup_data: data spec for TF Serving warmup records (image dir, .npy/.npz, "synthetic");
+        None = the calibration or build data when the conversion has some, "none" = no warmup file.
+      warmup_batch_sizes: one warmup request per batch size; () = the build shapes' batch sizes, else 1.
     """
 
     backend: Backend = Backend.AUTO
@@ -94,6 +97,9 @@ class ConversionConfig:
     batch_size: int = 8
     # --- cpu ---
     bf16_keep_fp32_ops: Tuple[str, ...] = ("Softmax",)
+    # --- TF Serving warmup records (assets.extra/tf_serving_warmup_requests) ---
+    warmup_data: Optional[str] = None
+    warmup_batch_sizes: Tuple[int, ...] = ()
 
     def __post_init__(self):
         # Accept plain strings from callers and flags; store enums.
@@ -101,6 +107,7 @@ class ConversionConfig:
         object.__setattr__(self, "precision", _enum_value(Precision, self.precision, "precision"))
         object.__setattr__(self, "build_shapes", tuple(tuple(int(d) for d in s) for s in self.build_shapes))
         object.__setattr__(self, "bf16_keep_fp32_ops", tuple(self.bf16_keep_fp32_ops))
+        object.__setattr__(self, "warmup_batch_sizes", _whole_numbers(self.warmup_batch_sizes, "warmup_batch_sizes"))
         self.validate()
 
     def validate(self) -> None:
@@ -145,6 +152,14 @@ class ConversionConfig:
                     f"build shape {'x'.join(map(str, shape))} is out of range; batch up to {_MAX_REASONABLE_BATCH}, "
                     f"other dims up to {_MAX_REASONABLE_DIM}."
                 )
+        if self.warmup_data is not None and not (isinstance(self.warmup_data, str) and self.warmup_data.strip()):
+            raise ConfigError(f"warmup_data={self.warmup_data!r} is not valid; give a data spec (an image directory, "
+                              "FILE.npy/.npz, 'synthetic') or 'none' for no warmup file.")
+        for size in self.warmup_batch_sizes:
+            if not 1 <= size <= _MAX_REASONABLE_BATCH:
+                raise ConfigError(f"warmup batch size {size} is out of range; use 1..{_MAX_REASONABLE_BATCH}, e.g. 1,8.")
+        if len(set(self.warmup_batch_sizes)) != len(self.warmup_batch_sizes):
+            raise ConfigError(f"warmup_batch_sizes {list(self.warmup_batch_sizes)} repeats a value; list each batch size once.")
         if self.backend is not Backend.AUTO:
             self.check_backend_supports_precision(self.backend)
 
@@ -196,12 +211,26 @@ class ConversionConfig:
         data["precision"] = self.precision.value
         data["build_shapes"] = [list(s) for s in self.build_shapes]
         data["bf16_keep_fp32_ops"] = list(self.bf16_keep_fp32_ops)
+        data["warmup_batch_sizes"] = list(self.warmup_batch_sizes)
         return data
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "ConversionConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _whole_numbers(values, field_name: str) -> Tuple[int, ...]:
+    """A tuple of ints from ints or digit strings ('1', '8'); ConfigError naming the field for anything else."""
+    numbers = []
+    for value in values or ():
+        try:
+            if isinstance(value, bool) or float(value) != int(value):
+                raise ValueError
+            numbers.append(int(value))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{field_name} entry {value!r} is not a whole number; write e.g. 1,8.") from None
+    return tuple(numbers)
 
 
 def parse_shape_list(text: str) -> Tuple[Tuple[int, ...], ...]:

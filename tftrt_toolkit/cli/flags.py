@@ -65,6 +65,11 @@ def define_conversion_flags() -> List[str]:
         define("integer", "calibration_steps", 8, "int8: batches of calibration data to feed."),
         define("integer", "batch_size", 8, "Batch size for calibration (and for commands that batch)."),
         define("list", "bf16_keep_fp32_ops", ["Softmax"], "cpu bf16: op types kept in fp32."),
+        define("string", "warmup_data", None,
+               "TF Serving warmup records (assets.extra/tf_serving_warmup_requests) from this data: an image directory, "
+               "FILE.npy/.npz or 'synthetic'; default: the calibration or build data when there is some; 'none': no file."),
+        define("list", "warmup_batch_sizes", None,
+               "One warmup request per batch size, e.g. 1,8 (default: the build shapes' batch sizes, else 1)."),
     ]
 
 
@@ -118,6 +123,8 @@ def conversion_config_from_flags() -> ConversionConfig:
         calibration_steps=FLAGS.calibration_steps,
         batch_size=FLAGS.batch_size,
         bf16_keep_fp32_ops=tuple(FLAGS.bf16_keep_fp32_ops or ()),
+        warmup_data=FLAGS.warmup_data,
+        warmup_batch_sizes=tuple(FLAGS.warmup_batch_sizes or ()),
     )
 
 

@@ -99,6 +99,21 @@ class Source(abc.ABC):
             logger.warning("dropped the last %d sample(s): the model takes batches of exactly %d", len(pending), batch_size)
 
 
+def filled_batch(source: "Source", batch_size: int) -> Dict[str, np.ndarray]:
+    """Inputs of exactly ``batch_size`` samples from the start of ``source``; a smaller data set is repeated to fill it.
+
+    For requests that must have a given batch size (benchmark runs, TF Serving warmup records)
+    whatever the data holds. Raises DataError when the source gives no samples at all.
+    """
+    batch = next(iter(source.batches(batch_size, limit=batch_size)), None)
+    if batch is None:
+        raise DataError(f"{source.description} gave no samples")
+    if len(batch) == batch_size:
+        return batch.inputs
+    repeats = -(-batch_size // len(batch))
+    return {name: np.concatenate([array] * repeats)[:batch_size] for name, array in batch.inputs.items()}
+
+
 def check_batch_size(signature: ModelSignature, batch_size: int) -> bool:
     """Check ``batch_size`` suits the signature; return whether some input fixes the batch dim.
 

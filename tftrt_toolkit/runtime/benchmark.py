@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import math
 import platform
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
@@ -32,8 +31,9 @@ import numpy as np
 
 from tftrt_toolkit.data import open_source
 from tftrt_toolkit.data.progress import ProgressBar
+from tftrt_toolkit.data.samples import filled_batch
 from tftrt_toolkit.data.sources import DataSpec
-from tftrt_toolkit.errors import ConfigError, DataError
+from tftrt_toolkit.errors import ConfigError
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
 from tftrt_toolkit.runtime.validate import check_same_signature
 
@@ -179,14 +179,8 @@ def _check_positive_int(name: str, value, minimum: int = 1) -> None:
 
 
 def _batch_inputs(source, batch_size: int) -> Dict[str, np.ndarray]:
-    """One batch of exactly ``batch_size`` samples; a small image set is repeated to fill it."""
-    batch = next(iter(source.batches(batch_size, limit=batch_size)), None)
-    if batch is None:
-        raise DataError(f"{source.description} gave no samples to benchmark with")
-    if len(batch) == batch_size:
-        return batch.inputs
-    repeats = math.ceil(batch_size / len(batch))
-    return {name: np.concatenate([array] * repeats)[:batch_size] for name, array in batch.inputs.items()}
+    """One batch of exactly ``batch_size`` samples (``data.samples.filled_batch``; kept for existing callers)."""
+    return filled_batch(source, batch_size)
 
 
 class _Timer:
