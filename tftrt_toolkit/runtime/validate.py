@@ -8,7 +8,10 @@ Both models run on the same inputs, batch by batch. For every output the report 
 max/mean absolute and relative error, the share of elements within tolerance and the
 tolerance that *would* have been needed; for classifier outputs ([batch, classes]) top-1
 agreement (same argmax) and top-k agreement (the original's top-1 class is among the
-optimized model's top k); with ``labels_csv`` (columns image,class_id) the accuracy of each.
+optimized model's top k). Where the images are labelled (``labels_csv`` with columns
+image,class_id, or a folder whose names carry ImageNet WordNet ids, see ``data.labels``)
+it also gives each model's top-1/top-k accuracy, the drop and its 95% paired interval
+(``runtime.accuracy``).
 
 An element is within tolerance when ``|optimized - original| <= atol + rtol * |original|``
 (numpy's ``allclose`` rule, the original as reference).
@@ -36,17 +39,17 @@ near-ties between classes: validate on real images where you have them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import os
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from tftrt_toolkit.data import open_source
+from tftrt_toolkit.data.labels import open_labels, read_labels_csv  # noqa: F401  (read_labels_csv: today's import path)
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError, ValidationFailed
 from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.runtime.accuracy import LabelledAccuracy, drop_text
 from tftrt_toolkit.runtime.predict import classifier_output
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, current_threads, open_runner
 
@@ -234,59 +237,6 @@ class _OutputComparison:
         return data
 
 
-class _Accuracy:
-    """Top-1/top-k accuracy of both models against ground-truth class ids per image."""
-
-    def __init__(self, labels_csv: str, truth: Dict[str, int], top_k: int):
-        self.labels_csv = labels_csv
-        self.truth = truth
-        self.top_k = top_k
-        self.labelled = 0
-        self.correct = {"original": [0, 0], "optimized": [0, 0]}
-
-    def add(self, sources: Sequence[str], scores: Dict[str, np.ndarray]) -> None:
-        for row, where in enumerate(sources):
-            class_id = self.truth.get(where, self.truth.get(os.path.basename(where)))
-            if class_id is None:
-                continue
-            self.labelled += 1
-            for role, values in scores.items():
-                row_scores = values[row]
-                # 1001-class models put "background" first; the CSV holds 1000-class ids.
-                offset = 1 if row_scores.shape[-1] == 1001 else 0
-                ranked = np.argsort(-row_scores, kind="stable")[: self.top_k] - offset
-                self.correct[role][0] += int(ranked[0] == class_id)
-                self.correct[role][1] += int(class_id in ranked)
-
-    def to_json(self) -> dict:
-        n = max(self.labelled, 1)
-        return {
-            "labels_csv": self.labels_csv,
-            "labelled_samples": self.labelled,
-            **{role: {"top1": top1 / n, "topk": topk / n} for role, (top1, topk) in self.correct.items()},
-        }
-
-
-def read_labels_csv(path: str) -> Dict[str, int]:
-    """{image: class_id} from a CSV with columns image,class_id (more columns are ignored). DataError otherwise."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"image", "class_id"} <= set(reader.fieldnames):
-                raise DataError(f"labels CSV {path!r} needs columns image,class_id; it has {', '.join(reader.fieldnames or []) or 'none'}")
-            truth = {}
-            for line, row in enumerate(reader, start=2):
-                try:
-                    truth[row["image"].strip()] = int(row["class_id"])
-                except (TypeError, ValueError):
-                    raise DataError(f"labels CSV {path!r} line {line}: class_id {row.get('class_id')!r} is not a whole number") from None
-    except OSError as error:
-        raise DataError(f"labels CSV {path!r} cannot be read ({error.strerror or error})") from error
-    if not truth:
-        raise DataError(f"labels CSV {path!r} has no rows")
-    return truth
-
-
 # --------------------------------------------------------------------------- the report
 
 @dataclasses.dataclass
@@ -363,8 +313,9 @@ class ValidationReport:
             lines.append(line)
         if self.accuracy:
             acc = self.accuracy
-            lines.append(f"  accuracy on {acc['labelled_samples']} labelled: original top-1 {acc['original']['top1']:.2%}, "
-                         f"optimized top-1 {acc['optimized']['top1']:.2%}")
+            lines.append(f"  accuracy on {acc['labelled_samples']} labelled images ({acc['labels']}):")
+            lines.append(f"    {drop_text(acc, 'top1')}")
+            lines.append(f"    {drop_text(acc, 'topk')}")
         lines.extend(f"  failed: {failure}" for failure in self.failures)
         return lines
 
@@ -382,8 +333,10 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
       rtol, atol, min_top1_agreement, min_within_tolerance: override the precision's
         defaults (``DEFAULT_CRITERIA``, keyed by the optimized model's recorded precision).
       top_k: k for top-k agreement and accuracy.
-      labels_csv: CSV with columns image,class_id (image = file name or path as listed)
-        to measure each model's accuracy; needs image data.
+      labels_csv: CSV with columns image,class_id (image = file name or path as listed;
+        class_id an index or an ImageNet WordNet id) to measure each model's accuracy; needs
+        image data. Without it, a ``data`` folder whose image names carry WordNet ids
+        (``n01440764_tench.JPEG``, ``n01440764/x.JPEG``) is labelled by those.
       samples: compare on at most this many samples (default: all; 32 for synthetic).
 
     Returns a ValidationReport; it does not raise on failure (call ``raise_if_failed()``).
@@ -395,7 +348,7 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
         raise ConfigError(f"top_k must be a whole number >= 1, got {top_k!r}")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise ConfigError(f"samples must be a whole number >= 1, got {samples!r}")
-    truth = read_labels_csv(labels_csv) if labels_csv else None
+    labels = open_labels(data, labels_csv)
     configure_threads(*threads)
     original_runner, owns_original = open_runner(original)
     optimized_runner = owns_optimized = None
@@ -411,15 +364,16 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
         source = open_source(data, original_runner.signature, preprocess=preprocess, input_shape=input_shape,
                              model_hint=original_runner.model_info, seed=seed)
         scores_output = classifier_output(original_runner.signature)
-        if truth is not None and scores_output is None:
+        if labels_csv and scores_output is None:
             raise ConfigError("labels_csv needs a classifier (one output of shape [batch, classes]); this model has none")
-        if truth is not None and source.count() is None:
+        if labels_csv and source.count() is None:
             raise ConfigError("labels_csv needs image data (e.g. --data=saved_models/samples); synthetic inputs have no labels")
         limit = samples if samples is not None else (DEFAULT_SYNTHETIC_SAMPLES if source.count() is None else None)
 
         comparisons = {name: _OutputComparison(name, criteria, top_k, classifier=name == scores_output)
                        for name in original_runner.signature.output_names}
-        accuracy = _Accuracy(labels_csv, truth, top_k) if truth is not None else None
+        # Labels read from the folder's names apply only where there is a classifier to score.
+        accuracy = LabelledAccuracy(labels, top_k) if labels is not None and scores_output is not None else None
         seen = 0
         for batch in source.batches(batch_size, limit=limit):
             # Both models get the very same tensors.
@@ -434,7 +388,8 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
         if not seen:
             raise DataError(f"{source.description} gave no samples; nothing to compare")
         if accuracy is not None and not accuracy.labelled:
-            raise DataError(f"none of the {seen} images is listed in {labels_csv!r} (matched by path or file name); check the CSV's image column")
+            raise DataError(f"none of the {seen} images is listed in {labels_csv!r} (matched by path or file name); "
+                            "check the CSV's image column")
 
         failures = _failures(comparisons, criteria)
         return ValidationReport(
@@ -448,7 +403,7 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
             data=source.description,
             samples=seen,
             outputs={name: c.to_json() for name, c in comparisons.items()},
-            accuracy=accuracy.to_json() if accuracy is not None else None,
+            accuracy=accuracy.compare("original", "optimized") if accuracy is not None else None,
             settings={"batch_size": batch_size, "preprocess": source.preprocess, "seed": seed, **current_threads()},
         )
     finally:
