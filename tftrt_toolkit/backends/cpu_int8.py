@@ -31,7 +31,7 @@ import numpy as np
 
 from tftrt_toolkit.backends import graph_passes
 from tftrt_toolkit.environment import Environment
-from tftrt_toolkit.errors import BackendUnavailable, ConversionError, DataError
+from tftrt_toolkit.errors import BackendUnavailable, ConversionError, DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def quantize(frozen, signature, calibration_input_fn) -> Tuple[object, Dict[str,
         try:
             quantized = quantize_model(model, config, _CalibrationLoader(batches), calib_iteration=len(batches))
         except Exception as error:  # INC raises bare exceptions of many kinds; say which step failed
-            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            first = first_line(error, limit=200)
             raise ConversionError(f"int8 quantization failed ({type(error).__name__}: {first}); "
                                   "use --precision=bf16 for this model.") from error
         if quantized is None:

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend, InputFn
 from tftrt_toolkit.config import Backend, ConversionConfig
 from tftrt_toolkit.environment import Environment
-from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError
+from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError, first_line
 from tftrt_toolkit.models.loader import LoadedModel
 
 NOT_BUILT_WITH_TENSORRT = (
@@ -87,7 +87,7 @@ class TensorRTBackend(ConversionBackend):
             summary_lines = []
             converter.summary(line_length=160, detailed=True, print_fn=summary_lines.append)
         except (RuntimeError, ValueError, TypeError) as error:
-            first = str(error).strip().splitlines()[0][:240] if str(error).strip() else type(error).__name__
+            first = first_line(error, limit=240)
             if "not been built with TensorRT" in first:
                 raise BackendUnavailable(NOT_BUILT_WITH_TENSORRT) from error
             raise ConversionError(f"TF-TRT conversion failed: {first}") from error

@@ -20,7 +20,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from tftrt_toolkit.errors import ConfigError, DataError
+from tftrt_toolkit.errors import ConfigError, DataError, first_line
 from tftrt_toolkit.models.loader import LoadedModel, load_model, load_signature_function
 from tftrt_toolkit.models.signature import ModelSignature
 from tftrt_toolkit.models.spec import ModelSpec
@@ -223,7 +223,7 @@ class ModelRunner:
         try:
             outputs = self._function(**tensors)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            first = first_line(error)
             shapes = ", ".join(f"{name}{list(getattr(t, 'shape', []))}" for name, t in tensors.items())
             raise DataError(f"model {self.name!r} rejected inputs {shapes}: {first}") from error
         return {name: value.numpy() for name, value in outputs.items()}
