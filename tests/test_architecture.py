@@ -21,7 +21,7 @@ LAYER_RANKS = {
     "pipeline": 3,
     "backends": 2, "serving": 2,
     "models": 1, "data": 1,
-    "config": 0, "errors": 0, "artifacts": 0, "environment": 0, "onednn": 0,
+    "config": 0, "errors": 0, "artifacts": 0, "environment": 0, "onednn": 0, "shipped_files": 0,
 }
 
 
