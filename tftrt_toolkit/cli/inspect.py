@@ -4,7 +4,9 @@
   tftrt inspect --model=SPEC --plan=tensorrt [--precision=fp16] [--minimum_segment_size=3]
 
 --plan=tensorrt predicts, on any machine, how TF-TRT would split the frozen graph into
-TensorRT engines, which ops break it up and why.
+TensorRT engines, which ops break it up and why. A model carrying TF Serving warmup records
+(assets.extra/tf_serving_warmup_requests) gets them counted and checked against its
+signatures; a corrupt or mismatched file is an error (exit 3).
 """
 
 import json
@@ -29,6 +31,8 @@ def main() -> int:
                     unsafe_deserialization=FLAGS.unsafe_deserialization) as model:
         info = describe(model)
         lines = describe_lines(info)
+        if not model.is_temporary_export:
+            lines.append(_warmup_line(model.saved_model_dir, info))
         if FLAGS.plan == "tensorrt":
             from tftrt_toolkit.backends.tensorrt_plan import plan_for_model
 
@@ -41,3 +45,12 @@ def main() -> int:
     else:
         print("\n".join(lines))
     return 0
+
+
+def _warmup_line(saved_model_dir: str, info: dict) -> str:
+    """How many TF Serving warmup records the model carries; ModelLoadError (one line) when they do not check out."""
+    from tftrt_toolkit.serving.warmup import WARMUP_RELATIVE_PATH, read_warmup_file
+
+    warmup = read_warmup_file(saved_model_dir)
+    info["serving_warmup"] = None if warmup is None else warmup.to_json()
+    return f"TF Serving warmup: none (no {WARMUP_RELATIVE_PATH})" if warmup is None else warmup.describe()

@@ -257,9 +257,18 @@ def _record_bytes(path: str) -> List[bytes]:
     from tftrt_toolkit.errors import first_line
 
     try:
-        return [record.numpy() for record in tf.data.TFRecordDataset(path)]
+        records = [record.numpy() for record in tf.data.TFRecordDataset(path)]
     except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError) as error:
         raise _bad(path, f"is not a readable TFRecord file ({first_line(error)})") from None
+    # TF's reader takes a partial header at the end for the end of the file, so a truncated
+    # file reads as fewer records without an error: every record is framed by 16 bytes
+    # (length, its CRC, the data's CRC), so the sizes must add up to the file's.
+    framed = sum(len(record) + 16 for record in records)
+    size = os.path.getsize(path)
+    if framed != size:
+        raise _bad(path, f"is not a readable TFRecord file ({size - framed} byte(s) after the last complete record "
+                         f"{len(records)}: truncated or not a TFRecord)")
+    return records
 
 
 def _signature_defs(saved_model_dir: str) -> dict:
