@@ -106,18 +106,7 @@ def test_no_module_imports_a_higher_layer():
     assert upward == []
 
 
-# Being split into backends/tensorrt_plan/{graph,op_rules,segmenter,plan,compare}.py (issue 16);
-# strict, so the mark has to go once the split lands.
-_BEING_SPLIT = {"tftrt_toolkit/backends/tensorrt_plan/plan.py", "tftrt_toolkit/backends/tensorrt_plan.py"}
-
-
-def _length_case(path):
-    name = str(path.relative_to(PACKAGE.parent))
-    marks = [pytest.mark.xfail(strict=True, reason="being split")] if name in _BEING_SPLIT else []
-    return pytest.param(path, id=name, marks=marks)
-
-
-@pytest.mark.parametrize("path", [_length_case(path) for path in SOURCES])
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(PACKAGE.parent)))
 def test_no_module_is_longer_than_800_lines(path):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines; split it along its responsibilities (STYLE.md)"
