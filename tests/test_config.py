@@ -2,7 +2,7 @@
 
 import pytest
 
-from tftrt_toolkit.config import Backend, ConversionConfig, Precision, parse_shape_list
+from tftrt_toolkit.config import Backend, ConversionConfig, Precision
 from tftrt_toolkit.errors import ConfigError
 
 
@@ -69,10 +69,3 @@ def test_json_round_trip():
 def test_replace_validates_again():
     with pytest.raises(ConfigError):
         ConversionConfig(backend="cpu").replace(precision="fp16")
-
-
-def test_parse_shape_list():
-    assert parse_shape_list("1x224x224x3, 8x224x224x3") == ((1, 224, 224, 3), (8, 224, 224, 3))
-    assert parse_shape_list("1,8") == ((1,), (8,))
-    with pytest.raises(ConfigError, match="1x224x224x3"):
-        parse_shape_list("1xAx3")

@@ -231,15 +231,3 @@ def _whole_numbers(values, field_name: str) -> Tuple[int, ...]:
         except (TypeError, ValueError):
             raise ConfigError(f"{field_name} entry {value!r} is not a whole number; write e.g. 1,8.") from None
     return tuple(numbers)
-
-
-def parse_shape_list(text: str) -> Tuple[Tuple[int, ...], ...]:
-    """'1x224x224x3,8x224x224x3' -> ((1,224,224,3), (8,224,224,3)); ConfigError on junk."""
-    shapes = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        try:
-            shape = tuple(int(d) for d in part.lower().split("x"))
-        except ValueError:
-            raise ConfigError(f"shape {part!r} is not valid; write shapes like 1x224x224x3, comma-separated.") from None
-        shapes.append(shape)
-    return tuple(shapes)

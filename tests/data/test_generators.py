@@ -178,7 +178,7 @@ def test_build_batch_sizes_with_dynamic_dims_need_input_shape(signature):
 
 
 def test_build_shape_that_does_not_fit_an_input(image_signature, mixed_signature):
-    with pytest.raises(DataError, match=r"build shape 1x224x224x3 does not fit input 'images' of shape \(N, 32, 32, 3\)"):
+    with pytest.raises(DataError, match=r"build shape 1x224x224x3 does not fit input 'images' of shape \?x32x32x3"):
         build_input_fn(image_signature(), "1x224x224x3")
     with pytest.raises(DataError, match="does not fit input 'attention_mask'"):
         build_input_fn(mixed_signature, "1x8x8x3")

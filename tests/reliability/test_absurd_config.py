@@ -22,7 +22,7 @@ HUGE = "99999999999999999999"  # beyond int64: absl parses it to a Python int
     ("convert", "--max_cached_engines=100000", "maximum_cached_engines=100000 is out of range"),
     ("convert", f"--max_workspace_size_bytes={1 << 50}", f"max_workspace_size_bytes={1 << 50} is out of range"),
     ("convert", "--minimum_segment_size=1000000", "minimum_segment_size=1000000 is out of range"),
-    ("convert", "--build_shapes=-1", "build shape (-1,) is invalid"),
+    ("convert", "--build_shapes=-1", "--build_shapes entry '-1' is not a shape"),
     ("convert", "--build_shapes=100000000", "build shape 100000000 is out of range"),
     ("convert", "--build_shapes=1x224x224x3000000", "is out of range; batch up to 65536"),
     ("predict", "--intra_op_threads=-1", "--intra_op_threads=-1 is out of range; use 0 (TF's choice) to 1024."),

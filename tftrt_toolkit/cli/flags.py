@@ -11,7 +11,8 @@ from typing import List, Optional
 
 from absl import flags
 
-from tftrt_toolkit.config import PROFILE_STRATEGIES, Backend, ConversionConfig, Precision, parse_shape_list
+from tftrt_toolkit.config import PROFILE_STRATEGIES, Backend, ConversionConfig, Precision
+from tftrt_toolkit.data.shapes import parse_shape_list
 from tftrt_toolkit.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -107,7 +108,7 @@ def conversion_config_from_flags() -> ConversionConfig:
         precision = Precision(FLAGS.precision.lower())
     except ValueError:
         raise ConfigError(f"--precision={FLAGS.precision!r} is not valid; use fp32, fp16, bf16 or int8.") from None
-    build_shapes = parse_shape_list(FLAGS.build_shapes) if FLAGS.build_shapes else ()
+    build_shapes = parse_shape_list(FLAGS.build_shapes, what="--build_shapes entry", error=ConfigError) if FLAGS.build_shapes else ()
     return ConversionConfig(
         backend=FLAGS.backend,
         precision=precision,

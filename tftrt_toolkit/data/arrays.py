@@ -145,14 +145,14 @@ def _array_source(path: Path, signature: ModelSignature, keys: Dict[str, str], h
     for info in signature.inputs:
         shape, dtype = headers[info.name]
         what = f"{path}" if len(keys) == 1 else f"{path}[{keys[info.name]!r}]"
-        expected = f"{info.dtype} of shape {format_shape(info.shape)}"
+        expected = f"{info.dtype} of shape {format_shape(info.shape, batch='N')}"
         if dtype.hasobject or not np.can_cast(dtype, info.np_dtype, casting="same_kind"):
-            raise DataError(f"{what} holds {dtype} of shape {shape}; input {info.name!r} expects {expected}: save it as {info.dtype}")
+            raise DataError(f"{what} holds {dtype} of shape {format_shape(shape)}; input {info.name!r} expects {expected}: save it as {info.dtype}")
         fits = info.shape is None or (len(shape) == len(info.shape) and all(want is None or want == got for want, got in zip(info.shape[1:], shape[1:])))
         if not fits or not shape:
-            raise DataError(f"{what} holds {dtype} of shape {shape}; input {info.name!r} expects {expected} (N = number of samples)")
+            raise DataError(f"{what} holds {dtype} of shape {format_shape(shape)}; input {info.name!r} expects {expected} (N = number of samples)")
         if shape[0] == 0:
-            raise DataError(f"{what} holds no samples (shape {shape}); save at least one row")
+            raise DataError(f"{what} holds no samples (shape {format_shape(shape)}); save at least one row")
         lengths[info.name] = shape[0]
         sample_shapes[info.name] = tuple(shape[1:])
     if len(set(lengths.values())) > 1:

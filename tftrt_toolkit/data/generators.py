@@ -15,7 +15,10 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from tftrt_toolkit.data.progress import ProgressBar
-from tftrt_toolkit.data.shapes import Dims, InputShapeSpec, format_shape, image_layout, looks_like_image, override_for, parse_dims, parse_input_shape, resolve_sample_shape
+from tftrt_toolkit.data.shapes import (
+    Dims, InputShapeSpec, format_shape, image_layout, looks_like_image, override_for, parse_input_shape, parse_shape,
+    parse_shape_list, resolve_sample_shape,
+)
 from tftrt_toolkit.data.samples import Source, check_batch_size, numeric_dtype
 from tftrt_toolkit.data.synthetic import synthetic_array
 from tftrt_toolkit.errors import ConfigError, DataError
@@ -131,12 +134,12 @@ def parse_build_shapes(build_shapes: Union[str, Sequence[Union[int, str, Sequenc
     shape is a batch size: for a rank-1 input the two mean the same. Raises DataError for
     an empty list or a malformed item.
     """
-    items = [item for item in re.split(r"[,\s]+", build_shapes.strip()) if item] if isinstance(build_shapes, str) else list(build_shapes)
+    items = list(parse_shape_list(build_shapes, what="build shape") if isinstance(build_shapes, str) else build_shapes)
     if not items:
         raise DataError("build_shapes is empty; give batch sizes (e.g. 1,8) or full shapes (e.g. 1x224x224x3,8x224x224x3)")
     parsed = []
     for item in items:
-        dims = (int(item),) if _is_positive_int(item) else parse_dims(item, what="build shape")
+        dims = (int(item),) if _is_positive_int(item) else parse_shape(item, what="build shape")
         parsed.append(dims[0] if len(dims) == 1 else dims)
     return tuple(parsed)
 
@@ -178,7 +181,7 @@ def _fit_full_shape(info: TensorInfo, dims: Dims) -> Dims:
     fits = len(dims) == len(info.shape) and all(want is None or want == got for want, got in zip(info.shape, dims))
     if not fits:
         raise DataError(
-            f"build shape {'x'.join(map(str, dims))} does not fit input {info.name!r} of shape {format_shape(info.shape)}; "
+            f"build shape {format_shape(dims)} does not fit input {info.name!r} of shape {format_shape(info.shape)}; "
             "give batch sizes (e.g. 1,8) with --input_shape instead"
         )
     return dims

@@ -1,37 +1,63 @@
-"""Concrete input shapes: the signature's dims, with unknown ones filled from ``--input_shape``.
+"""Shapes as users write them, and concrete input shapes for a signature.
 
-Shapes are written like TF-TRT users write them: dims joined by 'x' ("224x224",
-"1x224x224x3"). A *sample shape* is an input's shape without the batch dim.
+The one parser and formatter of shape text: dims joined by 'x', as TF-TRT users write them
+("224x224", "1x224x224x3"), unknown dims as '?'. ``parse_shape`` reads what ``format_shape``
+writes (for known dims). A *sample shape* is an input's shape without the batch dim; unknown
+dims are filled from ``--input_shape``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
-from tftrt_toolkit.errors import DataError
-from tftrt_toolkit.models.signature import Shape, TensorInfo
+from tftrt_toolkit.errors import DataError, ToolkitError
+from tftrt_toolkit.models.signature import TensorInfo
 
 Dims = Tuple[int, ...]
 InputShapeSpec = Union[None, str, Sequence[int], Mapping[str, Union[str, Sequence[int]]]]
 
 
-def parse_dims(text: Union[str, Sequence[int]], *, what: str = "shape") -> Dims:
-    """'224x224x3' (or a sequence of ints) -> (224, 224, 3); DataError unless all dims are positive ints."""
+def parse_shape(text: Union[str, Sequence[int]], *, what: str = "shape", error: Type[ToolkitError] = DataError) -> Dims:
+    """'224x224x3' (or a sequence of ints) -> (224, 224, 3).
+
+    Raises ``error`` (DataError by default; a config option's parser passes ConfigError),
+    naming ``what``, unless every dim is a positive int.
+    """
     if isinstance(text, str):
         parts = text.strip().lower().split("x")
         if not all(re.fullmatch(r"\d+", part.strip()) for part in parts):
-            raise DataError(f"{what} {text!r} is not a shape; write dims joined by 'x', e.g. 224x224 or 1x224x224x3")
+            raise error(f"{what} {text!r} is not a shape; write dims joined by 'x', e.g. 224x224 or 1x224x224x3")
         dims = tuple(int(part) for part in parts)
     else:
         try:
             dims = tuple(int(dim) for dim in text)
-        except (TypeError, ValueError) as error:
-            raise DataError(f"{what} {text!r} is not a shape; give a sequence of positive ints or a string like 224x224") from error
+        except (TypeError, ValueError) as bad:
+            raise error(f"{what} {text!r} is not a shape; give a sequence of positive ints or a string like 224x224") from bad
     if not dims or any(dim <= 0 for dim in dims):
-        raise DataError(f"{what} {text!r} must have positive dims, e.g. 224x224")
+        raise error(f"{what} {text!r} must have positive dims, e.g. 224x224")
     return dims
+
+
+def parse_shape_list(text: str, *, what: str = "shape", error: Type[ToolkitError] = DataError) -> Tuple[Dims, ...]:
+    """'1x224x224x3,8x224x224x3' -> ((1, 224, 224, 3), (8, 224, 224, 3)); '1,8' -> ((1,), (8,)).
+
+    Items are separated by commas or spaces; each is read by ``parse_shape`` (same errors).
+    """
+    return tuple(parse_shape(item, what=what, error=error) for item in re.split(r"[,\s]+", text.strip()) if item)
+
+
+def format_shape(shape: Optional[Sequence[Optional[int]]], *, batch: str = "?") -> str:
+    """(None, 224, None, 3) -> '?x224x?x3', the form ``parse_shape`` reads; () -> 'scalar'.
+
+    ``batch`` names an unknown leading dim (e.g. 'N' where the message explains N).
+    """
+    if shape is None:
+        return "(unknown rank)"
+    if len(shape) == 0:
+        return "scalar"
+    return "x".join(batch if index == 0 and dim is None else "?" if dim is None else str(dim) for index, dim in enumerate(shape))
 
 
 def parse_input_shape(value: InputShapeSpec) -> Union[None, Dims, Dict[str, Dims]]:
@@ -44,16 +70,16 @@ def parse_input_shape(value: InputShapeSpec) -> Union[None, Dims, Dict[str, Dims
     if value is None:
         return None
     if isinstance(value, Mapping):
-        return {str(name): parse_dims(dims, what=f"input_shape for {name!r}") for name, dims in value.items()}
+        return {str(name): parse_shape(dims, what=f"input_shape for {name!r}") for name, dims in value.items()}
     if isinstance(value, str) and "=" in value:
         per_input = {}
         for item in value.split(","):
             name, sep, dims = item.partition("=")
             if not sep or not name.strip():
                 raise DataError(f"input_shape {value!r} mixes forms; write NAME=SHAPE,NAME=SHAPE (e.g. ids=128,mask=128) or one SHAPE")
-            per_input[name.strip()] = parse_dims(dims, what=f"input_shape for {name.strip()!r}")
+            per_input[name.strip()] = parse_shape(dims, what=f"input_shape for {name.strip()!r}")
         return per_input
-    return parse_dims(value, what="input_shape")
+    return parse_shape(value, what="input_shape")
 
 
 def override_for(input_shape: Union[None, Dims, Dict[str, Dims]], name: str) -> Optional[Dims]:
@@ -61,14 +87,6 @@ def override_for(input_shape: Union[None, Dims, Dict[str, Dims]], name: str) -> 
     if isinstance(input_shape, dict):
         return input_shape.get(name)
     return input_shape
-
-
-def format_shape(shape: Optional[Shape], *, batch: str = "N") -> str:
-    """(None, 224, None, 3) -> '(N, 224, ?, 3)': what an input expects, for error messages."""
-    if shape is None:
-        return "(unknown rank)"
-    dims = [batch if index == 0 and dim is None else "?" if dim is None else str(dim) for index, dim in enumerate(shape)]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def sample_shape(info: TensorInfo, override: Optional[Dims] = None) -> Dims:
@@ -90,13 +108,13 @@ def sample_shape(info: TensorInfo, override: Optional[Dims] = None) -> Dims:
             override = override[1:]
         if len(override) != len(known):
             raise DataError(
-                f"input_shape {_dims_text(override)} does not fit input {info.name!r} of shape {format_shape(info.shape)}; "
+                f"input_shape {format_shape(override)} does not fit input {info.name!r} of shape {format_shape(info.shape)}; "
                 f"give {len(known)} dims without the batch dim"
             )
         for dim, wanted in zip(known, override):
             if dim is not None and dim != wanted:
                 raise DataError(
-                    f"input_shape {_dims_text(override)} contradicts input {info.name!r} of shape {format_shape(info.shape)}; "
+                    f"input_shape {format_shape(override)} contradicts input {info.name!r} of shape {format_shape(info.shape)}; "
                     "only its unknown (?) dims can be set"
                 )
         return tuple(override)
@@ -157,14 +175,14 @@ def image_layout(info: TensorInfo, override: Optional[Dims] = None) -> ImageLayo
         if len(override) == 2:
             override = (None,) + override if channels_first else override + (None,)
         if len(override) != 3:
-            raise DataError(f"input_shape {_dims_text(override)} does not fit image input {info.name!r}; give HxW, e.g. 224x224")
+            raise DataError(f"input_shape {format_shape(override)} does not fit image input {info.name!r}; give HxW, e.g. 224x224")
         if shape == (None, None, None, None) and override[2] not in (1, 3, None) and override[0] in (1, 3):
             channels_first = True
         merged = []
         for dim, wanted in zip(per_sample, override):
             if dim is not None and wanted is not None and dim != wanted:
                 raise DataError(
-                    f"input_shape {_dims_text(override)} contradicts input {info.name!r} of shape {format_shape(shape)}; "
+                    f"input_shape {format_shape(override)} contradicts input {info.name!r} of shape {format_shape(shape)}; "
                     "only its unknown (?) dims can be set"
                 )
             merged.append(dim if dim is not None else wanted)
@@ -193,9 +211,5 @@ def resolve_sample_shape(info: TensorInfo, override: Optional[Dims] = None) -> D
     return sample_shape(info, override)
 
 
-def _dims_text(dims: Sequence[Optional[int]]) -> str:
-    return "x".join("?" if dim is None else str(dim) for dim in dims)
-
-
 def _example(known: Sequence[Optional[int]]) -> str:
-    return "x".join(str(dim) if dim is not None else "128" for dim in known) or "128"
+    return format_shape(tuple(128 if dim is None else dim for dim in known)) if known else "128"

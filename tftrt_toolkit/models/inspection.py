@@ -6,6 +6,7 @@ import collections
 import os
 from typing import Dict
 
+from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.models.loader import LoadedModel
 
 # Wrapper ops Keras/TF put around the real work; counting them hides the model's make-up.
@@ -77,7 +78,7 @@ def describe_lines(info: dict) -> list:
         lines.append(f"signature {key!r}{marker}:")
         for direction in ("inputs", "outputs"):
             for tensor in sig[direction]:
-                shape = "?" if tensor["shape"] is None else "x".join("?" if d is None else str(d) for d in tensor["shape"])
+                shape = format_shape(tensor["shape"])
                 lines.append(f"  {direction[:-1]:6} {tensor['name']}: {tensor['dtype']} [{shape}]")
     params = info["parameters"]["variables"]
     lines.append(f"parameters: {params:,}" + ("" if params else " (none in variables: weights are graph constants)"))

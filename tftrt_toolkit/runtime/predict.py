@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from tftrt_toolkit.data import open_source
+from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError
 from tftrt_toolkit.models.imagenet_labels import IMAGENET_OUTPUT_SIZES, imagenet_labels
@@ -98,15 +99,7 @@ class PredictionResult:
 
     def csv_rows(self) -> List[dict]:
         """Rows for ``csv_columns``: one per image x rank (classifiers) or image x output (raw)."""
-        rows = []
-        for record in self.records:
-            if self.kind == "classification":
-                rows.extend({"image": record["image"], **prediction} for prediction in record["predictions"])
-            else:
-                for name, values in record["outputs"].items():
-                    shape = "x".join(str(d) for d in np.shape(values)) or "scalar"
-                    rows.append({"image": record["image"], "output": name, "shape": shape, "values": values})
-        return rows
+        return [row for record in self.records for row in record_csv_rows(record)]
 
     def __repr__(self) -> str:
         if self.kind == "classification" and self.records:
@@ -115,6 +108,14 @@ class PredictionResult:
         else:
             summary = ""
         return f"PredictionResult({self.model!r}, {len(self.records)} record(s), kind={self.kind!r}{summary})"
+
+
+def record_csv_rows(record: dict) -> List[dict]:
+    """One prediction record as CSV rows: image x rank (CLASSIFICATION_CSV_COLUMNS) or image x output (RAW_CSV_COLUMNS)."""
+    if "predictions" in record:
+        return [{"image": record["image"], **prediction} for prediction in record["predictions"]]
+    return [{"image": record["image"], "output": name, "shape": format_shape(np.shape(values)), "values": values}
+            for name, values in record["outputs"].items()]
 
 
 def read_labels_file(path: str) -> Tuple[str, ...]:

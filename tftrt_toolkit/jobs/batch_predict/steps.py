@@ -21,8 +21,10 @@ from tftrt_toolkit.models.loader import load_signature_function, read_model_info
 from tftrt_toolkit.report.writers import csv_cell, json_line
 from tftrt_toolkit.runtime.predict import (
     CLASSIFICATION_CSV_COLUMNS,
+    RAW_CSV_COLUMNS,
     class_names,
     looks_like_logits,
+    record_csv_rows,
     softmax,
     top_k_predictions,
 )
@@ -251,11 +253,8 @@ def format_record(record: dict, output_format: str) -> List[str]:
     """A prediction record as text lines: one JSON line, or CSV rows with predict's columns."""
     if output_format == "jsonl":
         return [json_line(record)]
-    if "predictions" in record:
-        return [_csv_line([record["image"], *(p[column] for column in CLASSIFICATION_CSV_COLUMNS[1:])])
-                for p in record["predictions"]]
-    return [_csv_line([record["image"], name, "x".join(str(d) for d in np.shape(values)) or "scalar", values])
-            for name, values in record["outputs"].items()]
+    columns = CLASSIFICATION_CSV_COLUMNS if "predictions" in record else RAW_CSV_COLUMNS
+    return [_csv_line([row[column] for column in columns]) for row in record_csv_rows(record)]
 
 
 def format_error(record: dict, output_format: str) -> str:
