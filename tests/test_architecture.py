@@ -16,12 +16,12 @@ MAX_LINES = 800
 # package gets a rank here: where it sits is a design decision, not something to infer.
 LAYER_RANKS = {
     "cli": 6,
-    "jobs": 5,
+    "jobs": 5, "api": 5,
     "runtime": 4, "report": 4,
     "pipeline": 3,
     "backends": 2, "serving": 2,
     "models": 1, "data": 1,
-    "config": 0, "errors": 0, "artifacts": 0, "environment": 0, "onednn": 0, "shipped_files": 0,
+    "config": 0, "errors": 0, "artifacts": 0, "environment": 0, "onednn": 0, "shipped_files": 0, "progress": 0,
 }
 
 

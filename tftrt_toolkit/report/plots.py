@@ -1,6 +1,7 @@
 """Charts of benchmark results (matplotlib, an optional extra: ``pip install tftrt_toolkit[plot]``).
 
-``plot_benchmark(report, path)`` draws latency (p50, whisker to p90) and throughput per
+``benchmark_figure(reports)`` returns a Figure (``BenchmarkReport.plot()`` in notebooks);
+``plot_benchmark(report, path)`` writes it as a PNG. It draws latency (p50, whisker to p90) and throughput per
 batch size, baseline beside optimized, each speed-up written above the optimized bar,
 with the run's settings under the title. Uses matplotlib's object API with the Agg
 canvas, so it never opens a window or touches pyplot's global state.
@@ -28,7 +29,8 @@ def require_matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise ConfigError("plots need matplotlib; run: pip install tftrt_toolkit[plot] (or pass --noplot)") from error
+        raise ConfigError('plots need matplotlib; run: pip install -e ".[plot]" (or pip install tftrt_toolkit[plot]; '
+                          "the CLI's --noplot skips the chart)") from error
     return Figure, FigureCanvasAgg
 
 
@@ -79,17 +81,32 @@ def plot_benchmark(report, path: str, *, overwrite: bool = False, title: Optiona
     return plot_benchmarks([report], path, overwrite=overwrite, title=title)
 
 
+def save_png(figure, path: str, *, overwrite: bool = False) -> str:
+    """Write ``figure`` as a PNG at ``path`` atomically; returns the path."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+
+
 # Optimized models after the first get further blues/greens so several read apart beside the baseline.
 _EXTRA_COLORS = ("#e08a1e", "#6a3d9a", "#1b9e77", "#d95f02")
 
 
 def plot_benchmarks(reports, path: str, *, overwrite: bool = False, title: Optional[str] = None,
                     names: Optional[list] = None) -> str:
-    """Draw one or more BenchmarkReports that share a baseline (e.g. fp32, bf16, int8 vs the original).
+    """Draw one or more BenchmarkReports that share a baseline as a PNG at ``path`` (see ``benchmark_figure``).
+
+    Raises ConfigError without matplotlib, OutputError when the file cannot be written.
+    """
+    return save_png(benchmark_figure(reports, title=title, names=names), path, overwrite=overwrite)
+
+
+def benchmark_figure(reports, *, title: Optional[str] = None, names: Optional[list] = None):
+    """A matplotlib Figure of one or more BenchmarkReports that share a baseline (e.g. fp32, bf16 vs the original).
 
     Bars per batch size: the baseline (from the first report) then each report's optimized model,
     each with its speed-up over the baseline above it. ``names`` labels the optimized models.
-    Raises ConfigError without matplotlib, OutputError when the file cannot be written.
+    Raises ConfigError without matplotlib.
     """
     Figure, FigureCanvasAgg = require_matplotlib()
     from matplotlib.ticker import FuncFormatter
@@ -182,7 +199,4 @@ def plot_benchmarks(reports, path: str, *, overwrite: bool = False, title: Optio
                                             if compact else "")
     figure.text(0.5, 0.915, subtitle, ha="center", fontsize=8, color="#444444", wrap=True)
     figure.tight_layout(rect=(0, 0.07, 1, 0.9))
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+    return figure

@@ -1,6 +1,6 @@
 """tune.png: each candidate's latency against its accuracy, the budget line, the Pareto front and the choice.
 
-``plot_tune(result, path)`` reads a ``jobs.tune.TuneResult`` (its table rows and budget):
+``tune_figure(result)`` (a Figure; ``TuneResult.plot()``) and ``plot_tune(result, path)`` (a PNG) read a ``jobs.tune.TuneResult`` (its table rows and budget):
 x is p50 latency at the tuned batch size (left is faster), y is top-1 agreement with the
 original, or top-1 accuracy when the budget is an accuracy drop. Filled markers are inside
 the budget, hollow ones outside; squares were timed in a separate process (another thread
@@ -11,11 +11,9 @@ and skipped candidates are listed under the chart. Same conventions as ``plots``
 
 from __future__ import annotations
 
-import io
 import os
 
-from tftrt_toolkit.report.plots import BASELINE_COLOR, SLOWDOWN_COLOR, require_matplotlib
-from tftrt_toolkit.report.writers import write_bytes
+from tftrt_toolkit.report.plots import BASELINE_COLOR, SLOWDOWN_COLOR, require_matplotlib, save_png
 
 PRECISION_COLORS = {"fp32": "#2a7ab9", "fp16": "#e08a1e", "bf16": "#1b9e77", "int8": "#6a3d9a"}
 CHOSEN_COLOR = "#f2b705"
@@ -43,6 +41,11 @@ def plot_tune(result, path: str, *, overwrite: bool = False) -> str:
 
     Raises ConfigError without matplotlib, OutputError when the file cannot be written.
     """
+    return save_png(tune_figure(result), path, overwrite=overwrite)
+
+
+def tune_figure(result):
+    """``result`` (a TuneResult) as a matplotlib Figure (``TuneResult.plot()``); ConfigError without matplotlib."""
     Figure, FigureCanvasAgg = require_matplotlib()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import PercentFormatter
@@ -182,7 +185,4 @@ def plot_tune(result, path: str, *, overwrite: bool = False) -> str:
         shown = footer[:6] + ([f"... and {len(footer) - 6} more (see tune.csv)"] if len(footer) > 6 else [])
         figure.text(0.08, 0.14, "Not plotted:\n" + "\n".join(_clip(line, 130) for line in shown), fontsize=8,
                     color="#444444", va="top")
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+    return figure

@@ -30,10 +30,10 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from tftrt_toolkit.data import open_source
-from tftrt_toolkit.data.progress import ProgressBar
 from tftrt_toolkit.data.samples import filled_batch
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError
+from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
 from tftrt_toolkit.runtime.validate import check_same_signature
 
@@ -124,6 +124,10 @@ class BenchmarkReport:
             "results": [m.to_json() for m in self.results],
             "speedups": self.speedups,
         }
+
+    @property
+    def csv_columns(self) -> Sequence[str]:
+        return CSV_COLUMNS
 
     def csv_rows(self) -> List[dict]:
         """One row per model x batch size (columns ``CSV_COLUMNS``); speed-ups on the optimized rows."""
@@ -217,7 +221,7 @@ def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike
         Neither: ``DEFAULT_DURATION_S`` seconds.
       data: where inputs come from (default random inputs); a batch is filled by repeating samples.
       threads: (intra, inter) TF thread counts, set before any model loads.
-      progress: show a progress bar on stderr (when it is a terminal).
+      progress: show a progress bar (in a terminal or notebook; False: none).
 
     Raises ConfigError (bad settings, threads set too late), SignatureMismatch (baseline
     with another signature), ModelLoadError, DataError.
@@ -285,8 +289,8 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
         roles = list(runners)  # baseline first, then the models in the order given
 
         results: List[Measurement] = []
-        bar = ProgressBar(len(batch_sizes) * 100, "benchmark", enabled=None if progress else False)
-        with bar:
+        # Percent of the planned rounds, per batch size; drawn between rounds, off the clock.
+        with progress_bar(description="benchmark", total=len(batch_sizes) * 100, progress=progress, unit="%") as bar:
             for index, batch_size in enumerate(batch_sizes):
                 inputs = _batch_inputs(source, batch_size)
                 timers = {role: _Timer(runners[role], runners[role].prepare(inputs)) for role in roles}
@@ -297,8 +301,10 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
                     for role in roles:
                         timers[role].call()
 
+                bar.set_postfix_str(f"batch size {batch_size}", refresh=False)
+
                 def show(done_share: float) -> None:
-                    bar.update(index * 100 + int(100 * min(done_share, 1.0)), f"batch size {batch_size}")
+                    bar.update(index * 100 + int(100 * min(done_share, 1.0)) - bar.n)
 
                 # Interleave: each round runs every model once, so all get the same number of runs.
                 rounds = 0

@@ -49,6 +49,7 @@ from tftrt_toolkit.data.labels import open_labels, read_labels_csv  # noqa: F401
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError, ValidationFailed
 from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.runtime.accuracy import LabelledAccuracy, drop_text
 from tftrt_toolkit.runtime.predict import classifier_output
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, current_threads, open_runner
@@ -324,7 +325,8 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
              data: DataSpec = "synthetic", rtol: Optional[float] = None, atol: Optional[float] = None,
              top_k: int = 5, labels_csv: Optional[str] = None, min_top1_agreement: Optional[float] = None,
              min_within_tolerance: Optional[float] = None, batch_size: int = 8, samples: Optional[int] = None,
-             preprocess: str = "auto", input_shape=None, threads: Threads = (None, None), seed: int = 0) -> ValidationReport:
+             preprocess: str = "auto", input_shape=None, threads: Threads = (None, None), seed: int = 0,
+             progress: bool = True) -> ValidationReport:
     """Compare ``optimized`` with ``original`` on the same inputs; return a report (truthy on pass).
 
     Args:
@@ -338,6 +340,7 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
         image data. Without it, a ``data`` folder whose image names carry WordNet ids
         (``n01440764_tench.JPEG``, ``n01440764/x.JPEG``) is labelled by those.
       samples: compare on at most this many samples (default: all; 32 for synthetic).
+      progress: show a bar over the samples compared (in a terminal or notebook; False: none).
 
     Returns a ValidationReport; it does not raise on failure (call ``raise_if_failed()``).
     Raises SignatureMismatch (a ValidationFailed) before running when inputs (names,
@@ -375,6 +378,8 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
         # Labels read from the folder's names apply only where there is a classifier to score.
         accuracy = LabelledAccuracy(labels, top_k) if labels is not None and scores_output is not None else None
         seen = 0
+        total = limit if source.count() is None else min(source.count(), limit or source.count())
+        bar = progress_bar(description="validate", total=total, progress=progress, unit="sample")
         for batch in source.batches(batch_size, limit=limit):
             # Both models get the very same tensors.
             tensors = original_runner.prepare(batch.inputs)
@@ -385,6 +390,8 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
             if accuracy is not None:
                 accuracy.add(batch.sources, {"original": reference[scores_output], "optimized": candidate[scores_output]})
             seen += len(batch)
+            bar.update(len(batch))
+        bar.close()
         if not seen:
             raise DataError(f"{source.description} gave no samples; nothing to compare")
         if accuracy is not None and not accuracy.labelled:
