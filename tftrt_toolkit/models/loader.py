@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import difflib
 import json
-import logging
 import os
 import shutil
 import tempfile
-import zipfile
 from typing import Dict, Optional, Tuple, Union
 
 from tftrt_toolkit.errors import ModelLoadError
+from tftrt_toolkit.models.keras_files import CustomObjects, load_keras_file
 from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
 from tftrt_toolkit.models.spec import ModelKind, ModelSpec, parse_model_spec
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE_KEY = "serving_default"
 MODEL_CARD_PATH = os.path.join("assets.extra", "tftrt_model_info.json")
@@ -233,40 +230,6 @@ def _load_keras_application(spec: ModelSpec):
     return canonical, model
 
 
-def _load_keras_file(spec: ModelSpec, unsafe_deserialization: bool):
-    import keras
-
-    if unsafe_deserialization:
-        log.warning("--unsafe_deserialization: Lambda layers in %s may run arbitrary Python code.", spec.location)
-    # Keras reports a .keras file that is not a zip as "File not found", which sends users looking
-    # for a path problem; the file exists, its bytes are wrong.
-    if spec.location.lower().endswith(".keras") and not zipfile.is_zipfile(spec.location):
-        raise ModelLoadError(
-            f"{spec.location!r} is not a valid .keras file (not a zip archive: truncated or corrupt); "
-            "re-save the model with model.save('NAME.keras'), or copy it again."
-        )
-    try:
-        return keras.saving.load_model(spec.location, compile=False, safe_mode=not unsafe_deserialization)
-    except Exception as error:
-        text = str(error)
-        first = text.strip().splitlines()[0][:240] if text.strip() else type(error).__name__
-        if isinstance(error, zipfile.BadZipFile):
-            raise ModelLoadError(
-                f"{spec.location!r} is truncated or corrupt ({first}); re-save the model, or copy it again."
-            ) from error
-        if "safe_mode" in text or "Lambda" in text:
-            raise ModelLoadError(
-                f"{spec.location!r} contains a Lambda layer whose code would run on loading; refused by Keras safe mode. "
-                "Re-run with --unsafe_deserialization only if you trust this file."
-            ) from error
-        if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
-            raise ModelLoadError(
-                f"{spec.location!r} uses a custom object Keras cannot find ({first}); export it to a SavedModel "
-                "where the class is importable (model.export(DIR)) and pass the directory."
-            ) from error
-        raise ModelLoadError(f"{spec.location!r} could not be loaded as a Keras model: {first}") from error
-
-
 def _resolve_hub(spec: ModelSpec) -> str:
     if os.path.isdir(spec.location):
         if os.path.exists(os.path.join(spec.location, "tfhub_module.pb")):
@@ -289,11 +252,18 @@ def _resolve_hub(spec: ModelSpec) -> str:
 
 
 def load_model(model: Union[str, ModelSpec], *, weights: Optional[str] = "imagenet",
-               signature_key: Optional[str] = None, unsafe_deserialization: bool = False) -> LoadedModel:
+               signature_key: Optional[str] = None, unsafe_deserialization: bool = False,
+               custom_objects: CustomObjects = None) -> LoadedModel:
     """Load a model spec and discover its signature; the result owns any temporary export.
 
-    Raises ModelLoadError (missing path, not a model, corrupt file, unknown keras name,
-    unreachable Hub handle, missing signature) with a message saying what to do.
+    ``custom_objects`` gives Keras files the classes their custom layers (or subclassed
+    model) need: a dict {name: class}, a module, a module path or a .py file (see
+    ``resolve_custom_objects``).
+
+    Raises ModelLoadError (missing path, not a model, corrupt file, a custom class not
+    given, weights that did not all load, unknown keras name, unreachable Hub handle,
+    missing signature) with a message saying what to do; ConfigError when
+    ``custom_objects`` cannot be imported.
     """
     spec = model if isinstance(model, ModelSpec) else parse_model_spec(model, weights=weights)
     temp_dir = None
@@ -329,7 +299,8 @@ def load_model(model: Union[str, ModelSpec], *, weights: Optional[str] = "imagen
                 if spec.weights == "imagenet":
                     model_info["labels"] = "imagenet1000"
             else:
-                keras_model = _load_keras_file(spec, unsafe_deserialization)
+                keras_model = load_keras_file(spec.location, custom_objects=custom_objects,
+                                              unsafe_deserialization=unsafe_deserialization)
                 model_info.update(name=keras_model.name)
             temp_dir = tempfile.mkdtemp(prefix="tftrt-export-")
             saved_model_dir = os.path.join(temp_dir, "saved_model")
@@ -349,6 +320,9 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
     Keep the returned object alive while using the function: the function does not own
     the variables, and they are freed with the object (a classic TF-TRT pitfall).
     """
+    from tftrt_toolkit import onednn
+
+    onednn.turn_on_before_tensorflow()  # Beam workers and runners: before TF is imported, where it is not yet
     import tensorflow as tf
 
     try:
