@@ -273,3 +273,20 @@ def test_cli_exits_8_when_nothing_qualifies_and_still_writes_the_table(tiny_save
     assert "cpu-int8" in out and "failed" in out  # the table on stdout
     assert sorted(os.listdir(tmp_path)) == ["o.tune"]
     assert sorted(os.listdir(tmp_path / "o.tune")) == ["tune.csv", "tune.json", "tune.png"]
+
+
+def test_a_wordnet_named_folder_makes_the_budget_an_accuracy_drop_with_its_interval(tiny_saved_model, tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "labelled"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i, wordnet_id in enumerate(["n01440764", "n01443537", "n01484850", "n01491361"] * 2):  # classes 0..3
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{wordnet_id}_{i}.png")
+    result = tune(str(tiny_saved_model), str(images), str(tmp_path / "tuned"), candidates=["cpu-fp32"],
+                  duration=0.1, progress=lambda message: None)
+    assert result.budget.metric == "top1_drop"
+    fp32 = next(r for r in result.table if r["candidate"] == "cpu-fp32")
+    assert fp32["labelled_images"] == 8 and fp32["top1_drop"] == 0.0
+    assert fp32["top1_drop_low"] < 0 < fp32["top1_drop_high"]  # no discordant image: an interval around zero
+    assert any("[" in line and "pt" in line for line in result.table_lines())

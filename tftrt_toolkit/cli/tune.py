@@ -9,7 +9,8 @@ validates each against the original on --data, times them all at --batch_size in
 with the original, and writes the fastest one inside the budget to --output (a plain
 SavedModel; assets.extra/tftrt_toolkit.json says why it was chosen). tune.json, tune.csv
 and tune.png (latency vs accuracy, Pareto front, budget line) go to OUTPUT.tune/.
-Budget: --max_top1_drop (default 0.005 with --labels_csv) or --min_top1_agreement
+Budget: --max_top1_drop (default 0.005 with labels: --labels_csv, or a --data folder whose image
+names carry ImageNet WordNet ids; the table shows the drop with its 95% paired interval) or --min_top1_agreement
 (default 0.99 without labels). When nothing qualifies: exit 8, the table is still written.
 """
 

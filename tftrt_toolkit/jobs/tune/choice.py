@@ -20,7 +20,8 @@ EPSILON = 1e-9
 
 TABLE_COLUMNS = (
     "candidate", "backend", "precision", "settings", "intra_op_threads", "inter_op_threads", "status",
-    "within_budget", "pareto", "top1_agreement", "accuracy", "top1_drop", "p50_ms", "throughput", "speedup",
+    "within_budget", "pareto", "top1_agreement", "accuracy", "top1_drop", "top1_drop_low", "top1_drop_high",
+    "labelled_images", "p50_ms", "throughput", "speedup",
     "measured_in", "convert_s", "reason",
 )
 # Row statuses: the original (reference, never chosen), timed candidates, and the rest.

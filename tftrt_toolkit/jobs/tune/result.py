@@ -43,7 +43,7 @@ class TuneResult:
         return OptimizedModel.from_path(self.output) if self.output else None
 
     def _cells(self) -> List[List[str]]:
-        quality = "top-1 drop" if self.budget.metric == "top1_drop" else "top-1 agreement"
+        quality = "top-1 drop [95% interval]" if self.budget.metric == "top1_drop" else "top-1 agreement"
         header = ["candidate", "status", quality, f"p50 bs{self.batch_size} (ms)", "samples/s", "speed-up", "note"]
         rows = [header]
         for row in self.table:
@@ -52,10 +52,13 @@ class TuneResult:
                 value_text = "-"
             elif self.budget.metric == "top1_drop":
                 value_text = f"{value * 100:+.1f} pt" if row["status"] != ORIGINAL else "-"
+                if row["status"] != ORIGINAL and row.get("top1_drop_low") is not None:
+                    # The paired 95% interval: whether the drop is real or noise on this many images.
+                    value_text += f" [{row['top1_drop_low'] * 100:+.1f}, {row['top1_drop_high'] * 100:+.1f}]"
             else:
                 value_text = f"{value:.1%}"
             if row["status"] == ORIGINAL and self.budget.metric == "top1_drop" and row.get("accuracy") is not None:
-                value_text = f"acc {row['accuracy']:.1%}"
+                value_text = f"acc {row['accuracy']:.1%}" + (f" on {row['labelled_images']}" if row.get("labelled_images") else "")
             status = row["status"]
             if self.chosen is not None and row is self.chosen:
                 status = "CHOSEN"

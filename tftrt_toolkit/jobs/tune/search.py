@@ -44,7 +44,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
       model: any model spec ``load_model`` takes, or a ``LoadedModel``; a classifier
         (one [batch, classes] output), since the budget is about top-1.
       data: what to validate and benchmark on (image dir, .npy/.npz, "synthetic:N").
-      labels_csv: image,class_id ground truth; makes the budget an accuracy drop.
+      labels_csv: image,class_id ground truth; makes the budget an accuracy drop. A ``data``
+        folder whose image names carry ImageNet WordNet ids is labelled without it.
       max_top1_drop / min_top1_agreement: the budget, at most one (default: a drop of
         0.005 with labels, else agreement >= 0.99). A drop needs labels.
       batch_size: the batch size latency and throughput are measured at.
@@ -62,28 +63,29 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
     from tftrt_toolkit.models.loader import LoadedModel, load_model
     from tftrt_toolkit.runtime.predict import classifier_output
     from tftrt_toolkit.runtime.session import ModelRunner
-    from tftrt_toolkit.runtime.validate import read_labels_csv
+    from tftrt_toolkit.data.labels import open_labels
 
     started = time.monotonic()
+    if labels_csv and not names_images(data):
+        raise ConfigError("labels_csv needs image data (e.g. --data=saved_models/samples); "
+                          f"{data!r} has no file names to look labels up by.")
+    # A bad CSV or a misnamed image is refused before any work; a WordNet-named folder is labelled too.
+    labels = open_labels(data, labels_csv) if names_images(data) else None
     if max_top1_drop is None and min_top1_agreement is None:
-        if labels_csv:
+        if labels is not None:
             max_top1_drop = DEFAULT_MAX_TOP1_DROP
         else:
             min_top1_agreement = DEFAULT_MIN_TOP1_AGREEMENT
     budget = Budget.from_args(max_top1_drop, min_top1_agreement)
-    if budget.metric == "top1_drop" and not labels_csv:
-        raise ConfigError("max_top1_drop needs ground truth: pass labels_csv (image,class_id), "
-                          "or use min_top1_agreement to compare with the original's answers instead.")
+    if budget.metric == "top1_drop" and labels is None:
+        raise ConfigError("max_top1_drop needs ground truth: pass labels_csv (image,class_id) or a data folder whose "
+                          "image names carry ImageNet WordNet ids, or use min_top1_agreement to compare with the "
+                          "original's answers instead.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is not valid; use a whole number >= 1.")
     for name, value in (("time_budget", time_budget), ("duration", duration)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"{name}={value!r} is not valid; give seconds > 0.")
-    if labels_csv:
-        if not names_images(data):
-            raise ConfigError("labels_csv needs image data (e.g. --data=saved_models/samples); "
-                              f"{data!r} has no file names to look labels up by.")
-        read_labels_csv(labels_csv)  # a bad CSV is refused before any work
     env = probe()
     candidate_list = list(default_candidates(env, batch_size) if candidates is None else
                           (c if isinstance(c, Candidate) else Candidate.parse(c, env) for c in candidates))
@@ -225,9 +227,11 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
         slowest_step = max(slowest_step, time.monotonic() - step_started)
         values = {"top1_agreement": report.top1_agreement, "convert_s": round(convert_s, 1)}
         if report.accuracy:
-            original_row["accuracy"] = report.accuracy["original"]["top1"]
-            values["accuracy"] = report.accuracy["optimized"]["top1"]
-            values["top1_drop"] = report.accuracy["original"]["top1"] - report.accuracy["optimized"]["top1"]
+            accuracy = report.accuracy
+            original_row.update(accuracy=accuracy["original"]["top1"], labelled_images=accuracy["labelled_samples"])
+            low, high = accuracy["top1_drop_interval"]
+            values.update(accuracy=accuracy["optimized"]["top1"], top1_drop=accuracy["top1_drop"],
+                          top1_drop_low=low, top1_drop_high=high, labelled_images=accuracy["labelled_samples"])
         non_finite = sum(stats.get("non_finite", 0) for stats in report.outputs.values())
         for row in mine:
             row.update(values)
