@@ -207,6 +207,49 @@ def test_reader_never_runs_code_from_the_file(tmp_path):
     assert not marker.exists()
 
 
+class _RunsShellCommand:
+    """Unpickling this runs ``command`` (what a crafted weight file would do)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def _legacy_file_with_payload(payload, position):
+    """The five pickles of a legacy .pth (magic, protocol, sys info, state dict, storage keys), one replaced by ``payload``."""
+    pickles = [0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}, {"bias": 1.0}, []]
+    pickles[position] = payload
+    buffer = io.BytesIO()
+    for value in pickles:
+        pickle.dump(value, buffer, protocol=2)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("position", range(5), ids=["magic", "protocol", "sys_info", "state_dict", "storage_keys"])
+def test_reader_refuses_code_in_any_of_the_five_pickles(tmp_path, position):
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "crafted.pth"
+    path.write_bytes(_legacy_file_with_payload(_RunsShellCommand(f"touch {marker}"), position))
+
+    with pytest.raises(ModelLoadError) as refused:
+        read_torch_state_dict(path)
+
+    message = str(refused.value)
+    assert "refused" in message and f"{os.system.__module__}.system" in message and "torch.save(model.state_dict(), path)" in message
+    assert "\n" not in message
+    assert not marker.exists()
+
+
+def test_the_crafted_payload_is_live_under_plain_pickle(tmp_path):
+    # Guards the test above: the same payload does run when unpickled without restrictions.
+    marker = tmp_path / "payload-ran"
+    crafted = _legacy_file_with_payload(_RunsShellCommand(f"touch {marker}"), 0)
+    pickle.loads(crafted)
+    assert marker.exists()
+
+
 def test_reader_reports_a_missing_file(tmp_path):
     with pytest.raises(ModelLoadError, match="cannot read weight file"):
         read_torch_state_dict(tmp_path / "nope.pth")

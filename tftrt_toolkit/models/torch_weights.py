@@ -10,9 +10,9 @@ torch 1.6) writes five pickles back to back, then the raw bytes of every storage
 
 then, for each key: a little-endian int64 element count and that many elements.
 
-The unpickler below resolves only the handful of globals a state dict needs (tensor
-rebuild functions, storage types, ``OrderedDict``) and refuses everything else, so
-reading a weight file never runs code from it.
+All five pickles go through one restricted unpickler, which resolves only the handful
+of globals a state dict needs (tensor rebuild functions, storage types, ``OrderedDict``)
+and refuses everything else, so reading a weight file never runs code from it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.errors import ModelLoadError
+from tftrt_toolkit.errors import ModelLoadError, first_line
 
 # torch/serialization.py: MAGIC_NUMBER and PROTOCOL_VERSION of the legacy format.
 _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -86,8 +86,14 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *extra):
     return data
 
 
-class _StateDictUnpickler(pickle.Unpickler):
-    """Unpickles a legacy torch state dict, resolving tensors to ``_TensorRef`` placeholders."""
+class _RestrictedUnpickler(pickle.Unpickler):
+    """The only unpickler used on a weight file: it builds plain values, dicts and tensor placeholders.
+
+    A pickle reaches code only through ``find_class`` (GLOBAL, STACK_GLOBAL, INST and the
+    copyreg extension codes all resolve their callable there), so allowing just the globals
+    a torch state dict needs refuses a crafted file before anything from it runs. Tensors
+    become ``_TensorRef`` placeholders; their storages are collected in ``storages``.
+    """
 
     _ALLOWED_GLOBALS = {
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -107,14 +113,14 @@ class _StateDictUnpickler(pickle.Unpickler):
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name, _STORAGE_DTYPES[name])
         raise ModelLoadError(
-            f"{self.path} pickles '{module}.{name}', which is not part of a plain tensor state dict; "
-            "save the weights with torch.save(model.state_dict(), path) and try again"
+            f"{self.path} was refused: it asks to call '{module}.{name}', which is not part of a plain tensor state dict "
+            "and could run code; load only .pth files saved with torch.save(model.state_dict(), path) from a source you trust"
         )
 
     def persistent_load(self, saved_id: Any) -> _StorageRef:
         if not (isinstance(saved_id, tuple) and saved_id and saved_id[0] == "storage"):
             raise ModelLoadError(
-                f"{self.path} refers to a {saved_id[0] if isinstance(saved_id, tuple) else saved_id!r} object; "
+                f"{self.path} refers to a {saved_id[0] if isinstance(saved_id, tuple) and saved_id else saved_id!r} object; "
                 "only tensor storages are supported. Save a state dict and try again"
             )
         _, storage_type, root_key, _location, numel, view_metadata = saved_id
@@ -128,14 +134,24 @@ class _StateDictUnpickler(pickle.Unpickler):
         return _StorageRef(root_key, storage_type.dtype, view_numel, offset=view_offset)
 
 
-def _load_plain_pickle(stream: io.BytesIO, path: str) -> Any:
+def _next_pickle(unpickler: _RestrictedUnpickler, path: str, *, header: bool) -> Any:
+    """The file's next pickle; ModelLoadError if it is refused or cannot be read.
+
+    A header that does not unpickle means the file is not this format; a later pickle
+    that does not means the file is damaged.
+    """
     try:
-        return pickle.load(stream)
-    except Exception as error:  # any unpickling failure means "not this format"
-        raise ModelLoadError(
-            f"{path} is not a legacy PyTorch weight file ({type(error).__name__}: {error}); "
-            "pass a .pth written by torch.save(..., _use_new_zipfile_serialization=False)"
-        ) from error
+        return unpickler.load()
+    except ModelLoadError:
+        raise
+    except Exception as error:  # a malformed pickle fails in many ways (EOFError, UnpicklingError, ValueError, ...)
+        cause = f"{type(error).__name__}: {first_line(error)}"
+        if header:
+            raise ModelLoadError(
+                f"{path} is not a legacy PyTorch weight file ({cause}); "
+                "pass a .pth written by torch.save(..., _use_new_zipfile_serialization=False)"
+            ) from error
+        raise ModelLoadError(f"{path} is truncated or corrupt ({cause}); reinstall or re-download it") from error
 
 
 def read_torch_state_dict(path: str | os.PathLike) -> Dict[str, np.ndarray]:
@@ -166,31 +182,26 @@ def read_torch_state_dict(path: str | os.PathLike) -> Dict[str, np.ndarray]:
             "Re-save it with torch.save(state_dict, path, _use_new_zipfile_serialization=False)"
         )
     stream = io.BytesIO(data)
-    magic_number = _load_plain_pickle(stream, path)
+    unpickler = _RestrictedUnpickler(stream, path)
+    magic_number = _next_pickle(unpickler, path, header=True)
     if magic_number != _LEGACY_MAGIC_NUMBER:
         raise ModelLoadError(
             f"{path} is a pickle but not a PyTorch weight file (no torch magic number); "
             "pass a .pth written by torch.save"
         )
-    protocol_version = _load_plain_pickle(stream, path)
+    protocol_version = _next_pickle(unpickler, path, header=True)
     if protocol_version != _LEGACY_PROTOCOL_VERSION:
         raise ModelLoadError(
             f"{path} uses PyTorch serialization protocol {protocol_version!r}, expected {_LEGACY_PROTOCOL_VERSION}"
         )
-    sys_info = _load_plain_pickle(stream, path)
+    sys_info = _next_pickle(unpickler, path, header=True)
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
         raise ModelLoadError(f"{path} was saved on a big-endian machine, which this reader does not support")
 
-    unpickler = _StateDictUnpickler(stream, path)
-    try:
-        state = unpickler.load()
-        storage_keys: List[str] = pickle.load(stream)
-    except ModelLoadError:
-        raise
-    except Exception as error:
-        raise ModelLoadError(
-            f"{path} is truncated or corrupt ({type(error).__name__}: {error}); reinstall or re-download it"
-        ) from error
+    state = _next_pickle(unpickler, path, header=False)
+    storage_keys: List[str] = _next_pickle(unpickler, path, header=False)
+    if not isinstance(storage_keys, list) or not all(isinstance(key, str) for key in storage_keys):
+        raise ModelLoadError(f"{path} has no list of storage keys after the state dict; the file is corrupt")
 
     storage_arrays = _read_storages(stream, storage_keys, unpickler.storages, path)
     return _resolve_tensors(state, storage_arrays, path)
