@@ -257,3 +257,17 @@ def define_tune_flags() -> List[str]:
 def tune_budget_from_flags() -> dict:
     """--max_top1_drop / --min_top1_agreement as tune()'s keyword arguments (tune checks that at most one is given)."""
     return {"max_top1_drop": FLAGS.max_top1_drop, "min_top1_agreement": FLAGS.min_top1_agreement}
+
+
+# --------------------------------------------------------------------------- serving-config
+
+def define_serving_config_flags() -> List[str]:
+    return [
+        define("string", "model_base_path", None,
+               "serving-config: the directory holding the model's version directories (BASE/1, BASE/2, ...)."),
+        define("string", "name", None, "serving-config: the model's name in TF Serving (/v1/models/NAME)."),
+        define("string", "benchmark_report", None,
+               "serving-config: a benchmark.json (tftrt benchmark --output; a throughput.json beside it is read too) "
+               "to size batching from."),
+        define("string", "tune_report", None, "serving-config: a tune.json (OUTPUT.tune/tune.json): its chosen threads and latency."),
+    ]
