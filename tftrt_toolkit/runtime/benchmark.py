@@ -14,6 +14,8 @@ Timing honesty (what is and is not on the clock):
   (baseline, optimized, baseline, ...) at each batch size, so drifting machine load
   (other processes, CPU frequency) hits both alike; both get the same number of runs;
 - the number of timed runs, threads, batch sizes, TF version and CPU go into the report.
+The loop itself is ``runtime.timing`` (``time_calls``/``time_rounds``), the one tune's worker
+and the benchmark scripts use too.
 
 Peak RSS is the process's high-water mark (``getrusage``) after each measurement: with a
 baseline both models live in the process, so it is an upper bound for each.
@@ -24,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
-import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -35,6 +36,7 @@ from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError
 from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
+from tftrt_toolkit.runtime.timing import MIN_ROUNDS, prepared_call, time_calls, time_rounds
 from tftrt_toolkit.runtime.validate import check_same_signature
 
 DEFAULT_BATCH_SIZES = (1, 8, 32)
@@ -42,7 +44,7 @@ DEFAULT_WARMUP = 5
 # Without --iterations or --duration, time about this many seconds per model and batch size.
 DEFAULT_DURATION_S = 5.0
 # Percentiles need a few runs to mean anything, whatever the duration.
-MIN_RUNS = 5
+MIN_RUNS = MIN_ROUNDS
 
 LATENCY_STATS = ("min", "mean", "p50", "p90", "p99", "max")
 
@@ -187,26 +189,6 @@ def _batch_inputs(source, batch_size: int) -> Dict[str, np.ndarray]:
     return filled_batch(source, batch_size)
 
 
-class _Timer:
-    """Timed runs of one model on one prepared batch."""
-
-    def __init__(self, runner: ModelRunner, tensors: dict):
-        self.runner = runner
-        self.tensors = tensors
-        self.latencies: List[float] = []
-
-    def call(self) -> float:
-        start = time.perf_counter()
-        # run_prepared ends with .numpy() on every output: the result is on the host.
-        self.runner.run_prepared(self.tensors)
-        return time.perf_counter() - start
-
-    def timed(self) -> float:
-        elapsed = self.call()
-        self.latencies.append(elapsed)
-        return elapsed
-
-
 def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike, ModelRunner, None] = None,
               **options) -> BenchmarkReport:
     """Measure ``model`` (and ``baseline``, interleaved) at each batch size; return a BenchmarkReport.
@@ -292,42 +274,27 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
         # Percent of the planned rounds, per batch size; drawn between rounds, off the clock.
         with progress_bar(description="benchmark", total=len(batch_sizes) * 100, progress=progress, unit="%") as bar:
             for index, batch_size in enumerate(batch_sizes):
-                inputs = _batch_inputs(source, batch_size)
-                timers = {role: _Timer(runners[role], runners[role].prepare(inputs)) for role in roles}
-                first_call = {}
-                for role in roles:
-                    first_call[role] = timers[role].call() * 1000.0
-                for _ in range(warmup):
-                    for role in roles:
-                        timers[role].call()
+                inputs = filled_batch(source, batch_size)
+                calls = {role: prepared_call(runners[role], inputs) for role in roles}
+                # The first call (graph optimization, engine build) is timed on its own; warm-up is not timed.
+                first_call = {role: time_calls(calls[role], count=1)[0] * 1000.0 for role in roles}
+                if warmup:
+                    time_rounds(calls, rounds=warmup)
 
                 bar.set_postfix_str(f"batch size {batch_size}", refresh=False)
 
-                def show(done_share: float) -> None:
+                def show(rounds_done: int, elapsed: float) -> None:
+                    done_share = rounds_done / iterations if iterations is not None else elapsed / budget
                     bar.update(index * 100 + int(100 * min(done_share, 1.0)) - bar.n)
 
                 # Interleave: each round runs every model once, so all get the same number of runs.
-                rounds = 0
-                started = time.perf_counter()
                 budget = None if duration is None else duration * len(roles)
-                while True:
-                    for role in roles:
-                        timers[role].timed()
-                    rounds += 1
-                    if between_rounds is not None:
-                        between_rounds(batch_size)
-                    if iterations is not None:
-                        show(rounds / iterations)
-                        if rounds >= iterations:
-                            break
-                    else:
-                        elapsed = time.perf_counter() - started
-                        show(elapsed / budget)
-                        if elapsed >= budget and rounds >= MIN_RUNS:
-                            break
+                measured = time_rounds(
+                    calls, rounds=iterations, duration=budget, min_rounds=MIN_RUNS, after_round=show,
+                    between_rounds=None if between_rounds is None else lambda: between_rounds(batch_size))
                 rss = peak_rss_mb()
                 for role in roles:
-                    latencies = timers[role].latencies
+                    latencies = measured[role]
                     results.append(Measurement(
                         role=role, model=runners[role].name, batch_size=batch_size, runs=len(latencies),
                         first_call_ms=round(first_call[role], 3), latency_ms=latency_stats(latencies),
