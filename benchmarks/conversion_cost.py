@@ -1,0 +1,280 @@
+"""What a conversion costs: wall time and peak RSS per step (load, freeze, each graph stage, save).
+
+    python benchmarks/conversion_cost.py --model=keras:VGG16 --precision=fp32 \
+        --output=benchmarks/results/conversion-cost-vgg16-fp32
+    python benchmarks/conversion_cost.py --model=keras:VGG16 --before=OLD.json --reference=OLD_MODEL_DIR ...
+
+Each conversion runs in a fresh process (``tftrt_toolkit.convert``, the same call as ``tftrt
+convert``), so one model's memory never inflates the next. The steps are the pipeline's own
+progress events (``StepEvent``): at each step's start the process's peak-RSS mark is reset
+(``/proc/self/clear_refs``), at its end the kernel's high-water mark (``VmHWM``) is that step's
+peak. ``process_s`` is the wall time of the whole process, TensorFlow's import included, as a
+user of ``tftrt convert`` waits for it.
+
+With ``--reference=DIR`` (an earlier conversion of the same model) both models run on the same
+random batch in another process and the largest absolute difference is reported. With
+``--before=FILE.json`` (an earlier run of this script) the markdown puts the two side by side.
+
+Writes OUTPUT.json and OUTPUT.md with the command that regenerates them, the CPU, and the
+load average before and after (the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MB = 1024 * 1024
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="benchmarks/conversion_cost.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a model spec: keras:VGG16, a SavedModel dir, ...")
+    parser.add_argument("--weights", default="none", help="for keras: specs (default none: offline, same cost)")
+    parser.add_argument("--backend", default="cpu")
+    parser.add_argument("--precision", default="fp32", help="one precision, or several separated by commas")
+    parser.add_argument("--calibration_data", default="synthetic", help="int8 only")
+    parser.add_argument("--output", default=None, help="path prefix for OUTPUT.json and OUTPUT.md")
+    parser.add_argument("--keep_output", default=None,
+                        help="keep the converted model here (PRECISION appended when several are given)")
+    parser.add_argument("--reference", default=None, help="compare the result with this earlier conversion")
+    parser.add_argument("--before", default=None, help="an earlier JSON from this script, shown side by side")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    return args
+
+
+# --------------------------------------------------------------------------- the child process
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak() -> bool:
+    """Start a new peak-RSS window (Linux ≥ 4.0); False when the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class StepMeter:
+    """A progress callable that records each step's seconds and peak RSS from the pipeline's StepEvents."""
+
+    def __init__(self):
+        self.steps: List[dict] = []
+        self.between_peak = 0  # peak RSS outside any step (import, probe, metadata)
+        self.baseline_rss = None  # RSS when the first step starts: Python + TensorFlow, before the model
+        self.windowed = _reset_peak()
+
+    def __call__(self, message) -> None:
+        phase = getattr(message, "phase", None)
+        if phase == "start":
+            if self.baseline_rss is None:
+                self.baseline_rss = _status_bytes("VmRSS")
+            self.between_peak = max(self.between_peak, _status_bytes("VmHWM"))
+            _reset_peak()
+        elif phase == "end":
+            self.steps.append({"step": message.name, "seconds": round(message.seconds, 2),
+                               "peak_rss_mb": round(_status_bytes("VmHWM") / MB), "rss_after_mb":
+                               round(_status_bytes("VmRSS") / MB)})
+            _reset_peak()
+        print(f"conversion_cost: {message}", file=sys.stderr, flush=True)
+
+
+def child(args) -> None:
+    import tftrt_toolkit
+    from tftrt_toolkit.config import ConversionConfig
+
+    meter = StepMeter()
+    config = ConversionConfig(backend=args.backend, precision=args.child)
+    start = time.perf_counter()
+    result = tftrt_toolkit.convert(args.model, args.keep_output, config, weights=args.weights, overwrite=True,
+                                   calibration_data=args.calibration_data if args.child == "int8" else None,
+                                   progress=meter)
+    convert_s = time.perf_counter() - start
+    final_peak = _status_bytes("VmHWM")
+    peak = max([meter.between_peak, final_peak] + [s["peak_rss_mb"] * MB for s in meter.steps])
+    summary = result.metadata.get("conversion_summary", {})
+    print(json.dumps({
+        "convert_s": round(convert_s, 2), "peak_rss_mb": round(peak / MB),
+        "baseline_rss_mb": round((meter.baseline_rss or 0) / MB),
+        "steps": meter.steps + [{"step": "(between steps)", "seconds": round(
+            convert_s - sum(s["seconds"] for s in meter.steps), 2), "peak_rss_mb": round(meter.between_peak / MB)}],
+        "peak_windows_per_step": meter.windowed, "stages": summary.get("stages", []),
+        "nodes_frozen": summary.get("nodes_frozen"), "nodes_optimized": summary.get("nodes_optimized"),
+    }))
+
+
+def compare_child(model_dir: str, reference_dir: str) -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    outputs = []
+    for directory in (model_dir, reference_dir):
+        function = tf.saved_model.load(directory).signatures["serving_default"]
+        specs = function.structured_input_signature[1]
+        if not outputs:
+            batch = {name: tf.constant(rng.uniform(0, 255, [2] + [d or 224 for d in spec.shape.as_list()[1:]])
+                                       .astype(spec.dtype.as_numpy_dtype)) for name, spec in specs.items()}
+        outputs.append({k: v.numpy() for k, v in function(**batch).items()})
+    print(json.dumps({"max_abs_diff": max(float(np.max(np.abs(outputs[0][k] - outputs[1][k]))) for k in outputs[0]),
+                      "max_abs_reference": max(float(np.max(np.abs(v))) for v in outputs[1].values())}))
+
+
+# --------------------------------------------------------------------------- the parent
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _directory_mb(path: str) -> float:
+    total = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    return round(total / MB, 1)
+
+
+def _run_json(command: List[str]) -> dict:
+    completed = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"conversion_cost: {' '.join(command[2:])} failed (exit {completed.returncode})")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def measure(args, precision: str) -> dict:
+    keep = args.keep_output and (args.keep_output if len(args.precisions) == 1
+                                 else os.path.join(args.keep_output, precision))
+    with tempfile.TemporaryDirectory(prefix="conversion-cost-") as scratch:
+        output = keep or os.path.join(scratch, "model")
+        argv = [f"--model={args.model}", f"--weights={args.weights}", f"--backend={args.backend}",
+                f"--calibration_data={args.calibration_data}", f"--keep_output={output}", f"--child={precision}"]
+        load_before = os.getloadavg()
+        start = time.perf_counter()
+        run = _run_json([sys.executable, os.path.abspath(__file__)] + argv)
+        run["process_s"] = round(time.perf_counter() - start, 1)
+        run["load_average_before"] = [round(x, 2) for x in load_before]
+        run["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        run["precision"] = precision
+        run["output_mb"] = _directory_mb(output)
+        run["peak_rss_over_output"] = round(run["peak_rss_mb"] / max(run["output_mb"], 1e-9), 1)
+        if args.reference:
+            reference = args.reference if len(args.precisions) == 1 else os.path.join(args.reference, precision)
+            code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+                    f"import conversion_cost; conversion_cost.compare_child({output!r}, {reference!r})")
+            run["reference"] = reference
+            run.update(_run_json([sys.executable, "-c", code]))
+    return run
+
+
+def _step_table(run: dict, before: Optional[dict]) -> List[str]:
+    before_steps = {s["step"]: s for s in (before or {}).get("steps", [])}
+    names = [s["step"] for s in run["steps"]] + [n for n in before_steps if n not in {s["step"] for s in run["steps"]}]
+    now = {s["step"]: s for s in run["steps"]}
+    if before:
+        lines = ["| step | before s | after s | before peak RSS MB | after peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    else:
+        lines = ["| step | seconds | peak RSS MB |", "|---|---:|---:|"]
+
+    def cell(step, key):
+        return str(step[key]) if step else "-"
+
+    for name in names:
+        if before:
+            lines.append(f"| {name} | {cell(before_steps.get(name), 'seconds')} | {cell(now.get(name), 'seconds')} | "
+                         f"{cell(before_steps.get(name), 'peak_rss_mb')} | {cell(now.get(name), 'peak_rss_mb')} |")
+        else:
+            lines.append(f"| {name} | {cell(now.get(name), 'seconds')} | {cell(now.get(name), 'peak_rss_mb')} |")
+    totals = [("whole process (s)", "process_s"), ("convert() (s)", "convert_s"), ("peak RSS (MB)", "peak_rss_mb"),
+              ("RSS before the first step (MB)", "baseline_rss_mb"),
+              ("output SavedModel (MB)", "output_mb"), ("peak RSS / output size", "peak_rss_over_output")]
+    for label, key in totals:
+        if before:
+            lines.append(f"| **{label}** | {before.get(key, '-')} | {run.get(key, '-')} | | |")
+        else:
+            lines.append(f"| **{label}** | {run.get(key, '-')} | |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Conversion cost: {report['model']} ({report['backend']})", "",
+             f"Regenerate: `{report['command']}`", "",
+             f"CPU: {report['cpu']} ({report['cpu_count']} cores); TensorFlow {report.get('tensorflow', '?')}; "
+             f"{report['date']}.", ""]
+    for run in report["runs"]:
+        before = run.get("before")
+        lines += [f"## {run['precision']}", "",
+                  f"Load average before/after (1, 5, 15 min): {run['load_average_before']} / "
+                  f"{run['load_average_after']} (the machine may have been shared with other jobs).", ""]
+        if before:
+            lines += [f"Before: `{before.get('command', '?')}` on {before.get('date', '?')}, "
+                      f"load average {before.get('load_average_before')}.", ""]
+        lines += _step_table(run, before) + [""]
+        if "max_abs_diff" in run:
+            lines += [f"Largest absolute difference from {run['reference']} on one random batch: "
+                      f"{run['max_abs_diff']:.3g} (largest output magnitude {run['max_abs_reference']:.3g}).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.child is not None:
+        child(args)
+        return {}
+    before = {}
+    if args.before:
+        with open(args.before) as handle:
+            old = json.load(handle)
+        before = {run["precision"]: dict(run, command=old.get("command"), date=old.get("date")) for run in old["runs"]}
+    runs = []
+    for precision in args.precisions:
+        run = measure(args, precision)
+        if precision in before:
+            run["before"] = before[precision]
+        runs.append(run)
+    import importlib.metadata
+
+    report = {
+        "model": args.model, "backend": args.backend, "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+        "tensorflow": importlib.metadata.version("tensorflow"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/conversion_cost.py"]
+                            + list(argv if argv is not None else sys.argv[1:])),
+        "runs": runs,
+    }
+    text = markdown(report)
+    print(text)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output + ".json", "w") as handle:
+            json.dump(report, handle, indent=1)
+            handle.write("\n")
+        with open(args.output + ".md", "w") as handle:
+            handle.write(text + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""A model's large weights, held aside while its graph is frozen, optimised and saved.
+
+Each held weight is a ``Placeholder`` in the GraphDef (same name, dtype and shape) and a
+numpy array here. Grappler serialises and copies the whole graph several times per run;
+with the weights inside, a 528 MB VGG16 cost 40-60 s and gigabytes of RSS per stage. The
+passes we run never need a large weight's value (constant folding works on shape-like and
+per-channel constants, which stay in the graph); our own folds read and replace values here.
+
+The values go back once, as the model is written: the SavedModel is saved with each weight
+as a one-element stand-in constant of the right shape, then ``saved_model.pb`` is rewritten
+with the real bytes streamed from the arrays into the file (``write_into_saved_model``), so
+no serialised copy of the whole model is ever held in memory. The result is the same plain
+SavedModel, weights as graph constants, as before.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+# Float weights with more elements than this are held aside. Per-channel constants (BatchNorm
+# scales, biases: a few thousand channels at most) stay in the graph for grappler to fold.
+MIN_HELD_ELEMENTS = 16384
+# protobuf cannot parse a message past 2 GiB, and a SavedModel with graph constants is one message.
+PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1
+# Room left for everything else in saved_model.pb (the graph itself, the object graph, metadata).
+GRAPH_CONSTANTS_BUDGET_BYTES = PROTOBUF_LIMIT_BYTES - 64 * 1024 * 1024
+
+_TENSOR_CONTENT_FIELD = 4  # TensorProto.tensor_content
+
+
+def _float_dtypes():
+    from tensorflow.core.framework import types_pb2
+
+    return {types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16, types_pb2.DT_DOUBLE}
+
+
+class HeldWeights:
+    """Node name → value of every weight held out of the graph (the graph has a Placeholder there)."""
+
+    def __init__(self):
+        self.values: Dict[str, np.ndarray] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(value.nbytes for value in self.values.values())
+
+    @staticmethod
+    def worth_holding(value: np.ndarray) -> bool:
+        from tensorflow.python.framework import dtypes
+
+        try:
+            is_float = dtypes.as_dtype(value.dtype).is_floating
+        except TypeError:
+            return False
+        return is_float and value.size > MIN_HELD_ELEMENTS
+
+    def value(self, node) -> Optional[np.ndarray]:
+        """The value of a Const node or of a held weight's Placeholder; None for anything else."""
+        if node is None:
+            return None
+        if node.op == "Placeholder" and node.name in self.values:
+            return self.values[node.name]
+        if node.op == "Const":
+            from tensorflow.python.framework import tensor_util
+
+            return tensor_util.MakeNdarray(node.attr["value"].tensor)
+        return None
+
+    def hold(self, node, value: np.ndarray) -> None:
+        """Make ``node`` (in its GraphDef) the Placeholder of held weight ``value``."""
+        from tensorflow.python.framework import dtypes, tensor_shape
+
+        self.values[node.name] = value
+        name = node.name
+        node.Clear()
+        node.name, node.op = name, "Placeholder"
+        node.attr["dtype"].type = dtypes.as_dtype(value.dtype).as_datatype_enum
+        node.attr["shape"].shape.CopyFrom(tensor_shape.TensorShape(value.shape).as_proto())
+
+    def hold_large_constants(self, graph_def) -> int:
+        """Hold aside the large float Consts already in ``graph_def`` (edited in place); returns how many."""
+        from tensorflow.python.framework import tensor_util
+
+        floats, held = _float_dtypes(), 0
+        for node in graph_def.node:
+            if node.op != "Const" or node.attr["value"].tensor.dtype not in floats:
+                continue
+            elements = int(np.prod([d.size for d in node.attr["value"].tensor.tensor_shape.dim]))
+            if elements > MIN_HELD_ELEMENTS:
+                self.hold(node, tensor_util.MakeNdarray(node.attr["value"].tensor))
+                held += 1
+        return held
+
+    def drop_unused(self, graph_def) -> None:
+        """Forget held weights whose Placeholder is no longer in the graph (pruned by a pass)."""
+        present = {node.name for node in graph_def.node if node.op == "Placeholder"}
+        for name in [name for name in self.values if name not in present]:
+            del self.values[name]
+
+    def _replaced(self, graph_def, make_tensor):
+        from tensorflow.core.framework import graph_pb2
+
+        result = graph_pb2.GraphDef()
+        result.versions.CopyFrom(graph_def.versions)
+        result.library.CopyFrom(graph_def.library)
+        for node in graph_def.node:
+            new = result.node.add()
+            if node.op == "Placeholder" and node.name in self.values:
+                value = self.values[node.name]
+                new.name, new.op = node.name, "Const"
+                new.attr["dtype"].type = node.attr["dtype"].type
+                new.attr["value"].tensor.CopyFrom(make_tensor(value, node.attr["dtype"].type))
+            else:
+                new.CopyFrom(node)
+        return result
+
+    def with_stand_ins(self, graph_def):
+        """A copy of ``graph_def`` where each held weight is a Const of its dtype and shape holding one
+        repeated zero: a few bytes, enough for importing, shape inference and saving."""
+        from tensorflow.core.framework import tensor_pb2
+        from tensorflow.python.framework import tensor_shape
+
+        def stand_in(value, dtype):
+            tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape.TensorShape(value.shape).as_proto())
+            _append_zero(tensor, value.dtype)
+            return tensor
+
+        return self._replaced(graph_def, stand_in)
+
+    def restored(self, graph_def):
+        """A copy of ``graph_def`` with every held weight back as a real Const (for consumers that read
+        the graph's values themselves, e.g. the int8 quantizer)."""
+        from tensorflow.python.framework import tensor_util
+
+        return self._replaced(graph_def, lambda value, dtype: tensor_util.make_tensor_proto(value))
+
+
+def _append_zero(tensor, numpy_dtype) -> None:
+    # A TensorProto with one value and a larger shape means "every element is this value".
+    if numpy_dtype == np.float64:
+        tensor.double_val.append(0.0)
+    elif numpy_dtype == np.float32:
+        tensor.float_val.append(0.0)
+    else:  # half and bfloat16 travel as int bit patterns
+        tensor.half_val.append(0)
+
+
+def fold_weight_casts(graph_def, held: HeldWeights) -> Tuple[object, int]:
+    """Cast held weights ahead of time: ``Cast(W)`` becomes a held weight of the cast's type.
+
+    Grappler's constant folding did this when the weights were constants (bf16 stores its
+    weights as bf16); with the weights held aside we do it, with numpy's rounding to nearest
+    even, as TensorFlow's Cast does. Returns (graph_def, casts folded); edits in place.
+    """
+    from tensorflow.python.framework import dtypes
+
+    folded = 0
+    for node in list(graph_def.node):
+        if node.op != "Cast" or not node.input or node.input[0] not in held:
+            continue
+        source = held.values[node.input[0]]
+        value = source.astype(dtypes.as_dtype(node.attr["DstT"].type).as_numpy_dtype)
+        held.hold(node, value)
+        folded += 1
+    if folded:
+        # A weight read only through its casts is no longer needed in its original type.
+        still_used = {tensor.lstrip("^").split(":")[0] for node in graph_def.node for tensor in node.input}
+        keep = [node for node in graph_def.node
+                if not (node.op == "Placeholder" and node.name in held and node.name not in still_used)]
+        del graph_def.node[:]
+        graph_def.node.extend(keep)
+        held.drop_unused(graph_def)
+    return graph_def, folded
+
+
+# --------------------------------------------------------------------------- writing the values back
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field_header(number: int, length: int) -> bytes:
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+class _Chunks:
+    """Serialised bytes and numpy arrays to write in order, with their total size known up front."""
+
+    def __init__(self):
+        self.parts: List[object] = []
+        self.size = 0
+
+    def add(self, part) -> "_Chunks":
+        if isinstance(part, _Chunks):
+            self.parts.extend(part.parts)
+            self.size += part.size
+        else:
+            self.parts.append(part)
+            self.size += part.nbytes if isinstance(part, np.ndarray) else len(part)
+        return self
+
+    def field(self, number: int, inner: "_Chunks") -> "_Chunks":
+        return self.add(_field_header(number, inner.size)).add(inner)
+
+    def write_to(self, handle) -> None:
+        for part in self.parts:
+            if isinstance(part, np.ndarray):
+                handle.write(memoryview(np.ascontiguousarray(part)).cast("B"))
+            else:
+                handle.write(part)
+
+
+def _without(message, field: str):
+    copy = type(message)()
+    copy.CopyFrom(message)
+    copy.ClearField(field)
+    return copy
+
+
+def _node_chunks(node, value: np.ndarray) -> _Chunks:
+    """NodeDef (field by field) with attr "value" = TensorProto(dtype, shape, tensor_content=value bytes)."""
+    from tensorflow.core.framework import tensor_pb2
+
+    rest = _without(node, "attr")
+    for key, attr in node.attr.items():
+        if key != "value":
+            rest.attr[key].CopyFrom(attr)
+    stand_in = node.attr["value"].tensor
+    header = tensor_pb2.TensorProto(dtype=stand_in.dtype, tensor_shape=stand_in.tensor_shape).SerializeToString()
+    if value.dtype.byteorder == ">":
+        value = value.astype(value.dtype.newbyteorder("<"))
+    tensor = _Chunks().add(header).field(_TENSOR_CONTENT_FIELD, _Chunks().add(value))
+    attr_value = _Chunks().field(8, tensor)  # AttrValue.tensor
+    entry = _Chunks().field(1, _Chunks().add(b"value")).field(2, attr_value)  # map entry: key, value
+    return _Chunks().add(rest.SerializeToString()).field(5, entry)  # NodeDef.attr
+
+
+def _function_chunks(function, held: HeldWeights, found: Dict[str, int]) -> Optional[_Chunks]:
+    if not any(node.op == "Const" and node.name in held for node in function.node_def):
+        return None
+    chunks = _Chunks().add(_without(function, "node_def").SerializeToString())
+    for node in function.node_def:
+        if node.op == "Const" and node.name in held:
+            found[node.name] = found.get(node.name, 0) + 1
+            chunks.field(3, _node_chunks(node, held.values[node.name]))  # FunctionDef.node_def
+        else:
+            chunks.field(3, _Chunks().add(node.SerializeToString()))
+    return chunks
+
+
+def _saved_model_chunks(saved_model, held: HeldWeights) -> Tuple[_Chunks, Dict[str, int]]:
+    # SavedModel.meta_graphs(2) → MetaGraphDef.graph_def(2) → GraphDef.library(2) → FunctionDefLibrary.function(1).
+    found: Dict[str, int] = {}
+    chunks = _Chunks().add(_without(saved_model, "meta_graphs").SerializeToString())
+    for meta_graph in saved_model.meta_graphs:
+        library = _Chunks().add(_without(meta_graph.graph_def.library, "function").SerializeToString())
+        for function in meta_graph.graph_def.library.function:
+            with_values = _function_chunks(function, held, found)
+            library.field(1, with_values if with_values is not None else _Chunks().add(function.SerializeToString()))
+        graph = _Chunks().add(_without(meta_graph.graph_def, "library").SerializeToString()).field(2, library)
+        chunks.field(2, _Chunks().add(_without(meta_graph, "graph_def").SerializeToString()).field(2, graph))
+    return chunks, found
+
+
+def write_into_saved_model(saved_model_dir: str, held: HeldWeights) -> None:
+    """Replace each held weight's stand-in constant in ``saved_model_dir`` by its real value.
+
+    Streams the values from the arrays into a new ``saved_model.pb`` (then renamed over the old
+    one), so memory never holds a serialised copy of the model. Raises RuntimeError when a
+    held weight is not exactly one constant in the saved functions (the caller then saves the
+    slow way). The fingerprint TF wrote describes the stand-in file, so it is removed: a
+    SavedModel without ``fingerprint.pb`` is valid and loads everywhere.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    chunks, found = _saved_model_chunks(saved_model, held)
+    misplaced = sorted(name for name in held.values if found.get(name) != 1)
+    if misplaced:
+        raise RuntimeError(f"held weights not found once in the saved functions: {misplaced[:3]}")
+    partial = path + ".tftrt-partial"
+    try:
+        with open(partial, "wb") as handle:
+            chunks.write_to(handle)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    fingerprint = os.path.join(saved_model_dir, "fingerprint.pb")
+    if os.path.exists(fingerprint):
+        os.remove(fingerprint)
+
+
+def saved_weight_bytes(saved_model_dir: str) -> int:
+    """Bytes of the variables stored with a SavedModel, read from its checkpoint index (no values loaded)."""
+    import tensorflow as tf
+
+    prefix = os.path.join(saved_model_dir, "variables", "variables")
+    if not os.path.exists(prefix + ".index"):
+        return 0
+    reader = tf.train.load_checkpoint(prefix)
+    dtypes = reader.get_variable_to_dtype_map()
+    total = 0
+    for name, shape in reader.get_variable_to_shape_map().items():
+        dtype = dtypes.get(name)
+        if dtype is None or dtype == tf.string or name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH"):
+            continue
+        total += int(np.prod(shape, dtype=np.int64)) * dtype.size
+    return total
+
