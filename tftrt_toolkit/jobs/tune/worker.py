@@ -104,8 +104,10 @@ class ThreadWorker:
 def _thread_worker_main() -> int:
     """The subprocess side of ``ThreadWorker``: a JSON request, then "round"/"finish" lines on stdin; JSON lines back."""
     from tftrt_toolkit.data import open_source
-    from tftrt_toolkit.runtime.benchmark import _batch_inputs, latency_stats
+    from tftrt_toolkit.data.samples import filled_batch
+    from tftrt_toolkit.runtime.benchmark import latency_stats
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
+    from tftrt_toolkit.runtime.timing import prepared_call, time_rounds
 
     def reply(**message) -> None:
         print(json.dumps(message), flush=True)
@@ -120,20 +122,16 @@ def _thread_worker_main() -> int:
             runners[name] = ModelRunner(path, name=name).load()
         # The same inputs benchmark_many uses in the main process (same source, preprocessing, seed).
         source = open_source(request["data"], runners["baseline"].signature, model_hint=runners["baseline"].model_info)
-        inputs = _batch_inputs(source, batch_size)
-        tensors = {role: runner.prepare(inputs) for role, runner in runners.items()}
-        for _ in range(1 + request["warmup"]):  # the first call (graph optimization) and warm-up, off the clock
-            for role, runner in runners.items():
-                runner.run_prepared(tensors[role])
+        inputs = filled_batch(source, batch_size)
+        calls = {role: prepared_call(runner, inputs) for role, runner in runners.items()}
+        time_rounds(calls, rounds=1 + request["warmup"])  # the first call (graph optimization) and warm-up, off the record
         reply(ready=True)
         latencies: Dict[str, List[float]] = {role: [] for role in runners}
         for line in sys.stdin:
             if line.strip() == "finish":
                 break
-            for role, runner in runners.items():
-                start = time.perf_counter()
-                runner.run_prepared(tensors[role])  # ends with .numpy(): the result is on the host
-                latencies[role].append(time.perf_counter() - start)
+            for role, seconds in time_rounds(calls, rounds=1).items():  # one interleaved round per cue
+                latencies[role].extend(seconds)
             reply(ok=True)
     except ToolkitError as error:
         reply(error=first_line(error))
