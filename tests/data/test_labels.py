@@ -92,3 +92,10 @@ def test_labels_csv_row_naming_no_class_is_one_line(tmp_path, value, message):
     with pytest.raises(DataError, match=message) as raised:
         read_labels_csv(str(csv_file))
     assert "\n" not in str(raised.value)
+
+
+def test_a_list_of_image_files_is_labelled_by_their_names(tmp_path):
+    files = [_image(tmp_path / f"{TENCH}_a.JPEG"), _image(tmp_path / f"{GOLDFISH}_b.JPEG")]
+    labels = open_labels([str(f) for f in files])
+    assert len(labels) == 2 and labels.class_of(str(files[1])) == 1
+    assert open_labels([str(_image(tmp_path / "plain.jpg"))]) is None

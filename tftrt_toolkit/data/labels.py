@@ -63,14 +63,19 @@ class ImageLabels:
 def open_labels(data, labels_csv: Optional[str] = None) -> Optional[ImageLabels]:
     """The ground truth for ``data``: from ``labels_csv`` when given, else from WordNet ids in an image folder's names.
 
-    Returns None when there is none (no CSV, and ``data`` is not a folder whose images carry
-    WordNet ids). Raises DataError for an unreadable CSV, a row or a file name that names no
+    ``data`` may be a folder or a list of image files and folders. Returns None when there is
+    none (no CSV, and ``data``'s images do not carry WordNet ids in their names). Raises DataError for an unreadable CSV, a row or a file name that names no
     class, or a folder where some images carry a WordNet id and others do not.
     """
     if labels_csv:
         return ImageLabels(read_labels_csv(labels_csv), origin=f"labels CSV {labels_csv}", labels_csv=labels_csv)
     if isinstance(data, (str, os.PathLike)) and os.path.isdir(data):
         return labels_from_names(data)
+    if isinstance(data, (list, tuple)) and data:
+        # Image files and folders listed one by one (e.g. one split of a labelled folder).
+        files = [path for item in data
+                 for path in (iter_image_files(item) if os.path.isdir(item) else [Path(item)])]
+        return _labels_from_files(files, f"{len(data)} listed paths")
     return None
 
 
