@@ -106,21 +106,19 @@ def augmented_photos(photos, count: int, size: int, seed: int) -> np.ndarray:
 
 
 def interleaved_latency(functions, batch, rounds: int, warmup: int = 3):
-    """Median/p90 ms per function; each round calls every function once, in turn."""
+    """Median/p90 ms per function; each round calls every function once, in turn (the toolkit's timing loop)."""
     import tensorflow as tf
 
-    inputs = tf.constant(batch)
-    for function in functions.values():
-        for _ in range(warmup):
-            function(inputs)
-    times = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function(inputs)
-            times[name].append(time.perf_counter() - start)
-    return {name: {"median_ms": round(1000 * float(np.median(t)), 3),
-                   "p90_ms": round(1000 * float(np.percentile(t, 90)), 3)} for name, t in times.items()}
+    from tftrt_toolkit.runtime.benchmark import latency_stats
+    from tftrt_toolkit.runtime.timing import time_rounds
+
+    inputs = tf.constant(batch)  # made before the clock; each function fetches its outputs to host
+    calls = {name: (lambda function: lambda: function(inputs))(function) for name, function in functions.items()}
+    if warmup:
+        time_rounds(calls, rounds=warmup)
+    times = time_rounds(calls, rounds=rounds)
+    stats = {name: latency_stats(seconds) for name, seconds in times.items()}
+    return {name: {"median_ms": round(s["p50"], 3), "p90_ms": round(s["p90"], 3)} for name, s in stats.items()}
 
 
 def main(argv=None) -> dict:
