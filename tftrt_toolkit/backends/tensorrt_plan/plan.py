@@ -33,6 +33,7 @@ from tftrt_toolkit.backends.tensorrt_plan.segmenter import (
     explicitly_on_cpu,
     max_allowed_engines,
 )
+from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.errors import ConfigError
 
 # Reason kinds that are not breakers: the graph's own inputs/outputs and control-only nodes.
@@ -407,16 +408,12 @@ def _verdict(engines, compute_total, covered, breakers, minimum_segment_size, dr
             f"({share:.0%}): expect little speed-up{breakers_text}.")
 
 
-def _format_shape(shape) -> str:
-    return "?" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
 def _hints(nodes, graph_inputs, shapes, precision, use_dynamic_shape, engines, dropped, max_engines) -> Tuple[str, ...]:
     hints: List[str] = []
     dynamic = [(name, shape) for name, shape in graph_inputs if shape is None or any(d is None for d in shape)]
     if engines:
         if dynamic and shapes is None:
-            listed = ", ".join(f"{name} {_format_shape(shape)}" for name, shape in dynamic)
+            listed = ", ".join(f"{name} {format_shape(shape)}" for name, shape in dynamic)
             profile = (" and, with use_dynamic_shape=True, the optimization profiles come from those build inputs"
                        if use_dynamic_shape else "")
             hints.append(
@@ -425,7 +422,7 @@ def _hints(nodes, graph_inputs, shapes, precision, use_dynamic_shape, engines, d
                 f"seconds to minutes. Call converter.build(input_fn) with your serving shapes before save(){profile}; "
                 "pass input_shapes=... to plan for them.")
         elif shapes is not None:
-            listed = ", ".join(f"{name} {_format_shape(shape)}" for name, shape in shapes)
+            listed = ", ".join(f"{name} {format_shape(shape)}" for name, shape in shapes)
             unknown = [name for name, shape in shapes if any(d is None for d in shape)]
             if unknown:
                 hints.append(f"input_shapes still leave dims unknown for {', '.join(unknown)}: engines for them are "
