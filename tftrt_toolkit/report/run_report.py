@@ -21,6 +21,10 @@ class ModelRow:
     topk_agreement: Optional[float] = None
     max_abs_error: Optional[float] = None
     validation_passed: Optional[bool] = None
+    # Against ground truth where the images are labelled: validate's accuracy record for an
+    # optimized row (both accuracies, the drop and its paired interval); top1/topk/labelled_samples
+    # for the original.
+    accuracy: Optional[dict] = None
     p50_ms: Dict[int, float] = dataclasses.field(default_factory=dict)
     throughput: Dict[int, float] = dataclasses.field(default_factory=dict)
     speedup: Dict[int, float] = dataclasses.field(default_factory=dict)
@@ -46,6 +50,9 @@ class RunReport:
     files: Dict[str, str]
     seconds: float
     notes: List[str] = dataclasses.field(default_factory=list)
+    # The interleaved benchmark's reports (one per optimized model, sharing the original's
+    # measurements), for plot(); benchmark.json holds the same numbers.
+    benchmarks: list = dataclasses.field(default_factory=list, repr=False, compare=False)
 
     @property
     def original(self) -> ModelRow:
@@ -57,13 +64,19 @@ class RunReport:
 
     def _table(self) -> List[List[str]]:
         image = self.original.top1["image"] if self.original.top1 else "first input"
+        labelled = any(row.accuracy for row in self.rows)
         header = ["model", "backend", "precision", f"top-1 on {image}", "top-1 agreement"]
+        if labelled:
+            header.append(f"top-1 accuracy (n={self.original.accuracy['labelled_samples']})" if self.original.accuracy
+                          else "top-1 accuracy")
         header += [f"p50 bs{b} (ms)" for b in self.batch_sizes] + [f"speed-up bs{b}" for b in self.batch_sizes]
         rows = [header]
         for row in self.rows:
             top1 = f"{row.top1['label']} ({row.top1['probability']:.2f})" if row.top1 else "-"
             agreement = "-" if row.top1_agreement is None else f"{row.top1_agreement:.0%}"
             cells = [row.name, row.backend, row.precision, top1, agreement]
+            if labelled:
+                cells.append(_accuracy_cell(row))
             cells += [f"{row.p50_ms[b]:.1f}" if b in row.p50_ms else "-" for b in self.batch_sizes]
             cells += [f"{row.speedup[b]:.2f}x" if b in row.speedup else ("1.00x" if row is self.original else "-")
                       for b in self.batch_sizes]
@@ -75,6 +88,21 @@ class RunReport:
 
     def to_markdown(self) -> str:
         return tables.markdown(self._table())
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"`{self.output_dir}`: `{self.model}` on {self.data} ({self.seconds:.0f} s; {self.environment})", "",
+                 self.to_markdown()]
+        lines += [""] + [f"- note: {note}" for note in self.notes] if self.notes else []
+        return "\n".join(lines)
+
+    def plot(self):
+        """The benchmark chart (benchmark.png) as a matplotlib Figure; ConfigError without matplotlib."""
+        from tftrt_toolkit.errors import ConfigError
+        from tftrt_toolkit.report.plots import benchmark_figure
+
+        if not self.benchmarks:
+            raise ConfigError("this run benchmarked no optimized model (see its notes); there is nothing to plot.")
+        return benchmark_figure(self.benchmarks, names=[row.name for row in self.optimized])
 
     def to_json(self) -> dict:
         return {
@@ -89,6 +117,18 @@ class RunReport:
             speed = ", ".join(f"bs{b} {row.speedup[b]:.2f}x" for b in self.batch_sizes if b in row.speedup)
             parts.append(f"{row.backend}-{row.precision} ({speed or row.note or 'not benchmarked'})")
         return f"RunReport({self.output_dir!r}, original + {len(self.optimized)} optimized: {'; '.join(parts)})"
+
+
+def _accuracy_cell(row: ModelRow) -> str:
+    """"80.7%" for the original; "79.1% (drop +1.6 pt [+0.1, +3.1])" for an optimized model: the drop, its 95% interval."""
+    accuracy = row.accuracy
+    if not accuracy:
+        return "-"
+    if "optimized" not in accuracy:
+        return f"{accuracy['top1']:.1%}"
+    low, high = accuracy["top1_drop_interval"]
+    return (f"{accuracy['optimized']['top1']:.1%} (drop {100 * accuracy['top1_drop']:+.1f} pt "
+            f"[{100 * low:+.1f}, {100 * high:+.1f}])")
 
 
 def markdown_report(report: RunReport, env) -> str:
@@ -115,6 +155,22 @@ def markdown_report(report: RunReport, env) -> str:
         verdict = {True: "pass", False: "FAIL", None: "-"}[row.validation_passed]
         lines.append(f"- **{row.name}**: {verdict}; top-1 agreement {agreement}, top-5 {topk}, max abs error {error}"
                      + (f" — {row.note}" if row.note else ""))
+    labelled = [row for row in report.optimized if row.accuracy]
+    if labelled:
+        first = labelled[0].accuracy
+        lines += ["", "## Accuracy on labelled images", "",
+                  f"{first['labelled_samples']} images labelled by {first['labels']}; the original: top-1 "
+                  f"{first['original']['top1']:.2%}, top-{first['top_k']} {first['original']['topk']:.2%}. "
+                  "Drop = the original's top-1 minus the optimized model's, on the same images; the 95% interval "
+                  "is paired (only images exactly one of the two gets right move it; Newcombe's square-and-add).", ""]
+        for row in labelled:
+            accuracy = row.accuracy
+            low, high = accuracy["top1_drop_interval"]
+            lines.append(f"- **{row.name}**: top-1 {accuracy['optimized']['top1']:.2%}, top-{accuracy['top_k']} "
+                         f"{accuracy['optimized']['topk']:.2%}; drop {100 * accuracy['top1_drop']:+.2f} points "
+                         f"(95% interval {100 * low:+.2f} to {100 * high:+.2f}; only the original right on "
+                         f"{accuracy['top1_only_original_right']}, only this model on "
+                         f"{accuracy['top1_only_optimized_right']})")
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     lines += ["", "## Files", ""] + [f"- `{name}`" for name in sorted(report.files)]
