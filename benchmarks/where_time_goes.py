@@ -31,7 +31,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -80,15 +79,14 @@ def _input_batch(signature, batch_size: int) -> Dict[str, np.ndarray]:
 
 
 def _time_calls(run, calls: int, warmup: int = 5) -> List[float]:
-    for _ in range(warmup):
-        run()
+    """Milliseconds of ``calls`` timed calls (the toolkit's timing loop), between the marks oneDNN's verbose lines are summed in."""
+    from tftrt_toolkit.runtime.timing import time_calls
+
+    if warmup:
+        time_calls(run, count=warmup)
     sys.stdout.flush()
     print(MARK, flush=True)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
+    times = [seconds * 1e3 for seconds in time_calls(run, count=calls)]
     print(MARK.replace("start", "end"), flush=True)
     return times
 
