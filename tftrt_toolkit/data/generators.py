@@ -9,12 +9,10 @@ are numpy; TF-TRT converts them to tensors itself (``trt_convert._convert_to_ten
 from __future__ import annotations
 
 import logging
-import re
 from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from tftrt_toolkit.data.progress import ProgressBar
 from tftrt_toolkit.data.shapes import (
     Dims, InputShapeSpec, format_shape, image_layout, looks_like_image, override_for, parse_input_shape, parse_shape,
     parse_shape_list, resolve_sample_shape,
@@ -22,6 +20,7 @@ from tftrt_toolkit.data.shapes import (
 from tftrt_toolkit.data.samples import Source, check_batch_size, numeric_dtype
 from tftrt_toolkit.data.synthetic import synthetic_array
 from tftrt_toolkit.errors import ConfigError, DataError
+from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
 
 logger = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ class CalibrationInputs:
 
     Each call streams exactly ``steps`` full batches of ``batch_size`` from the start of the
     source (TF-TRT may call it again: ``build()`` runs calibration it deferred from
-    ``convert()``), drawing a progress bar on a terminal. After a run, ``samples_used`` and
+    ``convert()``), drawing a progress bar when asked (``progress``). After a run, ``samples_used`` and
     ``batches_used`` say what it fed. Raises DataError mid-run if undecodable images leave
     the source short.
     """
@@ -59,7 +58,7 @@ class CalibrationInputs:
         self.samples_used = 0
         self.batches_used = 0
         readable = 0
-        with ProgressBar(self.steps, "calibration", enabled=self.progress) as bar:
+        with progress_bar(description="calibration", total=self.steps, progress=bool(self.progress), unit="batch") as bar:
             for batch in self.source.batches(self.batch_size, limit=self.samples_needed):
                 readable += len(batch)
                 if len(batch) < self.batch_size:
@@ -67,7 +66,8 @@ class CalibrationInputs:
                 yield batch.as_tuple()
                 self.batches_used += 1
                 self.samples_used += len(batch)
-                bar.update(self.batches_used, f"batches ({self.samples_used} samples)")
+                bar.set_postfix_str(f"{self.samples_used} samples", refresh=False)
+                bar.update(1)
         if self.batches_used < self.steps:
             advice = f"lower --calibration_steps to {self.batches_used}" if self.batches_used else f"lower --batch_size to at most {readable}"
             raise DataError(
@@ -84,8 +84,8 @@ def calibration_input_fn(source: Source, batch_size: int, steps: int, *, progres
 
     Checks up front that the source has at least ``steps * batch_size`` samples (DataError
     saying how many there are and which ``--calibration_steps`` would fit) and that the
-    model takes this batch size. ``progress`` forces the stderr progress bar on/off
-    (default: on when stderr is a terminal). The result also serves ``build(input_fn=...)``.
+    model takes this batch size. ``progress``: a bar over the batches in a terminal or
+    notebook (default off; ``convert`` passes its own choice). The result also serves ``build(input_fn=...)``.
     """
     for name, value in (("batch_size", batch_size), ("calibration_steps", steps)):
         if not _is_positive_int(value):
