@@ -11,6 +11,13 @@ the clock starts; each timed run includes copying every output to host memory.
 --output=DIR writes benchmark.json, benchmark.csv and benchmark.png (the chart needs
 matplotlib: pip install tftrt_toolkit[plot]; --noplot skips it). The settings (threads,
 batch sizes, runs, TF version, CPU) are recorded in benchmark.json.
+
+--concurrency=1,4 then measures throughput under concurrent requests: N client threads
+share the one loaded model (as TF Serving's request threads do) and send requests back to
+back for --duration seconds (default 5) per batch size; reports requests/s, samples/s and
+latency p50/p90/p99 per number of clients, and --output=DIR also gets throughput.json,
+throughput.csv and throughput.png. --intra_op_threads=1 with several clients is one thread
+per request; the default is all of TF's threads on each request.
 """
 
 import os
@@ -19,6 +26,7 @@ import sys
 from tftrt_toolkit.cli import flags as cli_flags
 
 OUTPUT_FILES = ("benchmark.json", "benchmark.csv", "benchmark.png")
+THROUGHPUT_FILES = ("throughput.json", "throughput.csv", "throughput.png")
 
 
 def _data_flags():
@@ -35,8 +43,8 @@ def define_flags():
 
 
 def main() -> int:
-    from tftrt_toolkit.report import writers
-    from tftrt_toolkit.runtime.benchmark import CSV_COLUMNS, benchmark
+    from tftrt_toolkit.report import results, writers
+    from tftrt_toolkit.runtime.benchmark import benchmark
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
 
     FLAGS = cli_flags.FLAGS
@@ -44,8 +52,11 @@ def main() -> int:
     batch_sizes = cli_flags.batch_sizes_from_flags()
     output = FLAGS.output
     paths = {}
+    concurrency = cli_flags.concurrency_from_flags()
     if output:
         names = OUTPUT_FILES if FLAGS.plot else OUTPUT_FILES[:2]
+        if concurrency:
+            names += THROUGHPUT_FILES if FLAGS.plot else THROUGHPUT_FILES[:2]
         paths = {name: os.path.join(output, name) for name in names}
         # Refuse unusable outputs (and a missing matplotlib) before minutes of measuring.
         writers.check_writable(list(paths.values()), overwrite=FLAGS.overwrite, make_dirs=True)
@@ -65,21 +76,37 @@ def main() -> int:
                 data=cli_flags.data_from_flags(default="synthetic"), threads=threads, progress=True,
                 preprocess=FLAGS.preprocess, input_shape=FLAGS.input_shape,
             )
+            throughput = None
+            if concurrency:
+                from tftrt_toolkit.runtime.throughput import measure_throughput
+
+                throughput = measure_throughput(
+                    runner, concurrency=concurrency, batch_sizes=batch_sizes, duration=FLAGS.duration or 5.0,
+                    warmup=FLAGS.warmup, data=cli_flags.data_from_flags(default="synthetic"), threads=threads,
+                    preprocess=FLAGS.preprocess, input_shape=FLAGS.input_shape, progress=True)
         finally:
             if baseline is not None:
                 baseline.close()
     table = "\n".join(report.table_lines()) + "\n"
+    if throughput is not None:
+        from tftrt_toolkit.report import throughput as throughput_report
+
+        table += "\n" + "\n".join(throughput_report.table_lines(throughput)) + "\n"
     if FLAGS.json:
         sys.stderr.write(table)
         sys.stdout.write(writers.json_text(report))
     else:
         sys.stdout.write(table)
     if paths:
-        writers.write_json(paths["benchmark.json"], report, overwrite=FLAGS.overwrite)
-        writers.write_csv(paths["benchmark.csv"], report.csv_rows(), CSV_COLUMNS, overwrite=FLAGS.overwrite)
-        if "benchmark.png" in paths:
-            from tftrt_toolkit.report.plots import plot_benchmark
+        # The same files BenchmarkReport.save(dir) writes from the Python API.
+        results.write_benchmark(report, output, plot="benchmark.png" in paths, overwrite=FLAGS.overwrite)
+        if throughput is not None:
+            from tftrt_toolkit.report import throughput as throughput_report
+            from tftrt_toolkit.runtime.throughput import CSV_COLUMNS as THROUGHPUT_COLUMNS
 
-            plot_benchmark(report, paths["benchmark.png"], overwrite=FLAGS.overwrite)
+            writers.write_json(paths["throughput.json"], throughput, overwrite=FLAGS.overwrite)
+            writers.write_csv(paths["throughput.csv"], throughput.csv_rows(), THROUGHPUT_COLUMNS, overwrite=FLAGS.overwrite)
+            if "throughput.png" in paths:
+                throughput_report.plot_throughput(throughput, paths["throughput.png"], overwrite=FLAGS.overwrite)
         print(f"wrote {', '.join(paths.values())}", file=sys.stdout if not FLAGS.json else sys.stderr)
     return 0

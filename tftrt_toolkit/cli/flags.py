@@ -189,7 +189,24 @@ def define_benchmark_flags() -> List[str]:
         define("integer", "iterations", None, "Timed runs per model and batch size."),
         define("float", "duration", None, "Or: about this many seconds of timed runs per model and batch size (default 5)."),
         define("bool", "plot", True, "Write benchmark.png into --output (needs matplotlib: pip install tftrt_toolkit[plot])."),
+        define("list", "concurrency", None,
+               "Also measure throughput with this many concurrent client threads, e.g. 1,4: requests/s, samples/s and "
+               "latency p50/p90/p99 per batch size (throughput.json/csv/png in --output)."),
     ]
+
+
+def concurrency_from_flags() -> tuple:
+    """--concurrency as a tuple of positive ints (empty when not given); ConfigError naming the bad entry."""
+    levels = []
+    for text in FLAGS.concurrency or []:
+        try:
+            level = int(text)
+        except ValueError:
+            raise ConfigError(f"--concurrency entry {text!r} is not a whole number; write e.g. 1,4.") from None
+        if level < 1:
+            raise ConfigError(f"--concurrency entry {level} is not valid; use 1 or more clients.")
+        levels.append(level)
+    return tuple(levels)
 
 
 def batch_sizes_from_flags() -> tuple:
