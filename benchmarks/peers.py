@@ -9,12 +9,27 @@ Writes OUTPUT.json (everything), OUTPUT.md (the table) and OUTPUT.png (the chart
 matplotlib). Rows, in order; a row whose package is missing, or whose conversion or first run
 fails, is listed as skipped with the reason and not timed:
 
-  tf              plain TF: ``tf.saved_model.load`` of the original (the 1.00x reference)
-  cpu_fp32/bf16/int8   tftrt_toolkit ``convert(..., ConversionConfig(backend="cpu", precision=...))``
+  tf              plain TF: ``tf.saved_model.load`` of the original, as the user runs it by default
+                  (TF's own oneDNN default for this CPU): the 1.00x reference
+  tf_onednn       the same with TF's oneDNN ops on (``TF_ENABLE_ONEDNN_OPTS=1``), where that is not
+                  the default (AVX2-only CPUs); skipped where the tf row already has them on
+  cpu_fp32/bf16/int8   tftrt_toolkit ``convert(..., ConversionConfig(backend="cpu", precision=...))``,
+                  run with oneDNN on, as the toolkit runs them (int8 models need it)
   onnxruntime     ONNX Runtime fp32 on tf2onnx's export of the SavedModel
+  onnxruntime_int8     the same after ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel)
   openvino_f32/bf16    OpenVINO CPU on ``ov.convert_model(SavedModel)``, inference precision hint f32 / bf16
-  tflite_fp32     TFLite (XNNPACK) on ``TFLiteConverter.from_saved_model``
+  openvino_int8   the same after NNCF post-training quantization (``nncf.quantize``)
+  tflite_fp32     TFLite (XNNPACK) on ``TFLiteConverter.from_concrete_functions``
   tflite_int8     the same with ``Optimize.DEFAULT`` (dynamic-range int8 weights)
+  tflite_full_int8     the same with a representative dataset and int8 ops only (full-integer)
+
+Every int8 row (ours and the peers') is calibrated on the same arrays: ``--calibration_data``
+read through tftrt_toolkit.data as our int8 conversion reads it, in its default batches.
+
+Rows that need TF's oneDNN on where this process has it off (tf_onednn, cpu_*) are built and
+timed in a worker process started with ``TF_ENABLE_ONEDNN_OPTS=1`` (TF reads the switch once,
+at import), on this process's cue, block by block, so they stay in the interleaved rounds. Each
+row records the process setting it ran with (the table's "TF oneDNN" column).
 
 Only the tf and cpu_* rows leave a TF SavedModel (``tf.saved_model.load`` / TF Serving run it);
 the table says so per row.
@@ -48,6 +63,7 @@ import datetime
 import importlib
 import importlib.metadata
 import io
+import json
 import math
 import os
 import shlex
@@ -56,31 +72,54 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+# The reference is plain TF as users run it: with TF's own oneDNN default for this CPU (or the
+# user's TF_ENABLE_ONEDNN_OPTS). Importing tftrt_toolkit turns oneDNN on before TensorFlow is
+# imported (toolkit processes want it), so TensorFlow comes first here and keeps what it reads;
+# rows that need oneDNN on run in a worker process when it is off here.
+import tensorflow  # noqa: E402,F401  (imported for its side effect: TF fixes its oneDNN switch now)
+
 from tftrt_toolkit.errors import ConfigError, ToolkitError  # noqa: E402
 from tftrt_toolkit.report import tables  # noqa: E402
 
-# Rows: key -> (label, family, result stays a TF SavedModel, packages it needs besides TF).
+
+
+class Runtime(NamedTuple):
+    """One row of the table: what it is called, whose it is, and how it must run."""
+
+    label: str
+    family: str  # "reference", "tftrt_toolkit" or "peer"
+    stays_tf_saved_model: bool
+    packages: Tuple[str, ...]  # needed besides TensorFlow
+    # Runs TF kernels with TF's oneDNN ops on (in a worker process where they are off here).
+    # ONNX Runtime, OpenVINO and TFLite have their own kernels: the switch does not apply to them.
+    onednn_on: Optional[bool]
+
+
 RUNTIMES = {
-    "tf": ("plain TF (tf.saved_model.load)", "reference", True, ()),
-    "cpu_fp32": ("tftrt_toolkit cpu fp32", "tftrt_toolkit", True, ()),
-    "cpu_bf16": ("tftrt_toolkit cpu bf16", "tftrt_toolkit", True, ()),
-    "cpu_int8": ("tftrt_toolkit cpu int8", "tftrt_toolkit", True, ()),
-    "onnxruntime": ("ONNX Runtime fp32 (tf2onnx)", "peer", False, ("tf2onnx", "onnxruntime")),
-    "openvino_f32": ("OpenVINO f32", "peer", False, ("openvino",)),
-    "openvino_bf16": ("OpenVINO bf16", "peer", False, ("openvino",)),
-    "tflite_fp32": ("TFLite XNNPACK fp32", "peer", False, ()),
-    "tflite_int8": ("TFLite dynamic-range int8", "peer", False, ()),
+    "tf": Runtime("plain TF (tf.saved_model.load)", "reference", True, (), False),
+    "tf_onednn": Runtime("plain TF, oneDNN on", "reference", True, (), True),
+    "cpu_fp32": Runtime("tftrt_toolkit cpu fp32", "tftrt_toolkit", True, (), True),
+    "cpu_bf16": Runtime("tftrt_toolkit cpu bf16", "tftrt_toolkit", True, (), True),
+    "cpu_int8": Runtime("tftrt_toolkit cpu int8", "tftrt_toolkit", True, (), True),
+    "onnxruntime": Runtime("ONNX Runtime fp32 (tf2onnx)", "peer", False, ("tf2onnx", "onnxruntime"), None),
+    "onnxruntime_int8": Runtime("ONNX Runtime int8 (static, QDQ)", "peer", False, ("tf2onnx", "onnxruntime"), None),
+    "openvino_f32": Runtime("OpenVINO f32", "peer", False, ("openvino",), None),
+    "openvino_bf16": Runtime("OpenVINO bf16", "peer", False, ("openvino",), None),
+    "openvino_int8": Runtime("OpenVINO int8 (NNCF PTQ)", "peer", False, ("openvino", "nncf"), None),
+    "tflite_fp32": Runtime("TFLite XNNPACK fp32", "peer", False, (), None),
+    "tflite_int8": Runtime("TFLite dynamic-range int8", "peer", False, (), None),
+    "tflite_full_int8": Runtime("TFLite full-integer int8", "peer", False, (), None),
 }
 # Version lines in the report: the packages any row may use.
 VERSIONED_PACKAGES = ("tensorflow", "keras", "numpy", "neural-compressor-tf", "tf2onnx", "onnx", "onnxruntime",
-                      "openvino")
+                      "openvino", "nncf")
 PEERS_INSTALL_HINT = "pip install 'tftrt_toolkit[peers]'"
 DEFAULT_SECONDS = 5.0
 DEFAULT_WARMUP = 5
@@ -183,7 +222,14 @@ class OpenVINORunner:
 
             model = self.model.clone()
             model.reshape({name: openvino.PartialShape(list(shape)) for name, shape in shapes})
-            self.compiled[shapes] = self.core.compile_model(model, "CPU", self.config)
+            compiled = self.core.compile_model(model, "CPU", self.config)
+            # OpenVINO quietly runs f32 where the CPU has no bf16 (AVX2): a row labelled bf16 would be an f32 row.
+            in_force = compiled.get_property("INFERENCE_PRECISION_HINT")
+            in_force = in_force.get_type_name() if hasattr(in_force, "get_type_name") else str(in_force)
+            if in_force != self.config["INFERENCE_PRECISION_HINT"]:
+                raise Skipped(f"OpenVINO runs {in_force}, not {self.config['INFERENCE_PRECISION_HINT']}, on this CPU "
+                              "(no native support): the row would repeat another")
+            self.compiled[shapes] = compiled
         return self.compiled[shapes].create_infer_request()
 
     def bind(self, inputs: Dict[str, np.ndarray]) -> RunFn:
@@ -278,8 +324,14 @@ class Context:
     loaded: object  # LoadedModel of the original
     threads: int
     work_dir: str
-    calibration_data: str
+    calibration_data: str  # the data spec our int8 conversion calibrates on
     log: Callable[[str], None]
+    # The same calibration, as arrays: the batches our int8 conversion draws from calibration_data
+    # (tftrt_toolkit.data, ConversionConfig's default steps and batch size); the peers' int8 rows use these.
+    calibration_batches: List[Dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    cpu_has_int8_dot: bool = False  # VNNI/AMX: ONNX Runtime's int8 needs reduce_range without them
+    onednn_here: bool = True  # TF's oneDNN ops are on in this process (IsMklEnabled)
+    worker: Optional["OneDNNWorker"] = None  # runs the oneDNN-on rows when onednn_here is False
     cache: dict = dataclasses.field(default_factory=dict)  # conversions shared by several rows
 
 
@@ -326,17 +378,67 @@ def build_toolkit(context: Context, key: str):
 
 def build_onnxruntime(context: Context, key: str):
     _require("tf2onnx", "onnxruntime")
-    path = os.path.join(context.work_dir, "model.onnx")
-    # tf2onnx's own command line, as users run it; in a child process so its graph-mode TF
-    # session and logging stay out of this process.
-    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", context.loaded.saved_model_dir,
-               "--signature_def", context.loaded.signature.key, "--opset", str(ONNX_OPSET), "--output", path]
-    _run_converter("tf2onnx", command, path)
+    path = _onnx_model(context)
+    facts = {"artifact": f"ONNX (opset {ONNX_OPSET})", "converted_with": "python -m tf2onnx.convert --saved-model"}
+    if key == "onnxruntime_int8":
+        path, how = _quantize_onnx(context, path)
+        facts = {"artifact": f"ONNX (opset {ONNX_OPSET}), int8 QDQ",
+                 "converted_with": facts["converted_with"] + "; " + how}
     runner = OnnxRuntimeRunner(path, context.loaded.signature.output_names, context.threads)
-    return runner, {"artifact": f"ONNX (opset {ONNX_OPSET})", "artifact_mb": _size_mb(path),
+    return runner, {**facts, "artifact_mb": _size_mb(path),
                     "settings": {"intra_op_num_threads": context.threads, "inter_op_num_threads": 1,
                                  "execution_mode": "sequential", "graph_optimization_level": "all",
                                  "providers": runner.session.get_providers()}}
+
+
+def _onnx_model(context: Context) -> str:
+    """tf2onnx's export of the original (once; the fp32 and int8 rows share it)."""
+    path = os.path.join(context.work_dir, "model.onnx")
+    if "onnx_model" not in context.cache:
+        # tf2onnx's own command line, as users run it; in a child process so its graph-mode TF
+        # session and logging stay out of this process.
+        command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", context.loaded.saved_model_dir,
+                   "--signature_def", context.loaded.signature.key, "--opset", str(ONNX_OPSET), "--output", path]
+        _run_converter("tf2onnx", command, path)
+        context.cache["onnx_model"] = path
+    return context.cache["onnx_model"]
+
+
+def _quantize_onnx(context: Context, fp32_path: str) -> Tuple[str, str]:
+    """ONNX Runtime's static int8 quantization of ``fp32_path`` on the shared calibration batches; (path, how).
+
+    QDQ format (ORT's recommendation for CPU), per-channel int8 weights, uint8 activations,
+    min/max calibration. Without VNNI, ORT's x86 U8S8 kernels can saturate (vpmaddubsw adds
+    pairs of products in 16 bits); ORT's documentation prescribes ``reduce_range`` (7-bit
+    weights) there, so it is on exactly when the CPU has no VNNI/AMX.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self, batches):
+            self.remaining = iter(batches)
+
+        def get_next(self):
+            return next(self.remaining, None)
+
+    prepared = os.path.join(context.work_dir, "model-preprocessed.onnx")
+    source, how = fp32_path, []
+    try:  # shape inference and graph cleanup first, as ORT's quantization guide recommends
+        quant_pre_process(fp32_path, prepared)
+        source = prepared
+        how.append("quant_pre_process")
+    except Exception as error:  # optional step: quantize the plain export and record why
+        how.append(f"quant_pre_process failed ({_first_line(error)[:120]}), quantized the plain export")
+    path = os.path.join(context.work_dir, "model-int8.onnx")
+    reduce_range = not context.cpu_has_int8_dot
+    quantize_static(source, path, Batches(context.calibration_batches), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    samples = sum(len(next(iter(batch.values()))) for batch in context.calibration_batches)
+    how.append(f"quantize_static(QDQ, per_channel, QUInt8 activations, QInt8 weights, reduce_range={reduce_range}, "
+               f"MinMax on {samples} calibration samples)")
+    return path, "; ".join(how)
 
 
 def build_openvino(context: Context, key: str):
@@ -345,9 +447,30 @@ def build_openvino(context: Context, key: str):
         context.cache["openvino_model"] = _convert_openvino(context)
     model, converted_with = context.cache["openvino_model"]
     precision = key.split("_", 1)[1]
+    if precision == "int8":
+        model, how = _quantize_openvino(context, model)
+        converted_with += "; " + how
+        precision = "f32"  # the quantized layers run int8 whatever the hint; the rest stays f32
     runner = OpenVINORunner(model, context.loaded.signature.output_names, precision, context.threads)
     return runner, {"artifact": "OpenVINO model (in memory; IR if saved)", "converted_with": converted_with,
                     "settings": runner.config}
+
+
+def _quantize_openvino(context: Context, model):
+    """NNCF post-training int8 quantization of the OpenVINO model on the shared calibration samples; (model, how)."""
+    _require("nncf")
+    import logging
+
+    import nncf
+
+    nncf.set_log_level(logging.ERROR)  # its progress lines would bury ours
+    input_names = [_ov_port_name(port) for port in model.inputs]
+    # One sample per item, as NNCF's examples give it: its statistics are then per image.
+    samples = [{name: batch[name][index:index + 1] for name in input_names}
+               for batch in context.calibration_batches for index in range(len(batch[input_names[0]]))]
+    quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples))
+    return quantized, (f"nncf.quantize (default preset: performance, symmetric; subset_size={len(samples)}) on "
+                       f"{len(samples)} calibration samples, compiled with INFERENCE_PRECISION_HINT=f32")
 
 
 def _convert_openvino(context: Context):
@@ -379,27 +502,58 @@ def _convert_openvino(context: Context):
 TFLITE_CONVERT_SCRIPT = """
 import sys
 import tensorflow as tf
-saved_model_dir, signature_key, variant, output = sys.argv[1:]
+import numpy as np
+saved_model_dir, signature_key, variant, output, calibration = sys.argv[1:]
 loaded = tf.saved_model.load(saved_model_dir)
 converter = tf.lite.TFLiteConverter.from_concrete_functions([loaded.signatures[signature_key]], loaded)
 if variant == "tflite_int8":
     # No representative dataset: dynamic-range quantization (int8 weights, activations quantized on the fly).
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+if variant == "tflite_full_int8":
+    # Full-integer: a representative dataset (one sample at a time, inputs in sorted-name order)
+    # and int8 ops only; input and output stay float32, quantized at the model's edges, so the
+    # row takes the same inputs as every other row.
+    arrays = np.load(calibration)
+    names = sorted(arrays.files)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([arrays[name][i:i + 1] for name in names]
+                                                for i in range(len(arrays[names[0]])))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
 with open(output, "wb") as handle:
     handle.write(converter.convert())
 """
 
 
+TFLITE_QUANTIZATION = {
+    "tflite_fp32": "",
+    "tflite_int8": " + Optimize.DEFAULT (dynamic range)",
+    "tflite_full_int8": " + Optimize.DEFAULT, representative_dataset ({samples} calibration samples), "
+                        "supported_ops=TFLITE_BUILTINS_INT8 (full-integer; float32 input/output)",
+}
+
+
 def build_tflite(context: Context, key: str):
     path = os.path.join(context.work_dir, f"{key}.tflite")
+    calibration = os.path.join(context.work_dir, "calibration.npz")
+    samples = _save_calibration(context, calibration) if key == "tflite_full_int8" else 0
     _run_converter("TFLite converter", [sys.executable, "-c", TFLITE_CONVERT_SCRIPT, context.loaded.saved_model_dir,
-                                        context.loaded.signature.key, key, path], path)
+                                        context.loaded.signature.key, key, path, calibration], path)
     with open(path, "rb") as handle:
         runner = TFLiteRunner(handle.read(), context.loaded.signature.output_names, context.threads)
     return runner, {"artifact": "TFLite flatbuffer", "artifact_mb": _size_mb(path),
                     "converted_with": "tf.lite.TFLiteConverter.from_concrete_functions(serving signature)"
-                                      + (" + Optimize.DEFAULT (dynamic range)" if key == "tflite_int8" else ""),
+                                      + TFLITE_QUANTIZATION[key].format(samples=samples),
                     "settings": {"num_threads": context.threads, "delegate": "XNNPACK (tf.lite default)"}}
+
+
+def _save_calibration(context: Context, path: str) -> int:
+    """The shared calibration batches as one .npz (input name -> all samples); returns the sample count."""
+    if not context.calibration_batches:
+        raise Skipped("no calibration data for the int8 rows (see --calibration_data)")
+    names = list(context.calibration_batches[0])
+    arrays = {name: np.concatenate([batch[name] for batch in context.calibration_batches]) for name in names}
+    np.savez(path, **arrays)
+    return len(arrays[names[0]])
 
 
 def _run_converter(name: str, command: List[str], output: str) -> None:
@@ -413,12 +567,203 @@ def _run_converter(name: str, command: List[str], output: str) -> None:
 
 
 BUILDERS = {
-    "tf": build_tf,
+    "tf": build_tf, "tf_onednn": build_tf,
     "cpu_fp32": build_toolkit, "cpu_bf16": build_toolkit, "cpu_int8": build_toolkit,
-    "onnxruntime": build_onnxruntime,
-    "openvino_f32": build_openvino, "openvino_bf16": build_openvino,
-    "tflite_fp32": build_tflite, "tflite_int8": build_tflite,
+    "onnxruntime": build_onnxruntime, "onnxruntime_int8": build_onnxruntime,
+    "openvino_f32": build_openvino, "openvino_bf16": build_openvino, "openvino_int8": build_openvino,
+    "tflite_fp32": build_tflite, "tflite_int8": build_tflite, "tflite_full_int8": build_tflite,
 }
+
+
+def build_row(context: Context, key: str):
+    """(runner, facts) for row ``key``: built here, or in the oneDNN-on worker when it needs oneDNN off here."""
+    if RUNTIMES[key].onednn_on and not context.onednn_here:
+        if context.worker is None:
+            raise Skipped("needs TF's oneDNN ops on, which are off in this process, and no worker process was started")
+        return context.worker.build(key)
+    if key == "tf_onednn":
+        raise Skipped("plain TF already runs with oneDNN on in this process (TF's default on this CPU, or "
+                      f"{ONEDNN_SWITCH}=1 was set): the plain TF row is this row")
+    return BUILDERS[key](context, key)
+
+
+# --------------------------------------------------------------------------- the oneDNN-on worker process
+ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
+WORKER_FLAG = "--onednn_worker"
+
+
+class OneDNNWorker:
+    """A process with TF's oneDNN ops on that builds, runs and times rows on this process's cue.
+
+    TF reads ``TF_ENABLE_ONEDNN_OPTS`` once, at import, so rows that need oneDNN on where this
+    process has it off (AVX2-only CPUs) run in a second process. ``build(key)`` converts and
+    loads the row there; its runner's ``bind`` sends inputs, a call returns the outputs (for the
+    agreement check), and ``timed_calls`` runs a block of calls timed *there* while this process
+    waits: the pipe is never on the clock, and the row takes its turn in the interleaved rounds
+    like any other. Requests and replies are JSON lines; arrays travel as .npz files in the work dir.
+    """
+
+    def __init__(self, request: dict, log: Callable[[str], None]):
+        self.request_fields = request
+        self.log = log
+        self.process: Optional[subprocess.Popen] = None
+        self.onednn_enabled: Optional[bool] = None
+        self.files = 0
+
+    def start(self) -> "OneDNNWorker":
+        from tftrt_toolkit import onednn
+
+        environment = onednn.environment_with(True)
+        environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # stderr is shared: the worker's conversion messages appear in this run's log.
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), WORKER_FLAG],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                        env=environment)
+        self.onednn_enabled = self.ask("start", **self.request_fields)["onednn_enabled"]
+        if not self.onednn_enabled:
+            raise Skipped(f"the worker started with {ONEDNN_SWITCH}=1 still has oneDNN off (IsMklEnabled() is False)")
+        return self
+
+    def ask(self, command: str, **fields):
+        """Send one request; the worker's answer, Skipped for a row it cannot run, ToolkitError when it failed."""
+        if self.process is None or self.process.poll() is not None:
+            raise Skipped("the oneDNN-on worker process is not running"
+                          + (f" (it exited with {self.process.returncode})" if self.process else ""))
+        try:
+            self.process.stdin.write(json.dumps({"command": command, **fields}) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            raise Skipped(f"the oneDNN-on worker process ended (exit {self.process.wait()}); its messages are above")
+        reply = json.loads(line)
+        if "skipped" in reply:
+            raise Skipped(reply["skipped"])
+        if "error" in reply:
+            raise ToolkitError(reply["error"])
+        return reply["ok"]
+
+    def build(self, key: str):
+        facts = self.ask("build", key=key)
+        return RemoteRunner(self, key), facts
+
+    def new_file(self, what: str) -> str:
+        self.files += 1
+        return os.path.join(self.request_fields["work_dir"], f"worker-{what}-{self.files}.npz")
+
+    def close(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(Exception):
+            self.ask("stop")
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            stream.close()
+        self.process = None
+
+
+class RemoteRunner:
+    """A row that lives in the oneDNN-on worker; ``bind`` gives a ``RemoteCall`` on those inputs."""
+
+    def __init__(self, worker: OneDNNWorker, key: str):
+        self.worker = worker
+        self.key = key
+
+    def bind(self, inputs: Dict[str, np.ndarray]) -> "RemoteCall":
+        path = self.worker.new_file("inputs")
+        np.savez(path, **inputs)
+        self.worker.ask("bind", key=self.key, inputs=path)
+        os.remove(path)
+        return RemoteCall(self.worker, self.key)
+
+    def close(self) -> None:
+        with contextlib.suppress(Skipped, ToolkitError):
+            self.worker.ask("drop", key=self.key)
+
+
+class RemoteCall:
+    """One bound row in the worker: call it for its outputs; ``timed_calls`` for latencies measured there."""
+
+    def __init__(self, worker: OneDNNWorker, key: str):
+        self.worker = worker
+        self.key = key
+
+    def __call__(self) -> List[np.ndarray]:
+        path = self.worker.new_file("outputs")
+        self.worker.ask("call", key=self.key, output=path)
+        with np.load(path) as saved:
+            outputs = [saved[f"arr_{index}"] for index in range(len(saved.files))]
+        os.remove(path)
+        return outputs
+
+    def timed_calls(self, count: int, wake: bool) -> List[float]:
+        return self.worker.ask("time", key=self.key, count=count, wake=wake)
+
+
+def _worker_main() -> int:
+    """The worker's side of ``OneDNNWorker``: JSON requests on stdin, one JSON reply line each on stdout."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # what libraries print goes to stderr, never into the replies
+
+    def log(message: str) -> None:
+        print(f"[peers worker] {message}", file=sys.stderr, flush=True)
+
+    state = {"runners": {}, "calls": {}}
+
+    def start(model, weights, threads, work_dir, calibration_data):
+        from tftrt_toolkit import onednn
+        from tftrt_toolkit.models.loader import load_model
+
+        state["tf_threads"] = pin_tf_threads(threads)
+        loaded = load_model(model, weights=None if weights.lower() == "none" else weights)
+        state["context"] = Context(loaded, threads, work_dir, calibration_data, log)
+        return {"onednn_enabled": onednn.enabled_in_this_process()}
+
+    def build(key):
+        runner, facts = BUILDERS[key](state["context"], key)
+        state["runners"][key] = runner
+        return facts
+
+    def bind(key, inputs):
+        with np.load(inputs) as saved:
+            state["calls"][key] = state["runners"][key].bind({name: saved[name] for name in saved.files})
+
+    def call(key, output):
+        np.savez(output, *state["calls"][key]())
+
+    def time_calls(key, count, wake):
+        return _timed_calls(state["calls"][key], count, wake=wake)
+
+    def drop(key):
+        state["calls"].pop(key, None)
+        runner = state["runners"].pop(key, None)
+        if runner is not None:
+            runner.close()
+
+    def stop():
+        for key in list(state["runners"]):
+            drop(key)
+        if "context" in state:
+            state["context"].loaded.close()
+
+    commands = {"start": start, "build": build, "bind": bind, "call": call, "time": time_calls, "drop": drop,
+                "stop": stop}
+    for line in sys.stdin:
+        request = json.loads(line)
+        command = request.pop("command")
+        try:
+            reply = {"ok": commands[command](**request)}
+        except Skipped as why:
+            reply = {"skipped": str(why)}
+        except Exception as error:  # the parent records it in the row; the worker keeps serving the others
+            reply = {"error": f"{type(error).__name__}: {_first_line(error)}"}
+        protocol.write(json.dumps(reply) + "\n")
+        if command == "stop":
+            break
+    return 0
 
 
 # --------------------------------------------------------------------------- threads
@@ -448,9 +793,25 @@ def usable_cores() -> int:
 
 # --------------------------------------------------------------------------- measuring
 def _first_call_ms(run: RunFn) -> float:
-    start = time.perf_counter()
-    run()
-    return (time.perf_counter() - start) * 1000.0
+    return _timed_calls(run, 1)[0] * 1000.0
+
+
+def _timed_calls(run, count: int, *, wake: bool = False) -> List[float]:
+    """Seconds of each of ``count`` back-to-back calls of ``run`` (after one untimed call when ``wake``).
+
+    A row in the oneDNN-on worker (``RemoteCall``) is timed there, the same way, so the pipe
+    between the processes is never on the clock.
+    """
+    if isinstance(run, RemoteCall):
+        return run.timed_calls(count, wake)
+    if wake:
+        run()  # wakes this runtime's worker threads; not timed
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def interleaved_latencies(calls: Dict[str, RunFn], *, warmup: int, rounds: int) -> Dict[str, List[float]]:
@@ -460,26 +821,14 @@ def interleaved_latencies(calls: Dict[str, RunFn], *, warmup: int, rounds: int) 
     block: a pause, one untimed call, then about ``BLOCK_S`` of timed back-to-back calls.
     """
     keys = list(calls)
-    per_call = {}
-    for key in keys:
-        times = []
-        for _ in range(max(warmup, 1)):
-            start = time.perf_counter()
-            calls[key]()
-            times.append(time.perf_counter() - start)
-        per_call[key] = float(np.median(times))
+    per_call = {key: float(np.median(_timed_calls(calls[key], max(warmup, 1)))) for key in keys}
     calls_per_block = {key: int(min(MAX_CALLS_PER_BLOCK, max(1, round(BLOCK_S / per_call[key])))) for key in keys}
     latencies = {key: [] for key in keys}
     for round_index in range(rounds):
         for offset in range(len(keys)):
             key = keys[(round_index + offset) % len(keys)]
-            run = calls[key]
             time.sleep(SETTLE_S)
-            run()  # wakes this runtime's worker threads; not timed
-            for _ in range(calls_per_block[key]):
-                start = time.perf_counter()
-                run()
-                latencies[key].append(time.perf_counter() - start)
+            latencies[key].extend(_timed_calls(calls[key], calls_per_block[key], wake=True))
     return latencies
 
 
@@ -651,19 +1000,40 @@ def main(argv=None) -> dict:
     loaded = load_model(args.model, weights=None if args.weights.lower() == "none" else args.weights)
     rows: Dict[str, dict] = {}
     runners = {}
+    context = None
     try:
         calibration_inputs = photo_inputs(args.calibration_data, loaded, os.path.join(work_dir, "calibration_photos"),
                                           count=CALIBRATION_SAMPLES, seed=123) or (args.data, args.data)
         agreement_inputs = photo_inputs(args.agreement_data, loaded, os.path.join(work_dir, "agreement_photos"),
                                         count=args.agreement_samples, seed=7)
-        context = Context(loaded, args.threads, work_dir, calibration_inputs[0], log)
+        context = Context(loaded, args.threads, work_dir, calibration_inputs[0], log,
+                          calibration_batches=calibration_batches(calibration_inputs[0], loaded),
+                          cpu_has_int8_dot=env.cpu_has_int8_dot, onednn_here=env.onednn_enabled)
+        process_settings = {"this process": describe_onednn(env.onednn_enabled, in_worker=False)}
+        if not context.onednn_here and any(RUNTIMES[key].onednn_on for key in args.runtimes):
+            process_settings["worker process"] = describe_onednn(True, in_worker=True)
+            log(f"TF's oneDNN ops are off in this process: rows that need them run in a worker process "
+                f"started with {ONEDNN_SWITCH}=1")
+            context.worker = OneDNNWorker({"model": args.model, "weights": args.weights, "threads": args.threads,
+                                           "work_dir": work_dir, "calibration_data": context.calibration_data}, log)
+            try:
+                context.worker.start()
+            except (Skipped, ToolkitError) as why:  # its rows are skipped with the reason
+                log(f"  the worker did not start: {why}")
+                context.worker.close()
+                context.worker = None
         for key in args.runtimes:
-            label, family, stays_saved_model, _ = RUNTIMES[key]
+            label, family, stays_saved_model, _, onednn_on = RUNTIMES[key]
             row = rows[key] = {"key": key, "label": label, "family": family, "stays_tf_saved_model": stays_saved_model}
+            in_worker = bool(onednn_on) and not context.onednn_here
+            # The process setting the row runs with; peers have their own kernels, TF's switch is not theirs.
+            row["process"] = {"runs_in": "worker process" if in_worker else "this process",
+                              "tf_onednn": None if onednn_on is None else process_settings[
+                                  "worker process" if in_worker else "this process"]}
             log(f"building {label}")
             start = time.perf_counter()
             try:
-                runners[key], facts = BUILDERS[key](context, key)
+                runners[key], facts = build_row(context, key)
             except Skipped as why:
                 if key == "tf":
                     raise ConfigError(f"plain TF cannot run {args.model!r}: {why}") from None
@@ -693,7 +1063,8 @@ def main(argv=None) -> dict:
             except Exception as error:  # a runtime failing on the model is a finding, reported in its row
                 if key == "tf":
                     raise
-                _drop(rows, runners, key, f"first run failed: {type(error).__name__}: {_first_line(error)}", log)
+                _drop(rows, runners, key, str(error) if isinstance(error, Skipped) else
+                      f"first run failed: {type(error).__name__}: {_first_line(error)}", log)
                 continue
             if key == "tf":
                 reference = outputs
@@ -706,6 +1077,12 @@ def main(argv=None) -> dict:
 
         settings = _settings(args, env, tf_threads, source, started_at, agreement_batch, agreement_source,
                              calibration_inputs[1])
+        settings.update(
+            onednn_default=env.onednn_default,
+            # TF's oneDNN switch in each process that ran rows (TF reads it once, at import).
+            tf_onednn_by_process=process_settings,
+            int8_calibration=(f"{sum(len(next(iter(b.values()))) for b in context.calibration_batches)} samples "
+                              f"({len(context.calibration_batches)} batches) for every int8 row, ours and the peers'"))
         for batch_size in args.batch_sizes:
             inputs = _batches(source, batch_size, batch_size)[0]
             calls = {}
@@ -741,6 +1118,8 @@ def main(argv=None) -> dict:
     finally:
         for runner in runners.values():
             runner.close()
+        if context is not None and context.worker is not None:
+            context.worker.close()
         loaded.close()
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -756,6 +1135,31 @@ def main(argv=None) -> dict:
         "rows": list(rows.values()),
     }
     return write_outputs(report, paths, overwrite=args.overwrite, plot=not args.noplot, log=log)
+
+
+def calibration_batches(data: str, loaded) -> List[Dict[str, np.ndarray]]:
+    """The batches our int8 conversion calibrates on, as arrays: the same reader, preprocessing, steps and batch size.
+
+    ``pipeline.convert`` draws its calibration through ``calibration_input_fn(open_source(...))``
+    with ConversionConfig's defaults; the peers' int8 rows get exactly these arrays.
+    """
+    from tftrt_toolkit.config import ConversionConfig
+    from tftrt_toolkit.data import calibration_input_fn, open_source
+
+    config = ConversionConfig(backend="cpu", precision="int8")
+    source = open_source(data, loaded.signature, model_hint=loaded.model_info)
+    names = [spec.name for spec in loaded.signature.inputs]
+    inputs = calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps, progress=False)
+    return [dict(zip(names, (np.asarray(array) for array in batch))) for batch in inputs()]
+
+
+def describe_onednn(enabled: bool, *, in_worker: bool) -> str:
+    """How TF's oneDNN ops were set in a process, in words: on/off and who decided."""
+    if in_worker:
+        return f"on ({ONEDNN_SWITCH}=1, worker process)"
+    value = os.environ.get(ONEDNN_SWITCH)
+    state = "on" if enabled else "off"
+    return f"{state} (TF's default on this CPU)" if value is None else f"{state} ({ONEDNN_SWITCH}={value})"
 
 
 def _drop(rows, runners, key, reason, log) -> None:
@@ -828,6 +1232,10 @@ def _agreement_text(row: dict) -> str:
     return text + (" ⚠" if found["top1_agreement"] < AGREEMENT_FLAG_BELOW else "")
 
 
+def _onednn_cell(row: dict) -> str:
+    return row.get("process", {}).get("tf_onednn") or "–"
+
+
 def _model_title(report: dict) -> str:
     weights = f" (weights {report['weights']})" if report["model"].startswith("keras:") else ""
     return f"{report['model']}{weights}"
@@ -836,7 +1244,7 @@ def _model_title(report: dict) -> str:
 def markdown_table(report: dict) -> str:
     batch_sizes = report["settings"]["batch_sizes"]
     settings = report["settings"]
-    header = ["runtime", "stays a TF SavedModel", "top-1 vs plain TF"]
+    header = ["runtime", "stays a TF SavedModel", "top-1 vs plain TF", "TF oneDNN"]
     for b in batch_sizes:
         header += [f"bs{b} median", f"bs{b} speed-up"]
     table = [header]
@@ -846,7 +1254,7 @@ def markdown_table(report: dict) -> str:
             skipped.append(f"- **{row['label']}** skipped: {row['reason']}")
             continue
         cells = [row["label"] if row["family"] != "tftrt_toolkit" else f"**{row['label']}**",
-                 "yes" if row["stays_tf_saved_model"] else "no", _agreement_text(row)]
+                 "yes" if row["stays_tf_saved_model"] else "no", _agreement_text(row), _onednn_cell(row)]
         for b in batch_sizes:
             cell = _cell(row, b)
             cells += [_ms(cell["latency_ms"]["p50"]), f"{cell['speedup_vs_tf']:.2f}×"] if cell else ["–", "–"]
@@ -865,6 +1273,14 @@ def markdown_table(report: dict) -> str:
            f"class{'es' if tf_agreement['distinct_top1_classes'] != 1 else ''}"
            if "distinct_top1_classes" in tf_agreement else "")
         + f" (⚠ below {AGREEMENT_FLAG_BELOW:.0%}); max |difference| of the output per row is in the JSON.",
+        "TF oneDNN: whether TF's oneDNN ops were on in the process that ran the row, and who decided "
+        f"({ONEDNN_SWITCH} is read once, when TF is imported). Plain TF is the reference as users run it by default"
+        + (f"; rows marked 'worker process' ran in a second process started with {ONEDNN_SWITCH}=1, "
+           "built and timed there block by block in the same interleaved rounds"
+           if "worker process" in settings.get("tf_onednn_by_process", {}) else "")
+        + ". ONNX Runtime, OpenVINO and TFLite have their own kernels: the switch does not apply to them (–).",
+        *([f"Int8 calibration: {settings['int8_calibration']}, from {settings['int8_calibration_data']}."]
+          if settings.get("int8_calibration") else []),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v) + ".",
         f"Regenerate: `{report['command']}`",
     ]
@@ -904,7 +1320,10 @@ def plot_peers(report: dict, path: str, *, overwrite: bool) -> str:
     figure = Figure(figsize=(5.2 * len(batch_sizes) + 1.8, height + 1.3), dpi=110)
     FigureCanvasAgg(figure)
     axes_list = figure.subplots(1, len(batch_sizes), sharey=True, squeeze=False)[0]
-    labels = [row["label"] + ("" if row["stays_tf_saved_model"] else " *") for row in measured]
+    reference_onednn = _onednn_cell(report["rows"][0])[:3]
+    labels = [row["label"] + ("" if row["stays_tf_saved_model"] else " *")
+              + (" (oneDNN on)" if row["key"] != "tf_onednn" and _onednn_cell(row)[:3] not in (reference_onednn, "–")
+                 else "") for row in measured]
     positions = list(range(len(measured)))[::-1]  # first row on top
     largest = max((c["speedup_vs_tf"] for row in measured for c in row["results"]), default=1.0)
     for axes, batch_size in zip(axes_list, batch_sizes):
@@ -941,6 +1360,7 @@ def plot_peers(report: dict, path: str, *, overwrite: bool) -> str:
               f"every runtime; {settings['data']}; median of ≥{runs} timed runs from "
               f"{settings['rounds']} interleaved rounds, warm-up excluded; TF {report['versions']['tensorflow']}"
               + (f"; load average {load:g} at start" if load is not None else ""),
+              f"plain TF: TF's oneDNN {_onednn_cell(report['rows'][0])}; "
               "* result is not a TF SavedModel (ONNX / OpenVINO / TFLite); bold = tftrt_toolkit (stays a SavedModel); "
               f"hatched = top-1 agreement with plain TF below {AGREEMENT_FLAG_BELOW:.0%}"]
     footer += [f"skipped {row['label']}: {row['reason'][:150]}" for row in skipped]
@@ -960,6 +1380,8 @@ def plot_peers(report: dict, path: str, *, overwrite: bool) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == [WORKER_FLAG]:
+        sys.exit(_worker_main())
     try:
         main()
     except ToolkitError as error:
