@@ -598,7 +598,7 @@ class OneDNNWorker:
     TF reads ``TF_ENABLE_ONEDNN_OPTS`` once, at import, so rows that need oneDNN on where this
     process has it off (AVX2-only CPUs) run in a second process. ``build(key)`` converts and
     loads the row there; its runner's ``bind`` sends inputs, a call returns the outputs (for the
-    agreement check), and ``timed_calls`` runs a block of calls timed *there* while this process
+    agreement check), and ``time_calls`` runs a block of calls timed *there* while this process
     waits: the pipe is never on the clock, and the row takes its turn in the interleaved rounds
     like any other. Requests and replies are JSON lines; arrays travel as .npz files in the work dir.
     """
@@ -685,7 +685,11 @@ class RemoteRunner:
 
 
 class RemoteCall:
-    """One bound row in the worker: call it for its outputs; ``timed_calls`` for latencies measured there."""
+    """One bound row in the worker: call it for its outputs; ``time_calls`` for latencies measured there.
+
+    ``runtime.timing`` asks a call with a ``time_calls`` method to time itself: the worker runs
+    the same loop, so the pipe between the processes is never on the clock.
+    """
 
     def __init__(self, worker: OneDNNWorker, key: str):
         self.worker = worker
@@ -699,8 +703,9 @@ class RemoteCall:
         os.remove(path)
         return outputs
 
-    def timed_calls(self, count: int, wake: bool) -> List[float]:
-        return self.worker.ask("time", key=self.key, count=count, wake=wake)
+    def time_calls(self, count: Optional[int] = None, duration: Optional[float] = None, warmup: int = 0,
+                   min_count: int = 1) -> List[float]:
+        return self.worker.ask("time", key=self.key, count=count, duration=duration, warmup=warmup, min_count=min_count)
 
 
 def _worker_main() -> int:
@@ -734,8 +739,10 @@ def _worker_main() -> int:
     def call(key, output):
         np.savez(output, *state["calls"][key]())
 
-    def time_calls(key, count, wake):
-        return _timed_calls(state["calls"][key], count, wake=wake)
+    def time_calls(key, count, duration, warmup, min_count):
+        from tftrt_toolkit.runtime.timing import time_calls as timed
+
+        return timed(state["calls"][key], count=count, duration=duration, warmup=warmup, min_count=min_count)
 
     def drop(key):
         state["calls"].pop(key, None)
@@ -793,43 +800,24 @@ def usable_cores() -> int:
 
 # --------------------------------------------------------------------------- measuring
 def _first_call_ms(run: RunFn) -> float:
-    return _timed_calls(run, 1)[0] * 1000.0
+    from tftrt_toolkit.runtime.timing import time_calls
 
-
-def _timed_calls(run, count: int, *, wake: bool = False) -> List[float]:
-    """Seconds of each of ``count`` back-to-back calls of ``run`` (after one untimed call when ``wake``).
-
-    A row in the oneDNN-on worker (``RemoteCall``) is timed there, the same way, so the pipe
-    between the processes is never on the clock.
-    """
-    if isinstance(run, RemoteCall):
-        return run.timed_calls(count, wake)
-    if wake:
-        run()  # wakes this runtime's worker threads; not timed
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
+    return time_calls(run, count=1)[0] * 1000.0
 
 
 def interleaved_latencies(calls: Dict[str, RunFn], *, warmup: int, rounds: int) -> Dict[str, List[float]]:
-    """Per runtime, the seconds of each timed run, from ``rounds`` interleaved rounds.
+    """Per runtime, the seconds of each timed run, from ``rounds`` interleaved rounds (the toolkit's timing loop).
 
     Each round gives every runtime, in turn (the first one rotating round by round), one
     block: a pause, one untimed call, then about ``BLOCK_S`` of timed back-to-back calls.
+    A row in the oneDNN-on worker (``RemoteCall``) times its blocks there.
     """
-    keys = list(calls)
-    per_call = {key: float(np.median(_timed_calls(calls[key], max(warmup, 1)))) for key in keys}
-    calls_per_block = {key: int(min(MAX_CALLS_PER_BLOCK, max(1, round(BLOCK_S / per_call[key])))) for key in keys}
-    latencies = {key: [] for key in keys}
-    for round_index in range(rounds):
-        for offset in range(len(keys)):
-            key = keys[(round_index + offset) % len(keys)]
-            time.sleep(SETTLE_S)
-            latencies[key].extend(_timed_calls(calls[key], calls_per_block[key], wake=True))
-    return latencies
+    from tftrt_toolkit.runtime.timing import time_calls, time_rounds
+
+    per_call = {key: float(np.median(time_calls(call, count=max(warmup, 1)))) for key, call in calls.items()}
+    calls_per_block = {key: int(min(MAX_CALLS_PER_BLOCK, max(1, round(BLOCK_S / per_call[key])))) for key in calls}
+    return time_rounds(calls, rounds=rounds, calls_per_turn=calls_per_block, warmup_per_turn=1, pause_s=SETTLE_S,
+                       rotate=True)
 
 
 def agreement(reference: np.ndarray, values: np.ndarray) -> dict:
