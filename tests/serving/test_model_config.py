@@ -199,3 +199,14 @@ def test_file_names_are_the_documented_ones(tmp_path):
 
     assert [os.path.basename(p) for p in output_paths(str(tmp_path))] == ["models.config", BATCHING_PARAMETERS_FILE]
     assert BATCHING_PARAMETERS_FILE == "batching_parameters.txt"
+
+
+def test_a_model_that_needs_onednn_gets_the_switch_in_its_docker_lines(base_path, tmp_path):
+    _write_metadata(base_path / "1", {"backend": "cpu", "runtime": {"requires_onednn": True, "why": "fused ops"},
+                                      "serving_warmup": {"records": 4, "requests": [{"batch_size": b} for b in (1, 2, 4, 8)]}})
+    config = serving_config(str(base_path), "lite0")
+    commands = config.docker_commands(str(tmp_path))
+    assert "-e TF_ENABLE_ONEDNN_OPTS=1" in commands["cpu"] and "-e TF_ENABLE_ONEDNN_OPTS=1" in commands["gpu"]
+    assert config.notes == ("the model needs TF's oneDNN ops (fused ops): the docker lines set TF_ENABLE_ONEDNN_OPTS=1",)
+    _write_metadata(base_path / "1", {"backend": "cpu"})
+    assert "TF_ENABLE_ONEDNN_OPTS" not in serving_config(str(base_path), "lite0").docker_commands(str(tmp_path))["cpu"]

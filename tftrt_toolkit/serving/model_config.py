@@ -90,6 +90,7 @@ class ServingConfig:
     inter_op_threads: Optional[int]
     backend: Optional[str]  # of the newest version, from its toolkit metadata (None when not ours or not local)
     notes: Tuple[str, ...]
+    requires_onednn: bool = False  # the newest version holds ops only TF's oneDNN kernels implement
 
     def models_config_text(self) -> str:
         """A ``ModelServerConfig`` text proto serving the newest version under ``base_path``."""
@@ -130,6 +131,9 @@ class ServingConfig:
         """
         config_dir = os.path.abspath(config_dir)
         mounts = f"-v {self.base_path}:{self.base_path}:ro -v {config_dir}:{CONFIG_MOUNT}:ro"
+        if self.requires_onednn:
+            # TF reads the switch once at start-up; without it TF 2.17 enables oneDNN only on AVX512-VNNI/AMX CPUs.
+            mounts += " -e TF_ENABLE_ONEDNN_OPTS=1"
         flags = " ".join(self.server_flags(CONFIG_MOUNT))
         return {
             "cpu": f"docker run --rm -p 8500:8500 -p 8501:8501 {mounts} {SERVING_IMAGE} {flags}",
@@ -139,7 +143,7 @@ class ServingConfig:
     def to_json(self) -> dict:
         return {"name": self.name, "base_path": self.base_path, "batching": self.batching.to_json(),
                 "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
-                "backend": self.backend, "notes": list(self.notes)}
+                "backend": self.backend, "requires_onednn": self.requires_onednn, "notes": list(self.notes)}
 
 
 def _quoted(text: str) -> str:
@@ -333,8 +337,12 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
     batching = BatchingParameters(max_batch_size=max_batch_size, batch_timeout_micros=timeout,
                                   num_batch_threads=num_batch_threads, max_enqueued_batches=num_batch_threads,
                                   allowed_batch_sizes=allowed, reasons=reasons)
+    requires_onednn = bool(((metadata or {}).get("runtime") or {}).get("requires_onednn"))
+    if requires_onednn:
+        notes.append("the model needs TF's oneDNN ops (" + str(metadata["runtime"].get("why", "oneDNN-only ops"))
+                     + "): the docker lines set TF_ENABLE_ONEDNN_OPTS=1")
     return ServingConfig(name=name, base_path=base_path, batching=batching, intra_op_threads=intra,
-                         inter_op_threads=inter, backend=backend, notes=tuple(notes))
+                         inter_op_threads=inter, backend=backend, notes=tuple(notes), requires_onednn=requires_onednn)
 
 
 def _powers_of_two_up_to(limit: int) -> Tuple[int, ...]:
