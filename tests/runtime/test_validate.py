@@ -45,12 +45,12 @@ def test_broken_model_fails_and_says_by_how_much(tiny_saved_model, tiny_other_we
 
 
 def test_mismatched_input_shape_errors_before_running(tiny_saved_model, tiny_16px):
-    with pytest.raises(SignatureMismatch, match=r"input 'images' shape \[None,32,32,3\] vs \[None,16,16,3\]"):
+    with pytest.raises(SignatureMismatch, match=r"input 'images' shape \?x32x32x3 vs \?x16x16x3"):
         validate(str(tiny_saved_model), str(tiny_16px))
 
 
 def test_mismatched_output_errors_before_running(tiny_saved_model, tiny_five_classes):
-    with pytest.raises(SignatureMismatch, match=r"output 'probabilities' shape \[None,10\] vs \[None,5\]"):
+    with pytest.raises(SignatureMismatch, match=r"output 'probabilities' shape \?x10 vs \?x5"):
         validate(str(tiny_saved_model), str(tiny_five_classes))
 
 

@@ -46,6 +46,7 @@ import numpy as np
 
 from tftrt_toolkit.data import open_source
 from tftrt_toolkit.data.labels import open_labels, read_labels_csv  # noqa: F401  (read_labels_csv: today's import path)
+from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError, ValidationFailed
 from tftrt_toolkit.models.signature import ModelSignature
@@ -122,7 +123,7 @@ def check_same_signature(original: ModelSignature, optimized: ModelSignature, or
             if a.dtype != b.dtype:
                 problems.append(f"input {a.name!r} dtype {a.dtype} vs {b.dtype}")
             if a.shape != b.shape:
-                problems.append(f"input {a.name!r} shape {_shape_text(a.shape)} vs {_shape_text(b.shape)}")
+                problems.append(f"input {a.name!r} shape {format_shape(a.shape)} vs {format_shape(b.shape)}")
     if set(original.output_names) != set(optimized.output_names):
         problems.append(f"outputs {list(original.output_names)} vs {list(optimized.output_names)}")
     else:
@@ -132,16 +133,12 @@ def check_same_signature(original: ModelSignature, optimized: ModelSignature, or
             if a.shape is not None and b.shape is not None and (
                     len(a.shape) != len(b.shape)
                     or any(x is not None and y is not None and x != y for x, y in zip(a.shape, b.shape))):
-                problems.append(f"output {a.name!r} shape {_shape_text(a.shape)} vs {_shape_text(b.shape)}")
+                problems.append(f"output {a.name!r} shape {format_shape(a.shape)} vs {format_shape(b.shape)}")
     if problems:
         raise SignatureMismatch(
             f"{optimized_name} does not match {original_name}'s signature ({'; '.join(problems)}); "
             "compare a converted model with the model it was converted from."
         )
-
-
-def _shape_text(shape) -> str:
-    return "[?]" if shape is None else "[" + ",".join("None" if d is None else str(d) for d in shape) + "]"
 
 
 # --------------------------------------------------------------------------- statistics
@@ -171,8 +168,8 @@ class _OutputComparison:
     def add(self, reference: np.ndarray, candidate: np.ndarray) -> None:
         if reference.shape != candidate.shape:
             raise ValidationFailed(
-                f"output {self.name!r} has shape {list(candidate.shape)} from the optimized model but "
-                f"{list(reference.shape)} from the original on the same inputs"
+                f"output {self.name!r} has shape {format_shape(candidate.shape)} from the optimized model but "
+                f"{format_shape(reference.shape)} from the original on the same inputs"
             )
         ref = reference.astype(np.float64, copy=False).ravel()
         cand = candidate.astype(np.float64, copy=False).ravel()
