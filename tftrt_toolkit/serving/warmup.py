@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.errors import ConfigError, ModelLoadError
 from tftrt_toolkit.models.signature import ModelSignature
 
@@ -42,11 +43,12 @@ FROM_BUILD_SHAPE = "build shape"
 
 def serving_api_available() -> bool:
     """Whether TF Serving's client protos (``tensorflow-serving-api``) can be imported here."""
+    import importlib.util
+
     try:
-        import tensorflow_serving.apis.prediction_log_pb2  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("tensorflow_serving.apis.prediction_log_pb2") is not None
+    except ImportError:  # no tensorflow_serving package at all
         return False
-    return True
 
 
 def _serving_protos():
@@ -309,8 +311,8 @@ def _check_predict_request(path: str, index: int, request, signature_defs: dict)
         if not info.tensor_shape.unknown_rank:
             expected = [d.size for d in info.tensor_shape.dim]
             if len(dims) != len(expected) or any(e >= 0 and e != d for e, d in zip(expected, dims)):
-                shown = "x".join("?" if e < 0 else str(e) for e in expected)
-                raise _bad(path, f"{where} gives input {name!r} the shape {'x'.join(map(str, dims))}, but signature "
+                shown = format_shape([None if e < 0 else e for e in expected])
+                raise _bad(path, f"{where} gives input {name!r} the shape {format_shape(dims)}, but signature "
                                  f"{key!r} takes {shown}")
         try:
             tf.make_ndarray(tensor)  # the values must fill the shape: TF Serving decodes them the same way
