@@ -5,6 +5,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The test process is a toolkit process: oneDNN on (where the user did not choose) before any
+# fixture imports TensorFlow, as every tftrt command does. Tests of the oneDNN-off path run
+# in subprocesses with TF_ENABLE_ONEDNN_OPTS=0.
+from tftrt_toolkit import onednn  # noqa: E402
+
+onednn.turn_on_before_tensorflow()
+
 import numpy as np
 import pytest
 

@@ -1,8 +1,13 @@
-"""What this machine can run: TensorFlow/TensorRT/GPU facts, CPU features, the backend ``auto`` picks.
+"""What this machine is: TensorFlow/TensorRT/GPU facts, oneDNN's state, CPU features, the backend ``auto`` picks.
 
-Probing must never crash the user's process. In TF builds without TensorRT,
-``_pywrap_py_utils.get_loaded_tensorrt_version()`` aborts the interpreter, so every
-TensorRT question asks ``is_tensorrt_enabled()`` first and stops there when it says no.
+Every fact comes from its source of truth, once per process:
+- TensorRT: ``tf.sysconfig.get_build_info()["is_tensorrt_build"]`` (the pip wheel of TF 2.17
+  *is* a TensorRT build), ``get_linked_tensorrt_version()`` (safe to call), and only when
+  ``is_tensorrt_enabled()`` says the libraries loaded, ``get_loaded_tensorrt_version()``
+  (it aborts the interpreter when they did not). Which library files are missing, and where
+  we looked, comes from ``tensorrt_libraries``.
+- oneDNN: ``IsMklEnabled()`` for this process; TF's default rule for the CPU (``onednn``).
+Which precisions can run here is ``backends.precisions``' answer, from these facts.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import os
 import platform
 from typing import Dict, List, Optional, Tuple
 
-from tftrt_toolkit import __version__
+from tftrt_toolkit import __version__, onednn, tensorrt_libraries
+from tftrt_toolkit.tensorrt_libraries import LibrarySearch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,14 +31,22 @@ class Environment:
     platform: str
     tensorflow_version: str
     keras_version: Optional[str]
-    tensorflow_built_with_tensorrt: bool
-    tensorrt_linked_version: Optional[str]
-    tensorrt_loaded_version: Optional[str]
+    tensorflow_built_with_tensorrt: bool  # get_build_info()["is_tensorrt_build"]
+    tensorrt_linked_version: Optional[str]  # the TensorRT TF was linked against, e.g. "8.6.1"
+    tensorrt_loaded_version: Optional[str]  # None unless TF loaded TensorRT's libraries
     gpus: Tuple[str, ...]
     cpu_model: Optional[str]
-    cpu_features: Tuple[str, ...]  # the ones that matter for our kernels: avx512f, avx512_bf16, amx_bf16, ...
+    cpu_features: Tuple[str, ...]  # the ones our kernels use: avx2, avx512_bf16, amx_bf16, ... (ONEDNN_MAX_CPU_ISA caps them)
     cpu_count: int
-    onednn_enabled: bool
+    onednn_enabled: bool  # IsMklEnabled(): what TF does in this process
+    onednn_default: bool = False  # what TF does on this CPU when TF_ENABLE_ONEDNN_OPTS is not set
+    onednn_set_by: str = "default"  # "default", "user" (the variable) or "toolkit" (tftrt turned it on)
+    onednn_in_tftrt_commands: bool = True  # tftrt commands turn it on unless the user set it off
+    tensorrt_libraries: Optional[LibrarySearch] = None  # None when TF is not linked with TensorRT
+
+    @property
+    def tensorrt_missing_libraries(self) -> Tuple[str, ...]:
+        return self.tensorrt_libraries.missing if self.tensorrt_libraries else ()
 
     @property
     def tensorrt_usable(self) -> bool:
@@ -46,6 +60,8 @@ class Environment:
 
     @property
     def cpu_has_int8_dot(self) -> bool:
+        # VNNI/AMX make int8 dot products one instruction; oneDNN's int8 kernels also run on
+        # AVX2 (three instructions), where they were still the fastest thing measured.
         return any(f in self.cpu_features for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
     def recommended_backend(self) -> Tuple[str, str]:
@@ -55,45 +71,96 @@ class Environment:
         if not self.tensorflow_built_with_tensorrt:
             why = f"TensorFlow {self.tensorflow_version} here was built without TensorRT"
         elif self.tensorrt_loaded_version is None:
-            why = "TensorFlow was built with TensorRT but the TensorRT libraries could not be loaded"
+            missing = ", ".join(self.tensorrt_missing_libraries) or "libnvinfer"
+            why = (f"TensorFlow is built with TensorRT {self.tensorrt_linked_version or ''}".rstrip()
+                   + f" but its libraries are not installed or not on the loader's path ({missing})")
         else:
             why = "no GPU is visible to TensorFlow"
         return "cpu", why + "; using the cpu backend (oneDNN)"
 
-    def recommended_precisions(self) -> Tuple[str, ...]:
-        """Precisions worth trying on the recommended backend, best first."""
-        backend, _ = self.recommended_backend()
-        if backend == "tensorrt":
-            return ("int8", "fp16", "fp32")
-        precisions = ["fp32"]
-        if self.cpu_has_bf16:
-            precisions.insert(0, "bf16")
-        return tuple(precisions)
+    def as_in_tftrt_commands(self) -> "Environment":
+        """These facts as a ``tftrt`` command here sees them: oneDNN as those commands set it.
+
+        ``tftrt doctor`` probes a plain process (oneDNN at TF's default), but reports which
+        precisions the toolkit's commands can run, and they turn oneDNN on first.
+        """
+        if self.onednn_enabled == self.onednn_in_tftrt_commands or self.onednn_set_by != "default":
+            return self
+        return dataclasses.replace(self, onednn_enabled=self.onednn_in_tftrt_commands)
 
     def one_line(self) -> str:
         backend, why = self.recommended_backend()
         return f"TF {self.tensorflow_version}, backend {backend}: {why}."
 
     def to_json(self) -> Dict[str, object]:
+        from tftrt_toolkit.backends.precisions import offered_precisions, precision_offers
+
         data = dataclasses.asdict(self)
         data["gpus"] = list(self.gpus)
         data["cpu_features"] = list(self.cpu_features)
+        data["tensorrt_libraries"] = self.tensorrt_libraries.to_json() if self.tensorrt_libraries else None
+        # The names `tftrt doctor --json` promises (scripts read them).
+        data["tensorrt_build"] = self.tensorflow_built_with_tensorrt
+        data["tensorrt_linked"] = self.tensorrt_linked_version
+        data["tensorrt_loaded"] = self.tensorrt_loaded_version
+        data["tensorrt_missing_libraries"] = list(self.tensorrt_missing_libraries)
+        data["precisions"] = list(offered_precisions(self.as_in_tftrt_commands(), "cpu"))
+        data["precision_offers"] = [offer.to_json() for offer in precision_offers(self.as_in_tftrt_commands())]
         backend, why = self.recommended_backend()
         data["recommended_backend"] = backend
         data["recommended_backend_reason"] = why
-        data["recommended_precisions"] = list(self.recommended_precisions())
+        data["recommended_precisions"] = list(offered_precisions(self))
         data["cpu_has_bf16"] = self.cpu_has_bf16
         data["cpu_has_int8_dot"] = self.cpu_has_int8_dot
         return data
 
 
 _INTERESTING_CPU_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
     "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
 )
 
 
+# ONEDNN_MAX_CPU_ISA caps the instruction sets oneDNN's kernels use (and is how to imitate a
+# smaller CPU on a bigger one); the features our kernels can use are the CPU's, capped alike.
+_ISA_CAPS = (
+    ("SSE41", ("sse4_1",)),
+    ("AVX", ("avx",)),
+    ("AVX2", ("avx2", "fma")),
+    ("AVX2_VNNI", ("avx_vnni",)),
+    ("AVX2_VNNI_2", ()),
+    ("AVX512_CORE", ("avx512f", "avx512bw", "avx512vl")),
+    ("AVX512_CORE_VNNI", ("avx512_vnni",)),
+    ("AVX512_CORE_BF16", ("avx512_bf16",)),
+    ("AVX10_1_512", ("avx512_fp16",)),
+    ("AVX512_CORE_FP16", ("avx512_fp16",)),
+    ("AVX512_CORE_AMX", ("amx_tile", "amx_bf16", "amx_int8")),
+)
+
+
+def _isa_cap(flags, cap: Optional[str]):
+    if not cap or cap.upper() in ("ALL", "DEFAULT"):
+        return flags
+    allowed = set()
+    for isa, features in _ISA_CAPS:
+        allowed.update(features)
+        if isa == cap.upper():
+            return frozenset(f for f in flags if f in allowed or f not in _INTERESTING_CPU_FLAGS)
+    return flags  # a value oneDNN does not know: it ignores it too
+
+
 def _read_cpuinfo() -> Tuple[Optional[str], Tuple[str, ...]]:
+    model, flags = _read_cpuinfo_raw()
+    flags = _isa_cap(flags, os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    return model, tuple(f for f in _INTERESTING_CPU_FLAGS if f in flags)
+
+
+def _read_cpu_flags() -> Tuple[str, ...]:
+    return tuple(sorted(_read_cpuinfo_raw()[1]))
+
+
+@functools.lru_cache(maxsize=1)
+def _read_cpuinfo_raw():
     model, flags = None, set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
@@ -106,29 +173,41 @@ def _read_cpuinfo() -> Tuple[Optional[str], Tuple[str, ...]]:
                     flags = set(value.split())
     except OSError:
         pass  # not Linux: report no features rather than guess
-    return model, tuple(f for f in _INTERESTING_CPU_FLAGS if f in flags)
+    return model, frozenset(flags)
 
 
 def tensorrt_versions() -> Tuple[bool, Optional[str], Optional[str]]:
     """(built_with_tensorrt, linked_version, loaded_version) without ever aborting the process."""
+    import tensorflow as tf
     from tensorflow.python.compiler.tensorrt import trt_convert
 
     pywrap = trt_convert._pywrap_py_utils  # pylint: disable=protected-access
-    if not pywrap.is_tensorrt_enabled():
-        # Stop here: get_loaded_tensorrt_version() aborts in builds without TensorRT.
-        return False, None, None
 
     def as_text(version):
         return ".".join(str(v) for v in version) if version and any(version) else None
 
-    linked = as_text(pywrap.get_linked_tensorrt_version())
-    loaded = as_text(pywrap.get_loaded_tensorrt_version())
-    return True, linked, loaded
+    built = bool(tf.sysconfig.get_build_info().get("is_tensorrt_build", False))
+    linked = as_text(pywrap.get_linked_tensorrt_version()) if built else None
+    # is_tensorrt_enabled() is True only when the libraries were dlopened; ask for the loaded
+    # version only then: get_loaded_tensorrt_version() aborts the interpreter otherwise.
+    loaded = as_text(pywrap.get_loaded_tensorrt_version()) if built and pywrap.is_tensorrt_enabled() else None
+    return built, linked, loaded
+
+
+def probe(*, toolkit_process: bool = True) -> Environment:
+    """Probe once per process (TF import included); later calls return the same snapshot.
+
+    ``toolkit_process``: first turn TF's oneDNN ops on for this process when TensorFlow is
+    not imported yet and the user did not set TF_ENABLE_ONEDNN_OPTS (see ``onednn``);
+    ``tftrt doctor`` passes False to report what a plain TF process here gets.
+    """
+    if toolkit_process:
+        onednn.turn_on_before_tensorflow()
+    return _probe()
 
 
 @functools.lru_cache(maxsize=1)
-def probe() -> Environment:
-    """Probe once per process (TF import included); later calls return the same snapshot."""
+def _probe() -> Environment:
     import tensorflow as tf
 
     try:
@@ -140,7 +219,7 @@ def probe() -> Environment:
     built, linked, loaded = tensorrt_versions()
     gpus = tuple(d.name for d in tf.config.list_physical_devices("GPU"))
     cpu_model, features = _read_cpuinfo()
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+    libraries = tensorrt_libraries.search(linked) if built and loaded is None else None
     return Environment(
         toolkit_version=__version__,
         python_version=platform.python_version(),
@@ -154,28 +233,60 @@ def probe() -> Environment:
         cpu_model=cpu_model,
         cpu_features=features,
         cpu_count=os.cpu_count() or 1,
-        onednn_enabled=onednn,
+        onednn_enabled=onednn.enabled_in_this_process(),
+        onednn_default=onednn.default_for(_read_cpu_flags()),
+        onednn_set_by=onednn.who_set_it(),
+        onednn_in_tftrt_commands=onednn.in_toolkit_commands(),
+        tensorrt_libraries=libraries,
     )
 
 
+def _onednn_text(env: Environment) -> str:
+    default = "on" if env.onednn_default else "off"
+    state = "on" if env.onednn_enabled else "off"
+    if env.onednn_set_by == "toolkit":
+        return f"{state} in this process (tftrt turned it on; TF's default on this CPU is {default})"
+    if env.onednn_set_by == "user":
+        return f"{state} in this process (TF_ENABLE_ONEDNN_OPTS is set; TF's default on this CPU is {default})"
+    hint = "" if env.onednn_enabled or not env.onednn_in_tftrt_commands else (
+        "; tftrt's other commands turn it on for themselves (int8 models need it, fp32 runs faster with it)")
+    return f"{state} (TF's default on this CPU){hint}"
+
+
+def _tensorrt_rows(env: Environment) -> List[Tuple[str, str]]:
+    if not env.tensorflow_built_with_tensorrt:
+        return [("TensorRT", "TensorFlow here was built without TensorRT (TF-TRT needs a TensorRT build, TF <= 2.17)")]
+    rows = [("TensorRT build", f"yes, linked against TensorRT {env.tensorrt_linked_version or '?'}")]
+    if env.tensorrt_loaded_version:
+        return rows + [("TensorRT loaded", env.tensorrt_loaded_version)]
+    search = env.tensorrt_libraries
+    rows.append(("TensorRT loaded", "no: " + (", ".join(search.missing) if search else "libnvinfer") + " not found"))
+    if search:
+        rows.append(("  looked in", ", ".join(search.searched) or "no folders exist"))
+        rows.append(("  to fix", search.fix()))
+    return rows
+
+
 def environment_lines(env: Environment) -> List[str]:
-    """The doctor report as aligned 'key: value' lines."""
+    """The doctor report as aligned 'key: value' lines, with the fix for each missing piece."""
+    from tftrt_toolkit.backends.precisions import precision_offers
+
     backend, why = env.recommended_backend()
+    offers = precision_offers(env.as_in_tftrt_commands())
     rows = [
         ("tftrt_toolkit", env.toolkit_version),
         ("python", env.python_version),
         ("platform", env.platform),
         ("tensorflow", env.tensorflow_version),
         ("keras", env.keras_version or "not installed"),
-        ("tf built with TensorRT", "yes" if env.tensorflow_built_with_tensorrt else "no"),
-        ("TensorRT linked", env.tensorrt_linked_version or "-"),
-        ("TensorRT loaded", env.tensorrt_loaded_version or "-"),
+        *_tensorrt_rows(env),
         ("GPUs", ", ".join(env.gpus) or "none"),
         ("CPU", f"{env.cpu_model or 'unknown'} ({env.cpu_count} cores)"),
         ("CPU features", " ".join(env.cpu_features) or "none detected"),
-        ("oneDNN", "on" if env.onednn_enabled else "off (TF_ENABLE_ONEDNN_OPTS=0)"),
+        ("oneDNN", _onednn_text(env)),
         ("recommended backend", f"{backend} — {why}"),
-        ("recommended precisions", ", ".join(env.recommended_precisions())),
+        ("cpu precisions (tftrt)", ", ".join(o.precision for o in offers if o.available) or "none"),
     ]
+    rows += [(f"  {offer.precision}", ("yes: " if offer.available else "no: ") + offer.reason) for offer in offers]
     width = max(len(k) for k, _ in rows)
     return [f"{k.ljust(width)}  {v}" for k, v in rows]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from tftrt_toolkit import pipeline
+from tftrt_toolkit import onednn
 from tftrt_toolkit.backends import cpu_int8
+from tftrt_toolkit.backends.precisions import offer_for
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import BackendUnavailable, DataError
@@ -20,7 +22,8 @@ IMAGE_SIZE = 32
 CALIBRATION_BATCH = 8
 CALIBRATION_STEPS = 8  # 64 samples, above cpu_int8.MIN_CALIBRATION_SAMPLES
 
-needs_int8 = pytest.mark.skipif(not probe().cpu_has_int8_dot, reason="this CPU has no VNNI/AMX int8 dot product")
+_INT8 = offer_for(probe(), "cpu", "int8")
+needs_int8 = pytest.mark.skipif(not _INT8.available, reason=f"cpu int8 cannot run here: {_INT8.reason}")
 
 
 def _have_inc() -> bool:
@@ -151,13 +154,33 @@ def test_int8_saved_model_loads_with_plain_tensorflow(int8_model, tmp_path):
         foreign = sorted(m for m in sys.modules if m.split(".")[0] in ("tftrt_toolkit", "neural_compressor"))
         print(json.dumps({{"shape": list(value.shape), "finite": bool(np.isfinite(value).all()), "foreign": foreign}}))
     """)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    # Plain TF with its oneDNN ops on (the default on VNNI/AMX CPUs; TF_ENABLE_ONEDNN_OPTS=1 elsewhere).
+    env = onednn.environment_with(True, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     env.pop("PYTHONPATH", None)
     done = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"shape": [2, 10], "finite": True, "foreign": []}
+
+
+@needs_int8
+@needs_inc
+def test_int8_model_records_that_it_needs_onednn_and_a_process_without_it_gets_one_line(int8_model, tmp_path):
+    assert int8_model.metadata["runtime"]["requires_onednn"] is True
+    images_path = tmp_path / "images.npy"
+    np.save(images_path, _images(2, seed=5))
+    env = onednn.environment_with(False, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    done = subprocess.run([sys.executable, "-m", "tftrt_toolkit.cli.main", "predict", f"--model={int8_model.path}",
+                           f"--data={images_path}"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 5, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "oneDNN" in lines[0] and "TF_ENABLE_ONEDNN_OPTS=1" in lines[0], done.stderr
+    assert "InternalError" not in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "tftrt_toolkit.cli.main", "inspect", f"--model={int8_model.path}"],
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "runtime: needs TensorFlow's oneDNN ops" in done.stdout
 
 
 @needs_int8
@@ -170,10 +193,13 @@ def test_too_few_calibration_samples_is_a_clear_error_and_writes_nothing(residua
     assert not output.exists()
 
 
-def test_cpu_without_int8_dot_product_is_refused():
-    env = dataclasses.replace(probe(), cpu_features=("avx2", "avx512f"))
-    with pytest.raises(BackendUnavailable, match="VNNI"):
-        cpu_int8.check_available(env)
+def test_int8_is_refused_where_onednn_int8_kernels_cannot_run():
+    no_avx2 = dataclasses.replace(probe(), cpu_features=("sse4_1", "avx"))
+    with pytest.raises(BackendUnavailable, match="AVX2"):
+        cpu_int8.check_available(no_avx2)
+    onednn_off = dataclasses.replace(probe(), cpu_features=("avx2", "fma"), onednn_enabled=False)
+    with pytest.raises(BackendUnavailable, match="TF_ENABLE_ONEDNN_OPTS=1"):
+        cpu_int8.check_available(onednn_off)
 
 
 def test_missing_quantizer_names_the_install_command(monkeypatch):

@@ -57,7 +57,7 @@ def test_tf_defaults_match_our_defaults():
         defaults.allow_build_at_runtime)
 
 
-@pytest.mark.skipif(probe().tensorflow_built_with_tensorrt, reason="this TF has TensorRT")
+@pytest.mark.skipif(probe().tensorrt_loaded_version is not None, reason="TensorRT's libraries load here")
 def test_real_converter_here_fails_the_way_we_expect():
     # The failure our backend maps to BackendUnavailable: constructing the converter without TensorRT.
     with pytest.raises(RuntimeError, match="not been built with TensorRT"):
@@ -190,11 +190,19 @@ def test_save_gpu_specific_engines_is_passed_through(tiny_saved_model, tmp_path,
 
 # ---------------------------------------------------------------- availability on this machine
 
-@pytest.mark.skipif(probe().tensorflow_built_with_tensorrt, reason="this TF has TensorRT")
-def test_tensorrt_here_is_one_clear_refusal_and_nothing_written(tiny_saved_model, tmp_path):
+@pytest.mark.skipif(probe().tensorrt_loaded_version is not None, reason="TensorRT's libraries load here")
+def test_tensorrt_here_is_one_clear_refusal_naming_what_is_missing_and_nothing_written(tiny_saved_model, tmp_path):
+    env = probe()
     with pytest.raises(BackendUnavailable) as error:
         convert(str(tiny_saved_model), str(tmp_path / "trt"), ConversionConfig(backend="tensorrt"))
-    assert str(error.value) == NOT_BUILT_WITH_TENSORRT
+    message = str(error.value)
+    if env.tensorflow_built_with_tensorrt:  # the pip wheel: a TensorRT build without TensorRT's libraries
+        assert "is a TensorRT build" in message and "built without TensorRT" not in message
+        assert f"libnvinfer.so.{env.tensorrt_linked_version}" in message
+        assert "--backend=cpu" in message
+    else:
+        assert message == NOT_BUILT_WITH_TENSORRT
+    assert "\n" not in message
     assert list(tmp_path.iterdir()) == []
 
 
@@ -203,7 +211,9 @@ def test_auto_picks_cpu_here_and_says_why(tiny_saved_model, tmp_path):
     result = convert(str(tiny_saved_model), str(tmp_path / "auto"), ConversionConfig(), progress=messages.append)
     if not probe().tensorrt_usable:
         assert result.backend == "cpu"
-        assert "built without TensorRT" in result.metadata["backend_reason"] or "no GPU" in result.metadata["backend_reason"]
+        reason = result.metadata["backend_reason"]
+        assert any(why in reason for why in ("built without TensorRT", "libnvinfer.so", "no GPU")), reason
+        assert reason.endswith("using the cpu backend (oneDNN)")
         assert any("backend cpu" in m for m in messages)
 
 

@@ -53,17 +53,17 @@ PREQUANTIZE_STAGES = (graph_passes.CLEANUP, graph_passes.LAYOUT)
 
 
 def check_available(env: Optional[Environment]) -> None:
-    """Raise BackendUnavailable when int8 cannot run (fast) here, saying what to do."""
-    if env is not None and not env.cpu_has_int8_dot:
-        raise BackendUnavailable(
-            "precision=int8 on the cpu backend needs a CPU with AVX512-VNNI, AVX-VNNI or AMX-INT8 "
-            "(this one has none, so int8 would be slower than fp32); use --precision=fp32 or bf16 here."
-        )
-    if env is not None and not env.onednn_enabled:
-        raise BackendUnavailable(
-            "precision=int8 on the cpu backend needs TensorFlow's oneDNN kernels, which are off here "
-            "(TF_ENABLE_ONEDNN_OPTS=0); unset it or use --precision=fp32."
-        )
+    """Raise BackendUnavailable when int8 cannot be converted here, saying what to do.
+
+    Whether int8 runs here is ``backends.precisions``' answer (``env`` None: skip that and
+    check only that Intel Neural Compressor imports).
+    """
+    if env is not None:
+        from tftrt_toolkit.backends.precisions import offer_for
+
+        offer = offer_for(env, "cpu", "int8")
+        if not offer.available:
+            raise BackendUnavailable(f"precision=int8 on the cpu backend cannot run here: {offer.reason}.")
     _import_inc()
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Tuple
 
 from tftrt_toolkit.backends.base import ConversionBackend
 from tftrt_toolkit.config import Backend, ConversionConfig
 from tftrt_toolkit.environment import Environment
-from tftrt_toolkit.errors import ToolkitError
 
 
 def backend_named(name: Backend) -> ConversionBackend:
@@ -34,22 +33,3 @@ def choose_backend(config: ConversionConfig, env: Environment) -> Tuple[Conversi
     backend = backend_named(chosen)
     backend.check_available(resolved, env)
     return resolved, backend, why
-
-
-def usable_cpu_precisions(env: Environment) -> List[str]:
-    """The cpu backend's precisions worth running here, simplest first: fp32 always, bf16, int8.
-
-    bf16 only on CPUs with native BF16 (AVX512-BF16/AMX; elsewhere oneDNN emulates it, slower
-    than fp32); int8 only when ``cpu_int8.check_available`` passes (VNNI/AMX, oneDNN on, INC installed).
-    """
-    precisions = ["fp32"]
-    if env.cpu_has_bf16:
-        precisions.append("bf16")
-    try:
-        from tftrt_toolkit.backends import cpu_int8
-
-        cpu_int8.check_available(env)
-        precisions.append("int8")
-    except ToolkitError:
-        pass  # int8 cannot run (fast) here; callers say so where it matters
-    return precisions

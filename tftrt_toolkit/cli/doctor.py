@@ -18,7 +18,7 @@ def define_flags():
 def main() -> int:
     from tftrt_toolkit.environment import environment_lines, probe
 
-    env = probe()
+    env = probe(toolkit_process=False)  # what a plain TF process here gets
     if cli_flags.FLAGS.json:
         print(json.dumps(env.to_json(), indent=2))
     else:

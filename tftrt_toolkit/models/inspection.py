@@ -64,6 +64,7 @@ def describe(model: LoadedModel) -> dict:
         meta = model.toolkit_metadata
         info["converted_by_tftrt_toolkit"] = {k: meta.get(k) for k in ("backend", "precision", "toolkit_version",
                                                                        "tensorflow_version", "created_at")}
+        info["runtime"] = meta.get("runtime")
     return info
 
 
@@ -73,6 +74,13 @@ def describe_lines(info: dict) -> list:
     if converted:
         lines.append(f"converted by tftrt_toolkit {converted['toolkit_version']}: backend={converted['backend']} "
                      f"precision={converted['precision']} on {converted['created_at']}")
+        runtime = info.get("runtime") or {}
+        if runtime.get("requires_onednn"):
+            lines.append(f"runtime: needs TensorFlow's oneDNN ops ({runtime.get('why')}); they are on by default only on "
+                         "CPUs with AVX512-VNNI/BF16, AVX-VNNI or AMX: elsewhere serve it with TF_ENABLE_ONEDNN_OPTS=1 "
+                         "set before TensorFlow starts (tftrt commands set it themselves)")
+        elif runtime:
+            lines.append("runtime: plain TensorFlow, oneDNN on or off")
     for key, sig in info["signatures"].items():
         marker = " (selected)" if key == info["selected_signature"] else ""
         lines.append(f"signature {key!r}{marker}:")

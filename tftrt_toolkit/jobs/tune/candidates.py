@@ -63,7 +63,7 @@ def default_candidates(env, batch_size: int = 8) -> List[Candidate]:
 
     See the module docstring for what and why. ``env`` is an ``environment.Environment``.
     """
-    from tftrt_toolkit.backends.select import usable_cpu_precisions
+    from tftrt_toolkit.backends.precisions import offered_precisions
 
     candidates: List[Candidate] = []
     if env.tensorrt_usable:
@@ -77,7 +77,7 @@ def default_candidates(env, batch_size: int = 8) -> List[Candidate]:
                                                          dynamic_shape_profile_strategy="Optimal",
                                                          build_shapes=((batch_size,),)),
                                         settings=f"dynamic-shape(Optimal, bs{batch_size})"))
-    cpu = usable_cpu_precisions(env)
+    cpu = offered_precisions(env, "cpu")
     candidates += [Candidate(ConversionConfig(backend="cpu", precision=p)) for p in cpu]
     # TF's default gives both pools a thread per core; serving one model at a time usually wants
     # every core on each op and no concurrent ops competing for them.
