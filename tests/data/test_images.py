@@ -112,15 +112,15 @@ def test_text_with_an_image_extension_is_a_data_error(tmp_path):
     path.write_text("this is not a picture")
     with pytest.raises(DataError) as error:
         decode_image(path, size=(8, 8))
-    _assert_one_line_naming(error, path, "not a JPEG, PNG, BMP or WebP image")
+    _assert_one_line_naming(error, path, "not a JPEG, PNG, GIF, TIFF, BMP or WebP image")
 
 
 def test_other_formats_are_refused_even_with_an_image_extension(tmp_path, photo):
-    path = tmp_path / "actually_a.gif.png"
-    Image.fromarray(photo).save(path, format="GIF")
+    path = tmp_path / "actually_a.ppm.png"
+    Image.fromarray(photo).save(path, format="PPM")
     with pytest.raises(DataError) as error:
         decode_image(path, size=(8, 8))
-    _assert_one_line_naming(error, path, "not a JPEG, PNG, BMP or WebP image")
+    _assert_one_line_naming(error, path, "not a JPEG, PNG, GIF, TIFF, BMP or WebP image")
 
 
 @pytest.mark.parametrize("fmt, name", [("JPEG", "cut.jpg"), ("PNG", "cut.png"), ("WEBP", "cut.webp"), ("BMP", "cut.bmp")])

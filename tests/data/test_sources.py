@@ -1,6 +1,7 @@
 """Each data spec kind (image folder, image paths, .npy, .npz, synthetic) and each way it can be wrong."""
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -173,30 +174,34 @@ def test_batch_size_must_be_positive(image_dir, image_signature):
             next(source.batches(bad))
 
 
-def test_undecodable_image_is_skipped_with_one_warning_naming_it(image_dir, image_signature, caplog):
+def test_undecodable_image_is_skipped_and_summed_up_in_one_line(image_dir, image_signature, caplog):
     bad = image_dir / "c_bad.jpg"
     bad.write_text("not really a jpeg")
     source = open_source(image_dir, image_signature())
     assert source.count() == 6
     with caplog.at_level(logging.WARNING, logger="tftrt_toolkit.data"):
         _, sources, _ = _all_rows(source)
-        _all_rows(source)  # a second pass (e.g. TF-TRT calibrating again) does not warn again
+        _all_rows(source)  # a second pass (e.g. TF-TRT calibrating again) does not say it again
     assert str(bad) not in sources and len(sources) == 5
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
-    assert len(warnings) == 1 and str(bad) in warnings[0] and "skipping undecodable image" in warnings[0]
+    assert warnings == ["skipped 2 files: 1 not an image (.txt), 1 unreadable (c_bad.jpg)"]
+    assert [(f.path, f.reason) for f in source.skipped_files] == [(str(bad), "unreadable"),
+                                                                  (str(image_dir / "notes.txt"), "not an image")]
+    assert "not a JPEG, PNG" in source.skipped_files[0].detail
 
 
-def test_bad_files_before_the_first_good_one_are_warned_once_it_appears(tmp_path, photo, image_signature, caplog):
+def test_bad_files_before_the_first_good_one_are_listed_too(tmp_path, photo, image_signature):
     root = tmp_path / "data"
     root.mkdir()
     (root / "a_empty.jpg").write_bytes(b"")
     (root / "b_text.png").write_text("hello")
     Image.fromarray(photo).save(root / "c_good.jpg")
-    with caplog.at_level(logging.WARNING, logger="tftrt_toolkit.data"):
-        _, sources, _ = _all_rows(open_source(root, image_signature()))
+    source = open_source(root, image_signature())
+    _, sources, _ = _all_rows(source)
     assert sources == [str(root / "c_good.jpg")]
-    messages = " ".join(record.getMessage() for record in caplog.records)
-    assert "a_empty.jpg is empty (0 bytes)" in messages and "b_text.png is not a JPEG, PNG, BMP or WebP image" in messages
+    assert [(os.path.basename(f.path), f.detail) for f in source.skipped_files] == [
+        ("a_empty.jpg", "is empty (0 bytes)"), ("b_text.png", "is not a JPEG, PNG, GIF, TIFF, BMP or WebP image (Pillow cannot identify it)")]
+    assert source.skipped_summary() == "skipped 2 files: 2 unreadable (a_empty.jpg, b_text.png)"
 
 
 def test_no_decodable_images_is_one_error_naming_the_first(tmp_path, image_signature, bomb_png):
@@ -225,7 +230,7 @@ def test_zero_byte_and_non_image_files_with_image_extensions(tmp_path, image_sig
         next(open_source(empty, image_signature()).batches(1))
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"%PDF-1.4 not an image")
-    with pytest.raises(DataError, match="fake.jpg is not a JPEG, PNG, BMP or WebP image"):
+    with pytest.raises(DataError, match="fake.jpg is not a JPEG, PNG, GIF, TIFF, BMP or WebP image"):
         next(open_source(fake, image_signature()).batches(1))
 
 

@@ -34,7 +34,7 @@ _QUIET_WORKERS = "--default_sdk_harness_log_level=WARNING"
 
 
 def _data_flags():
-    return [name for name in cli_flags.define_data_flags() if name != "calibration_data"]
+    return [name for name in cli_flags.define_data_flags() if name not in ("calibration_data", "strict_data")]
 
 
 def _output_flags():

@@ -30,7 +30,7 @@ THROUGHPUT_FILES = ("throughput.json", "throughput.csv", "throughput.png")
 
 
 def _data_flags():
-    return [name for name in cli_flags.define_data_flags() if name != "calibration_data"]
+    return [name for name in cli_flags.define_data_flags() if name not in ("calibration_data", "strict_data")]
 
 
 def _output_flags():

@@ -81,6 +81,8 @@ def define_data_flags() -> List[str]:
         define("string", "preprocess", "auto", "Image preprocessing: auto | caffe | tf | torch | none (keras.applications meanings)."),
         define("string", "input_shape", None,
                "Fill dims the signature leaves unknown: HxW (or HxWxC) for images, e.g. 224x224; per input: ids=128,mask=128."),
+        define("bool", "strict_data", False,
+               "Fail (exit 4, listing them) when image folders hold files that would be skipped: not images, unreadable, hidden."),
     ]
 
 

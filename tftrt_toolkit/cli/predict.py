@@ -9,6 +9,9 @@ Other models get their raw outputs, named by signature output.
 JSON goes to stdout unless --output; CSV has one row per image x rank
 (image,rank,class_id,label,probability). --intra_op_threads/--inter_op_threads set
 TensorFlow's thread pools and are recorded under "settings".
+Files in an image folder that are not used (not images, unreadable, hidden) are summed up
+in one line on stderr (`skipped 2 files: 1 not an image (.txt), 1 unreadable (broken.jpg)`)
+and listed under "skipped_files" in the JSON; --strict_data makes them an error (exit 4).
 """
 
 from tftrt_toolkit.cli import flags as cli_flags
@@ -48,7 +51,7 @@ def main() -> int:
     with ModelRunner(model, **cli_flags.model_load_options_from_flags()) as runner:
         result = predict(runner, data, top_k=FLAGS.top_k, labels=FLAGS.labels, preprocess=FLAGS.preprocess,
                          input_shape=FLAGS.input_shape, batch_size=FLAGS.batch_size,
-                         threads=threads)
+                         threads=threads, strict_data=FLAGS.strict_data)
     if output_format == "csv":
         text = writers.csv_text(result.csv_rows(), result.csv_columns)
     elif output_format == "jsonl":

@@ -16,6 +16,7 @@ import numpy as np
 
 from tftrt_toolkit.data.preprocess import ModelHint, resolve_preprocess_mode
 from tftrt_toolkit.data.shapes import Dims
+from tftrt_toolkit.data.skipped import SkippedFile
 from tftrt_toolkit.errors import ConfigError, DataError
 from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
 
@@ -52,7 +53,7 @@ class Source(abc.ABC):
 
     Attributes: ``signature``; ``description`` (the data, for messages); ``preprocess``
     (the concrete mode applied to image pixels, to record in metadata: for arrays 'none'
-    means "fed as stored"); ``sample_shapes`` (input name -> shape without batch dim).
+    means "fed as stored"); ``sample_shapes`` (input name -> shape without batch dim); ``notes``.
     """
 
     def __init__(self, signature: ModelSignature, description: str, preprocess: str, sample_shapes: Dict[str, Dims]):
@@ -60,6 +61,8 @@ class Source(abc.ABC):
         self.description = description
         self.preprocess = preprocess
         self.sample_shapes = sample_shapes
+        # Where only part of a file was used (the first frame of an animated GIF): {sample source: note}.
+        self.notes: Dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description}, preprocess={self.preprocess!r})"
@@ -74,6 +77,15 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def samples(self) -> Iterator[Sample]:
         """Stream the samples, the same ones in the same order on every call."""
+
+    @property
+    def skipped_files(self) -> Tuple[SkippedFile, ...]:
+        """Files of the data not used so far (image folders: non-images, unreadable, hidden), in the order found."""
+        return ()
+
+    def skipped_summary(self) -> str:
+        """One line about ``skipped_files`` ("skipped 2 files: ..."), "" when nothing was skipped."""
+        return ""
 
     def batches(self, batch_size: int, *, limit: Optional[int] = None, drop_remainder: bool = False) -> Iterator[Batch]:
         """Stream batches of ``batch_size`` samples (the last one smaller unless ``drop_remainder``).

@@ -26,6 +26,7 @@ import numpy as np
 
 from tftrt_toolkit.data import open_source
 from tftrt_toolkit.data.shapes import format_shape
+from tftrt_toolkit.data.skipped import SkippedFile, skipped_summary
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError
 from tftrt_toolkit.models.imagenet_labels import IMAGENET_OUTPUT_SIZES, imagenet_labels
@@ -53,7 +54,10 @@ class PredictionResult:
     "probability"}, ...]}``; otherwise ``{"image", "outputs": {name: nested list}}``.
     ``kind`` is "classification" or "raw"; ``output`` names the classifier output;
     ``softmax_applied`` is None for raw outputs; ``labels`` says where names came from
-    ("imagenet1000", "imagenet1001", "file:PATH").
+    ("imagenet1000", "imagenet1001", "file:PATH"). A record gets a ``note`` when only part of
+    its file was used (the first frame of an animated GIF). ``skipped_files`` lists the data's
+    files that were not used (``{"path", "reason", "detail"}``); ``skipped_summary`` sums them
+    up in one line.
     """
 
     model: str
@@ -66,9 +70,15 @@ class PredictionResult:
     preprocess: str
     data: str
     settings: dict = dataclasses.field(default_factory=dict)
+    skipped_files: List[dict] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def skipped_summary(self) -> str:
+        """``skipped 2 files: 1 not an image (.txt), 1 unreadable (broken.jpg)``; "" when every file was used."""
+        return skipped_summary(SkippedFile(**entry) for entry in self.skipped_files)
 
     def top1(self, image: Optional[str] = None) -> dict:
         """The rank-1 prediction of ``image`` (a path, or its file name; default the first record)."""
@@ -91,6 +101,7 @@ class PredictionResult:
             "data": self.data,
             "settings": self.settings,
             "results": self.records,
+            "skipped_files": self.skipped_files,
         }
 
     @property
@@ -199,7 +210,7 @@ def class_names(signature: ModelSignature, labels: Optional[str]) -> Tuple[Optio
 
 def predict(model: Union[ModelLike, ModelRunner], data: DataSpec, *, top_k: int = 5, labels: Optional[str] = None,
             preprocess: str = "auto", input_shape=None, batch_size: int = 8, limit: Optional[int] = None,
-            threads: Threads = (None, None)) -> PredictionResult:
+            threads: Threads = (None, None), strict_data: bool = False) -> PredictionResult:
     """Run ``model`` on ``data`` and return labelled top-k predictions (or raw outputs) per sample.
 
     Args:
@@ -210,8 +221,11 @@ def predict(model: Union[ModelLike, ModelRunner], data: DataSpec, *, top_k: int 
       preprocess, input_shape: as for ``open_source``; 'auto' follows the model card.
       batch_size: samples per model call; limit: read at most this many samples.
       threads: (intra, inter) TF thread counts, set before the model loads (see ``configure_threads``).
+      strict_data: refuse data with files that would be skipped (DataError listing them)
+        instead of skipping them; the result's ``skipped_files`` lists them otherwise.
 
-    Raises ModelLoadError (model), DataError (data, labels file), ConfigError (top_k < 1,
+    Raises ModelLoadError (model), DataError (data, labels file, skipped files when
+    ``strict_data``), ConfigError (top_k < 1,
     labels that do not fit the model, threads set too late).
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -221,7 +235,8 @@ def predict(model: Union[ModelLike, ModelRunner], data: DataSpec, *, top_k: int 
     try:
         signature = runner.signature
         output, names, labels_source = class_names(signature, labels)
-        source = open_source(data, signature, preprocess=preprocess, input_shape=input_shape, model_hint=runner.model_info)
+        source = open_source(data, signature, preprocess=preprocess, input_shape=input_shape, model_hint=runner.model_info,
+                             strict=strict_data)
         if limit is None and source.count() is None:
             limit = DEFAULT_SYNTHETIC_SAMPLES
         sources: List[str] = []
@@ -234,22 +249,30 @@ def predict(model: Union[ModelLike, ModelRunner], data: DataSpec, *, top_k: int 
         if not sources:
             raise DataError(f"{source.description} gave no samples; nothing to predict")
         settings = {"batch_size": batch_size, **current_threads()}
+        skipped = [file.to_json() for file in source.skipped_files]
         if output is None:
             stacked = {name: np.concatenate(chunks) for name, chunks in outputs.items()}
-            records = [{"image": where, "outputs": {name: values[i].tolist() for name, values in stacked.items()}}
-                       for i, where in enumerate(sources)]
+            records = [_with_note({"image": where, "outputs": {name: values[i].tolist() for name, values in stacked.items()}},
+                                  source.notes) for i, where in enumerate(sources)]
             return PredictionResult(runner.name, records, "raw", None, None, None, top_k, source.preprocess,
-                                    source.description, settings)
+                                    source.description, settings, skipped)
         # Decide logits vs probabilities on all rows at once, so every record is read the same way.
         scores = np.concatenate(outputs[output]).astype(np.float64)
         if len(names) != scores.shape[-1]:
             raise ConfigError(f"{len(names)} class names for output {output!r} with {scores.shape[-1]} classes; give one name per class")
         softmax_applied = looks_like_logits(scores)
         probabilities = softmax(scores) if softmax_applied else scores
-        records = [{"image": where, "predictions": top_k_predictions(row, names, top_k)}
+        records = [_with_note({"image": where, "predictions": top_k_predictions(row, names, top_k)}, source.notes)
                    for where, row in zip(sources, probabilities)]
         return PredictionResult(runner.name, records, "classification", output, softmax_applied, labels_source,
-                                top_k, source.preprocess, source.description, settings)
+                                top_k, source.preprocess, source.description, settings, skipped)
     finally:
         if owns_runner:
             runner.close()
+
+
+def _with_note(record: dict, notes: Dict[str, str]) -> dict:
+    """``record`` with a "note" when only part of its file was used (the first frame of an animated GIF)."""
+    if record["image"] in notes:
+        record["note"] = notes[record["image"]]
+    return record
