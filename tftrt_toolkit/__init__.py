@@ -1,10 +1,19 @@
 """tftrt_toolkit: optimize an existing TensorFlow model for inference and save a plain SavedModel.
 
-    from tftrt_toolkit import convert, ConversionConfig
-    optimized = convert("keras:ResNet50", "resnet50-bf16", ConversionConfig(backend="cpu", precision="bf16"), weights=None)
+    import tftrt_toolkit as tt
+    m = tt.convert("saved_models/efficientnet_lite0", "out/lite0-fp32", precision="fp32")
+    v = m.validate(data="saved_models/samples")   # ValidationReport, truthy on pass
+    b = m.benchmark(batch_sizes=[1, 8])           # against its source model, interleaved
+    r = tt.run()                                  # the main job; tt.tune(...), tt.predict(...) likewise
 
-Importing the package is cheap; TensorFlow is imported when a function needs it.
+Results render as tables in Jupyter, have ``to_json()``, ``save()``, and charts ``plot()``
+(see ``tftrt_toolkit.api``). Importing the package is cheap; TensorFlow is imported when a
+function needs it.
 """
+
+# The notebook API (tftrt_toolkit/api.py): a call per step and per job, results that render.
+_API = ("convert", "OptimizedModel", "validate", "benchmark", "predict", "run", "tune",
+        "ValidationReport", "BenchmarkReport", "PredictionResult")
 
 __version__ = "0.1.0"
 
@@ -17,10 +26,10 @@ from tftrt_toolkit.errors import (  # noqa: E402
 
 def __getattr__(name):
     # Lazy public API: these import TensorFlow-heavy modules on first use only.
-    if name in ("convert", "OptimizedModel"):
-        from tftrt_toolkit import pipeline
+    if name in _API:
+        from tftrt_toolkit import api
 
-        return getattr(pipeline, name)
+        return getattr(api, name)
     if name in ("load_model", "LoadedModel"):
         from tftrt_toolkit.models import loader
 
@@ -35,5 +44,5 @@ def __getattr__(name):
 __all__ = [
     "Backend", "BackendUnavailable", "ConfigError", "ConversionConfig", "ConversionError", "DataError",
     "LoadedModel", "ModelLoadError", "OptimizedModel", "OutputError", "Precision", "ToolkitError",
-    "ValidationFailed", "convert", "doctor", "load_model",
+    "ValidationFailed", "convert", "doctor", "load_model", *_API,
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 from tftrt_toolkit import __version__, artifacts
 from tftrt_toolkit.backends.base import InputFn
@@ -19,6 +19,7 @@ from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.environment import Environment, probe
 from tftrt_toolkit.models.loader import LoadedModel, load_model
 from tftrt_toolkit.models.spec import ModelKind, ModelSpec, parse_model_spec
+from tftrt_toolkit.progress import Progress, ProgressOption, reports_progress
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,21 @@ class OptimizedModel:
     def signature_key(self) -> str:
         return self.metadata["signature"]["key"]
 
+    @property
+    def source_spec(self) -> Optional[ModelSpec]:
+        """The model this one was converted from, as recorded in its metadata (None when not recorded)."""
+        source = self.metadata.get("source")
+        if not source:
+            return None
+        return ModelSpec(ModelKind(source["kind"]), source["location"], source.get("weights"))
+
+    def __fspath__(self) -> str:
+        # Path-like: os.fspath(model), open(...), and every API that takes a model path take it.
+        return self.path
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "metadata": self.metadata}
+
     @classmethod
     def from_path(cls, path: str) -> "OptimizedModel":
         from tftrt_toolkit.errors import ModelLoadError
@@ -58,9 +74,7 @@ class OptimizedModel:
                 f"signature={self.signature_key!r}, converted_in={total:.1f}s)")
 
 
-Progress = Callable[[str], None]
-
-
+@reports_progress("convert")
 def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
             config: Optional[ConversionConfig] = None, *,
             overwrite: bool = False,
@@ -74,12 +88,14 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
             unsafe_deserialization: bool = False,
             env: Optional[Environment] = None,
             backend=None,
-            progress: Progress = log.info) -> OptimizedModel:
+            progress: ProgressOption = True) -> OptimizedModel:
     """Convert ``model`` for inference and save it at ``output`` (or ``output/version``).
 
     ``config`` holds every conversion option (default: auto backend, fp32). INT8 needs
     ``calibration_data`` (a data spec: image dir, .npy/.npz, "synthetic") or a ready
     ``calibration_input_fn``. ``backend`` overrides the backend object (tests inject doubles).
+    ``progress``: a bar over the steps in a terminal or notebook (False: none); each step is
+    logged at INFO either way, and a callable receives each step message (``StepEvent``s).
 
     Returns an OptimizedModel. Raises ToolkitError subclasses; on any failure (Ctrl-C
     included) nothing is left at ``output`` and the input is untouched.
@@ -170,7 +186,8 @@ def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_d
                          input_shape=input_shape, model_hint=loaded.model_info)
     progress(f"calibrating on {config.calibration_steps} batches of {config.batch_size} from {calibration_data} "
              f"(preprocess: {source.preprocess})")
-    return calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps), source
+    return calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps,
+                                progress=progress.bar_requested), source
 
 
 def calibration_sized_to(config: ConversionConfig, data, loaded: LoadedModel) -> ConversionConfig:

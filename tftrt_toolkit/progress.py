@@ -5,7 +5,8 @@ bar on stderr when stderr is a terminal, in Jupyter a widget when ipywidgets is 
 (else the text bar, which Jupyter redraws in place), and nothing in logs, pipes and CI.
 Library code never prints: the bar is the only thing drawn. What a job is doing
 ("convert: bf16", "freeze …") is logged to the ``tftrt_toolkit`` loggers at INFO and, with a
-bar, shown beside it; the CLI prints those log lines on stderr (``log_to_stderr``).
+bar, shown beside it (with ``progress=False`` at DEBUG: the job reports nothing); the CLI
+prints those log lines on stderr (``log_to_stderr``).
 
     with Progress("run", progress=True, total=6) as job:
         job("convert: bf16")          # a step message: logged, and shown on the bar
@@ -19,12 +20,16 @@ Imports no TensorFlow.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import sys
 from typing import Callable, Iterable, Optional, Union
 
 ProgressOption = Union[bool, Callable[[str], None], None]
 
+# Marks a log record as a job's step message: the CLI shows those lines, not the library's other INFO logs.
+STEP_RECORD = "tftrt_step"
 # Step messages longer than this are cut on the bar (the log keeps them whole).
 _BAR_MESSAGE_WIDTH = 70
 
@@ -86,6 +91,9 @@ class Progress:
         self.callback = progress if callable(progress) and not isinstance(progress, bool) else None
         # Inner bars of the job (calibration, benchmark rounds) follow the same choice.
         self.bar_requested = progress is True
+        # progress=False: the job reports nothing, so its messages go to DEBUG (a job run inside
+        # another job, e.g. run's conversions, stays out of the outer job's step lines).
+        self.level = logging.DEBUG if progress is False else logging.INFO
         self.total = total
         self._bar = None  # drawn at the first message, so a job refused up front draws nothing
 
@@ -97,7 +105,7 @@ class Progress:
         return self._bar
 
     def __call__(self, message: str) -> None:
-        self.logger.info(message)
+        self.logger.log(self.level, message, extra={STEP_RECORD: True})
         if self.callback is not None:
             self.callback(message)
         text = str(message)
@@ -121,6 +129,26 @@ class Progress:
         self.close()
 
 
+def reports_progress(description: str, *, total: Optional[int] = None):
+    """Decorate a job whose ``progress`` argument (a bool, or a callable) becomes a ``Progress`` inside it.
+
+    The job calls ``progress("message")`` and ``progress.advance()``; the bar is closed when it
+    returns or raises. The job's own default for ``progress`` applies when the caller gives none.
+    """
+    def decorate(job):
+        default = inspect.signature(job).parameters["progress"].default
+
+        @functools.wraps(job)
+        def run(*args, **kwargs):
+            option = kwargs.pop("progress", default)
+            with Progress(description, option, total=total, logger=logging.getLogger(job.__module__)) as reporter:
+                return job(*args, progress=reporter, **kwargs)
+
+        return run
+
+    return decorate
+
+
 class _TqdmWriteHandler(logging.Handler):
     """Writes log lines with ``tqdm.write``, so they appear above a bar instead of through it."""
 
@@ -134,11 +162,12 @@ class _TqdmWriteHandler(logging.Handler):
 
 
 def log_to_stderr(prefix: str = "") -> logging.Handler:
-    """Show the toolkit's step messages (INFO and up) on stderr, one line each, ``prefix`` first.
+    """Show the toolkit's step messages (and its warnings) on stderr, one line each, ``prefix`` first.
 
     The CLI calls this once per command; returns the handler (``remove_log_handler`` undoes it).
     """
     handler = _TqdmWriteHandler()
+    handler.addFilter(lambda record: getattr(record, STEP_RECORD, False) or record.levelno >= logging.WARNING)
     handler.setFormatter(logging.Formatter(prefix.replace("%", "%%") + "%(message)s"))
     logger = logging.getLogger("tftrt_toolkit")
     logger.addHandler(handler)

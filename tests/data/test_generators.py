@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tftrt_toolkit.data import ProgressBar, build_input_fn, calibration_input_fn, open_source, parse_build_shapes
+from tftrt_toolkit.data import build_input_fn, calibration_input_fn, open_source, parse_build_shapes
 from tftrt_toolkit.errors import ConfigError, DataError
 
 
@@ -123,23 +123,22 @@ def test_calibration_checks_a_fixed_batch_dim_up_front(image_dir, image_signatur
         calibration_input_fn(open_source(image_dir, image_signature(batch=1)), batch_size=2, steps=1)
 
 
-def test_progress_bar_when_asked(image_dir, image_signature, capsys):
-    calibration = calibration_input_fn(open_source(image_dir, image_signature()), batch_size=2, steps=2, progress=True)
-    list(calibration())
-    err = capsys.readouterr().err
-    assert "calibration [" in err and "2/2 batches (4 samples)" in err and err.endswith("\n")
-
-
-def test_progress_bar_is_silent_when_stderr_is_not_a_terminal(image_dir, image_signature, capsys):
-    list(calibration_input_fn(open_source(image_dir, image_signature()), batch_size=2, steps=2)())
-    assert capsys.readouterr().err == ""
+def test_calibration_bar_on_a_terminal_when_asked(image_dir, image_signature, monkeypatch):
     stream = io.StringIO()
-    with ProgressBar(10, "predict", stream=stream) as bar:
-        bar.update(5)
-    assert stream.getvalue() == ""
-    with ProgressBar(10, "predict", stream=stream, enabled=True) as bar:
-        bar.update(5, "images")
-    assert stream.getvalue() == "\rpredict [###############...............] 5/10 images\n"
+    stream.isatty = lambda: True
+    monkeypatch.setattr(sys, "stderr", stream)
+    calibration = calibration_input_fn(open_source(image_dir, image_signature()), batch_size=2, steps=2, progress=True)
+    assert len(list(calibration())) == 2
+    drawn = stream.getvalue()
+    # tqdm redraws at most every 0.1 s, so a fast run may show only its start: "calibration: 0/2 [...batch/s]".
+    assert "calibration" in drawn and "/2 [" in drawn and "batch" in drawn
+
+
+def test_calibration_draws_nothing_unless_asked_or_watched(image_dir, image_signature, capsys):
+    list(calibration_input_fn(open_source(image_dir, image_signature()), batch_size=2, steps=2)())
+    # Asked, but stderr is captured (not a terminal, not Jupyter): logs and CI stay clean.
+    list(calibration_input_fn(open_source(image_dir, image_signature()), batch_size=2, steps=2, progress=True)())
+    assert capsys.readouterr().err == ""
 
 
 # --------------------------------------------------------------------------- build_input_fn

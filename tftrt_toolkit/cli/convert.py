@@ -8,8 +8,6 @@ then a rename); an existing output is an error unless --overwrite; the input is 
 modified. What was done is recorded in OUTPUT/assets.extra/tftrt_toolkit.json.
 """
 
-import sys
-
 from tftrt_toolkit.cli import flags as cli_flags
 
 
@@ -34,7 +32,7 @@ def main() -> int:
         preprocess=FLAGS.preprocess,
         input_shape=FLAGS.input_shape,
         unsafe_deserialization=FLAGS.unsafe_deserialization,
-        progress=lambda message: print(f"tftrt convert: {message}", file=sys.stderr),
+        progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     summary = result.metadata.get("conversion_summary", {})
     print(f"{result.path}  backend={result.backend} precision={result.precision} "

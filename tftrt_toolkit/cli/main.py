@@ -82,6 +82,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from absl import flags
 
+    from tftrt_toolkit import progress
     from tftrt_toolkit.errors import ToolkitError
 
     module = importlib.import_module(COMMANDS[command])
@@ -105,6 +106,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     except ValueError:
         pass  # not the main thread (e.g. called from a worker): keep the default handler
+    # The library logs what it is doing (never prints); the CLI shows those step lines on stderr.
+    # run's and tune's lines name their step already ("[2/6] convert: fp32", "tune: ...").
+    log_handler = progress.log_to_stderr("" if command in ("run", "tune") else f"tftrt {command}: ")
     try:
         if passes_unknown_flags:
             return int(module.main(remaining[1:]) or 0)
@@ -119,6 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"tftrt {command}: interrupted; nothing was written.", file=sys.stderr)
         return 130
     finally:
+        progress.remove_log_handler(log_handler)
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
 

@@ -10,8 +10,6 @@ original, benchmarks them interleaved with the original, and writes report.md/.j
 predictions.json/.csv, benchmark.json/.csv/.png and the models into --output_dir.
 """
 
-import sys
-
 from tftrt_toolkit.cli import flags as cli_flags
 
 
@@ -46,7 +44,7 @@ def main() -> int:
         precisions=FLAGS.precisions, backend=FLAGS.backend, weights=FLAGS.weights, batch_sizes=batch_sizes,
         duration=FLAGS.seconds_per_measurement, overwrite=FLAGS.overwrite,
         threads=cli_flags.threading_from_flags(),
-        progress=lambda message: print(message, file=sys.stderr, flush=True),
+        progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     print()
     print("\n".join(report.table_lines()))

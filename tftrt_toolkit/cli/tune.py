@@ -14,8 +14,6 @@ names carry ImageNet WordNet ids; the table shows the drop with its 95% paired i
 (default 0.99 without labels). When nothing qualifies: exit 8, the table is still written.
 """
 
-import sys
-
 from tftrt_toolkit.cli import flags as cli_flags
 
 
@@ -37,7 +35,7 @@ def main() -> int:
             candidates=FLAGS.candidates or None, duration=FLAGS.seconds_per_candidate, report_dir=FLAGS.report_dir,
             calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite,
             weights=None if (FLAGS.weights or "").lower() == "none" else FLAGS.weights,
-            progress=lambda message: print(message, file=sys.stderr, flush=True),
+            progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
             **cli_flags.tune_budget_from_flags(),
         )
     except NoCandidateInBudget as failure:

@@ -36,7 +36,7 @@ def define_flags():
 
 
 def main() -> int:
-    from tftrt_toolkit.report import writers
+    from tftrt_toolkit.report import results, writers
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
     from tftrt_toolkit.runtime.validate import validate
 
@@ -61,7 +61,10 @@ def main() -> int:
             input_shape=FLAGS.input_shape, threads=threads,
         )
     # The report is written whether or not it passed: a failing CI job needs it most.
-    writers.emit(writers.json_text(report), output, overwrite=FLAGS.overwrite)
+    if to_file:  # the file ValidationReport.save(path) writes from the Python API
+        results.write_validation(report, output, overwrite=FLAGS.overwrite)
+    else:
+        sys.stdout.write(writers.json_text(report))
     summary = "\n".join(report.summary_lines()) + "\n"
     (sys.stdout if to_file else sys.stderr).write(summary)
     report.raise_if_failed()

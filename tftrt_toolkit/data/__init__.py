@@ -29,7 +29,6 @@ Contract:
 from tftrt_toolkit.data.generators import BuildInputs, CalibrationInputs, build_input_fn, calibration_input_fn, parse_build_shapes
 from tftrt_toolkit.data.images import IMAGE_EXTENSIONS, decode_image
 from tftrt_toolkit.data.preprocess import PREPROCESS_MODES, preprocess_mode_for_keras_application, preprocess_pixels, resolve_preprocess_mode
-from tftrt_toolkit.data.progress import ProgressBar
 from tftrt_toolkit.data.shapes import ImageLayout, parse_input_shape
 from tftrt_toolkit.data.samples import Batch, Sample, Source
 from tftrt_toolkit.data.sources import open_source
@@ -41,7 +40,6 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageLayout",
     "PREPROCESS_MODES",
-    "ProgressBar",
     "Sample",
     "Source",
     "build_input_fn",

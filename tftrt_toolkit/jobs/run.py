@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.errors import ConfigError, DataError, ToolkitError
+from tftrt_toolkit.progress import ProgressOption, reports_progress
 from tftrt_toolkit.data.sources import names_images
 from tftrt_toolkit.report.run_report import ModelRow, RunReport, markdown_report
+from tftrt_toolkit.shipped_files import SHIPPED_MODEL as DEFAULT_MODEL, SHIPPED_SAMPLES as DEFAULT_SAMPLES
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_MODEL = os.path.join(_REPO_ROOT, "saved_models", "efficientnet_lite0")
-DEFAULT_SAMPLES = os.path.join(_REPO_ROOT, "saved_models", "samples")
 DEFAULT_OUTPUT_DIR = "tftrt-report"
 # int8 must keep at least this top-1 agreement with the original, or the run falls back to the others.
 INT8_MIN_TOP1_AGREEMENT = 0.99
-
-Progress = Callable[[str], None]
-
 
 def default_precisions(env) -> List[str]:
     """The precisions worth converting to here, best first, fp32 always included as the safe choice."""
@@ -41,11 +37,12 @@ def default_precisions(env) -> List[str]:
     return usable_cpu_precisions(env)
 
 
+@reports_progress("run", total=6)
 def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR, data: Optional[str] = None,
             labels_csv: Optional[str] = None, precisions: Optional[Sequence[str]] = None, backend: str = "auto",
             weights: Optional[str] = "imagenet", batch_sizes: Sequence[int] = (1, 8), duration: float = 3.0,
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
-            progress: Progress = print) -> RunReport:
+            progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
     Converts with each precision in ``precisions`` (default: the best this machine offers),
@@ -54,6 +51,9 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     seconds), and writes report.md/.json, predictions.json/.csv, benchmark.json/.csv/.png and
     the converted models under ``output_dir``. A precision that fails to convert, or an int8
     model below INT8_MIN_TOP1_AGREEMENT, is reported with its reason and the run goes on.
+
+    ``progress``: a bar over the six steps in a terminal or notebook (False: none); the step
+    messages ("[2/6] convert: fp32") are logged at INFO either way (the CLI shows them).
 
     Raises ConfigError/OutputError before any work when the options or output are unusable.
     """
@@ -79,6 +79,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
 
     env = probe()
     progress(f"[1/6] doctor: {env.one_line()}")
+    progress.advance()
     precisions = list(precisions or default_precisions(env))
     base_config = ConversionConfig(backend=backend)
     for precision in precisions:  # refuse impossible combinations before any work
@@ -99,7 +100,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 config = calibration_sized_to(config, data, loaded)
             try:
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
-                                 calibration_data=data if precision == "int8" else None, progress=lambda m: None)
+                                 calibration_data=data if precision == "int8" else None, progress=False)
             except ToolkitError as error:
                 if precision == "int8" and isinstance(error, DataError):
                     error = f"{error} (tftrt run calibrates on --data: pass a directory of 32+ images to try int8)"
@@ -115,6 +116,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                    for row in rows}
         try:
             # ---- 3. predict
+            progress.advance()
             progress(f"[3/6] predict: {len(rows)} model(s) on {data}")
             predictions = {}
             for row in rows:
@@ -126,11 +128,12 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             _write_predictions(stage.path, predictions, files)
 
             # ---- 4. validate
+            progress.advance()
             progress("[4/6] validate: each optimized model against the original")
             validations = {}
             for row in rows[1:]:
                 report = validate(runners["original"], runners[row.name], data=data, top_k=top_k,
-                                  labels_csv=labels_csv if names_images(data) else None)
+                                  labels_csv=labels_csv if names_images(data) else None, progress=False)
                 validations[row.name] = report.to_json()
                 row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
                 row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
@@ -144,6 +147,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             _write(stage.path, "validation.json", validations, files)
 
             # ---- 5. benchmark
+            progress.advance()
             progress(f"[5/6] benchmark: batch sizes {', '.join(map(str, batch_sizes))}, interleaved with the original")
             # One interleaved run for all models: they share the original's measurements, so the
             # speed-ups (and the chart's baseline bars) are comparable across precisions.
@@ -169,11 +173,14 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         # ---- 6. report
         report = RunReport(output_dir=target, model=model, data=data, environment=env.one_line(),
                            batch_sizes=list(batch_sizes), rows=rows, files=files,
-                           seconds=time.perf_counter() - started, notes=notes)
+                           seconds=time.perf_counter() - started, notes=notes,
+                           benchmarks=[bench for _, bench in benchmarks])
         _write_text(stage.path, "report.md", markdown_report(report, env), files)
         _write(stage.path, "report.json", report.to_json(), files)
         stage.commit()
+    progress.advance()
     progress(f"[6/6] report: {target}/report.md ({report.seconds:.0f} s)")
+    progress.advance()
     return report
 
 

@@ -59,6 +59,8 @@ def parse_model_spec(text: str, weights: Optional[str] = "imagenet") -> ModelSpe
     ``weights`` applies to ``keras:NAME`` only ("imagenet", "none", or a file path).
     Paths are checked for existence here so the error names the spec as the user typed it.
     """
+    if isinstance(text, os.PathLike):  # pathlib.Path, an OptimizedModel, ...
+        text = os.fspath(text)
     if not text or not str(text).strip():
         raise ModelLoadError("no model given; pass --model=PATH, --model=keras:NAME or --model=hub:HANDLE.")
     text = str(text).strip()

@@ -81,6 +81,16 @@ class TuneResult:
     def to_markdown(self) -> str:
         return tables.markdown(self._cells())
 
+    def _repr_markdown_(self) -> str:
+        head = f"chosen **{self.chosen['candidate']}**" if self.chosen is not None else "**nothing inside the budget**"
+        return f"{head}: {self.reason}\n\n{self.to_markdown()}"
+
+    def plot(self):
+        """Latency against accuracy for every candidate (tune.png) as a matplotlib Figure; ConfigError without matplotlib."""
+        from tftrt_toolkit.report.tune_plot import tune_figure
+
+        return tune_figure(self)
+
     def to_json(self) -> dict:
         return {
             "model": self.model, "data": self.data, "batch_size": self.batch_size, "budget": self.budget.to_json(),

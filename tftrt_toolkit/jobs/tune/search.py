@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.config import ConversionConfig
@@ -21,7 +21,8 @@ from tftrt_toolkit.jobs.tune.choice import (
     choose, mark_pareto, value_text,
 )
 from tftrt_toolkit.jobs.tune.result import NoCandidateInBudget, TuneResult
-from tftrt_toolkit.jobs.tune.worker import ThreadWorker
+from tftrt_toolkit.runtime.process_worker import ProcessWorker
+from tftrt_toolkit.progress import ProgressOption, reports_progress
 
 DEFAULT_TIME_BUDGET_S = 600.0
 # Seconds of timed runs per candidate in the benchmark (interleaved, so a run with N candidates takes ~(N+1)x).
@@ -30,13 +31,11 @@ REPORT_SUFFIX = ".tune"
 # Starting Python + TensorFlow and loading the models in a thread subprocess, before its timed runs.
 _SUBPROCESS_START_S = 20.0
 
-Progress = Callable[[str], None]
-
-
+@reports_progress("tune")
 def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1_drop: Optional[float] = None,
          min_top1_agreement: Optional[float] = None, batch_size: int = 8,
          time_budget: float = DEFAULT_TIME_BUDGET_S, candidates: Optional[Iterable[Union[Candidate, str]]] = None,
-         progress: Progress = print, duration: float = DEFAULT_DURATION_S, report_dir: Optional[str] = None,
+         progress: ProgressOption = True, duration: float = DEFAULT_DURATION_S, report_dir: Optional[str] = None,
          calibration_data=None, overwrite: bool = False, weights: Optional[str] = "imagenet") -> TuneResult:
     """Find the fastest conversion of ``model`` inside an accuracy budget; write it to ``output``.
 
@@ -54,6 +53,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
       duration: seconds of timed runs per candidate (shortened to fit ``time_budget``).
       report_dir: where tune.json/csv/png go (default ``OUTPUT.tune`` beside ``output``).
       calibration_data: int8 calibration data (default ``data``).
+      progress: a bar in a terminal or notebook (False: none); each step's message is logged at
+        INFO either way (the CLI shows them).
 
     Returns a TuneResult. Raises NoCandidateInBudget (a ValidationFailed; ``.result`` has the
     table, whose files are written) when nothing qualifies; ConfigError, OutputError,
@@ -213,11 +214,11 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
             if config.needs_calibration:
                 config = calibration_sized_to(config, calibration_data, loaded)
             convert(loaded, path, config, calibration_data=calibration_data if config.needs_calibration else None,
-                    env=env, progress=lambda message: None)
+                    env=env, progress=False)
             convert_s = time.monotonic() - step_started
             runner = ModelRunner(path, name=label).load()
             runners[key] = runner
-            report = validate(original, runner, data=data, labels_csv=labels_csv, batch_size=batch_size)
+            report = validate(original, runner, data=data, labels_csv=labels_csv, batch_size=batch_size, progress=False)
         except ToolkitError as error:
             for row in mine:
                 row.update(status=FAILED, reason=first_line(error))
@@ -269,7 +270,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
     if not main and not by_threads:
         return
 
-    workers: Dict[Threads, ThreadWorker] = {}
+    workers: Dict[Threads, ProcessWorker] = {}
     try:
         for threads, group in by_threads.items():
             setting = f"intra={threads[0]} inter={threads[1]}"
@@ -280,7 +281,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
                 continue
             progress(f"threads {setting}: loading {len(group)} candidate(s) + the original in a subprocess "
                      "(TF sets threads once per process)")
-            worker = ThreadWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
+            worker = ProcessWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
                                   threads=threads, data=data, batch_size=batch_size)
             try:
                 worker.start(timeout=max(1.0, time_left()))
