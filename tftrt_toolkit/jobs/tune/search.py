@@ -21,7 +21,7 @@ from tftrt_toolkit.jobs.tune.choice import (
     choose, mark_pareto, value_text,
 )
 from tftrt_toolkit.jobs.tune.result import NoCandidateInBudget, TuneResult
-from tftrt_toolkit.runtime.process_worker import ProcessWorker
+from tftrt_toolkit.jobs.tune.worker import ThreadWorker
 from tftrt_toolkit.progress import ProgressOption, reports_progress
 
 DEFAULT_TIME_BUDGET_S = 600.0
@@ -270,7 +270,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
     if not main and not by_threads:
         return
 
-    workers: Dict[Threads, ProcessWorker] = {}
+    workers: Dict[Threads, ThreadWorker] = {}
     try:
         for threads, group in by_threads.items():
             setting = f"intra={threads[0]} inter={threads[1]}"
@@ -281,7 +281,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
                 continue
             progress(f"threads {setting}: loading {len(group)} candidate(s) + the original in a subprocess "
                      "(TF sets threads once per process)")
-            worker = ProcessWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
+            worker = ThreadWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
                                   threads=threads, data=data, batch_size=batch_size)
             try:
                 worker.start(timeout=max(1.0, time_left()))
