@@ -253,6 +253,7 @@ class ValidationReport:
     outputs: Dict[str, dict]
     accuracy: Optional[dict]
     settings: dict
+    skipped_files: List[dict] = dataclasses.field(default_factory=list)  # data files not compared: {path, reason, detail}
 
     def __bool__(self) -> bool:
         return self.passed
@@ -295,6 +296,7 @@ class ValidationReport:
             "outputs": self.outputs,
             "accuracy": self.accuracy,
             "settings": self.settings,
+            "skipped_files": self.skipped_files,
         }
 
     def summary_lines(self) -> List[str]:
@@ -323,7 +325,7 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
              top_k: int = 5, labels_csv: Optional[str] = None, min_top1_agreement: Optional[float] = None,
              min_within_tolerance: Optional[float] = None, batch_size: int = 8, samples: Optional[int] = None,
              preprocess: str = "auto", input_shape=None, threads: Threads = (None, None), seed: int = 0,
-             progress: bool = True) -> ValidationReport:
+             progress: bool = True, strict_data: bool = False) -> ValidationReport:
     """Compare ``optimized`` with ``original`` on the same inputs; return a report (truthy on pass).
 
     Args:
@@ -338,6 +340,8 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
         (``n01440764_tench.JPEG``, ``n01440764/x.JPEG``) is labelled by those.
       samples: compare on at most this many samples (default: all; 32 for synthetic).
       progress: show a bar over the samples compared (in a terminal or notebook; False: none).
+      strict_data: refuse image folders with files that would be skipped (DataError listing
+        them); otherwise the report's ``skipped_files`` lists them.
 
     Returns a ValidationReport; it does not raise on failure (call ``raise_if_failed()``).
     Raises SignatureMismatch (a ValidationFailed) before running when inputs (names,
@@ -362,7 +366,7 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
                                 min_top1_agreement=min_top1_agreement)
         # The original's conventions decide preprocessing; a converted model records the same ones.
         source = open_source(data, original_runner.signature, preprocess=preprocess, input_shape=input_shape,
-                             model_hint=original_runner.model_info, seed=seed)
+                             model_hint=original_runner.model_info, seed=seed, strict=strict_data)
         scores_output = classifier_output(original_runner.signature)
         if labels_csv and scores_output is None:
             raise ConfigError("labels_csv needs a classifier (one output of shape [batch, classes]); this model has none")
@@ -409,6 +413,7 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
             outputs={name: c.to_json() for name, c in comparisons.items()},
             accuracy=accuracy.compare("original", "optimized") if accuracy is not None else None,
             settings={"batch_size": batch_size, "preprocess": source.preprocess, "seed": seed, **current_threads()},
+            skipped_files=[file.to_json() for file in source.skipped_files],
         )
     finally:
         if owns_optimized:
