@@ -27,7 +27,7 @@ import warnings
 import zipfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from tftrt_toolkit.errors import ConfigError, ModelLoadError
+from tftrt_toolkit.errors import ConfigError, ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _import(entry: str) -> types.ModuleType:
             spec.loader.exec_module(module)
         except Exception as error:  # the user's module can fail in any way; say where
             sys.modules.pop(name, None)
-            raise ConfigError(f"--custom_objects file {entry!r} failed to import ({type(error).__name__}: {_first_line(error)})") from error
+            raise ConfigError(f"--custom_objects file {entry!r} failed to import ({type(error).__name__}: {first_line(error, limit=240)})") from error
         return module
     try:
         try:
@@ -109,7 +109,7 @@ def _import(entry: str) -> types.ModuleType:
                 sys.path.remove(os.getcwd())
     except Exception as error:
         raise ConfigError(
-            f"--custom_objects module {entry!r} cannot be imported ({type(error).__name__}: {_first_line(error)}); "
+            f"--custom_objects module {entry!r} cannot be imported ({type(error).__name__}: {first_line(error, limit=240)}); "
             "pass an importable module path (its directory on PYTHONPATH) or a .py file"
         ) from error
 
@@ -123,13 +123,6 @@ def _public_objects(module: types.ModuleType) -> Dict[str, Any]:
         if getattr(value, "__module__", None) == module.__name__:
             found[name] = value
     return found
-
-
-def _first_line(error: BaseException, limit: int = 240) -> str:
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()[:limit]
-    return type(error).__name__
 
 
 def missing_custom_class(error_text: str) -> Optional[str]:
@@ -148,7 +141,7 @@ def failed_weights(error_text: str) -> Optional[str]:
         names = re.findall(r"name=([^,>]+)", listed.group(1)) if listed else []
         detail = re.search(r"expected (\d+) variables, but received (\d+)", error_text)
         why = f" (expected {detail.group(1)} variables, received {detail.group(2)})" if detail else ""
-        return (", ".join(names) or _first_line(error_text)) + why
+        return (", ".join(names) or first_line(error_text, limit=240)) + why
     for pattern in (r"Layer count mismatch[^.]*\.[^.]*\.", r"Weight count mismatch for [^.]*\.", r"Shape mismatch in layer[^\n]*"):
         match = re.search(pattern, error_text)
         if match:
@@ -201,14 +194,14 @@ def _skipped_summary(messages: List[str]) -> str:
     names = []
     for message in messages:
         found = (re.findall(r"name=([^,>]+)", message) or re.findall(r"at '([^']+)'", message)
-                 or re.findall(r"weight (\S+)\.", message) or [_first_line(message, 120)])
+                 or re.findall(r"weight (\S+)\.", message) or [first_line(message, limit=120)])
         names.extend(n for n in found if n not in names)
     return ", ".join(names)
 
 
 def _load_error(path: str, error: Exception, objects: Dict[str, Any]) -> ModelLoadError:
     text = str(error)
-    first = _first_line(error)
+    first = first_line(error, limit=240)
     if isinstance(error, zipfile.BadZipFile):
         return ModelLoadError(f"{path!r} is truncated or corrupt ({first}); re-save the model, or copy it again.")
     if "safe_mode" in text or "Lambda" in text:
