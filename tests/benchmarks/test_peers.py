@@ -85,3 +85,105 @@ def test_bad_flags_are_config_errors(peers, tmp_path, flag, message):
 
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         peers.main([f"--output={tmp_path / 'x'}", flag])
+
+
+# --------------------------------------------------------------------------- the peers' int8 rows, the oneDNN rows
+PEER_INT8_PACKAGES = {
+    "openvino_int8": ("openvino", "nncf"),
+    "onnxruntime_int8": ("tf2onnx", "onnxruntime", "sympy"),
+    "tflite_full_int8": (),  # TFLite comes with TensorFlow
+}
+
+
+def _missing(packages):
+    return [name for name in packages if importlib.util.find_spec(name) is None]
+
+
+def _onednn_on_in_this_process() -> bool:
+    from tftrt_toolkit import onednn
+
+    return onednn.enabled_in_this_process()
+
+
+@pytest.fixture(scope="module")
+def int8_peers_report(peers, tiny_saved_model, tmp_path_factory):
+    """One short run of the tiny model with plain TF, the oneDNN row and every peer int8 row."""
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or peers.usable_cores()
+    output = tmp_path_factory.mktemp("peers") / "tiny-int8"
+    return peers.main([
+        f"--model={tiny_saved_model}", "--batch_sizes=1,2", f"--output={output}", "--rounds=1", "--warmup=1",
+        "--agreement_samples=4", "--noplot", f"--threads={threads}",
+        "--runtimes=tf,tf_onednn,openvino_bf16," + ",".join(PEER_INT8_PACKAGES),
+    ])
+
+
+@pytest.mark.parametrize("key", list(PEER_INT8_PACKAGES))
+def test_peer_int8_rows_calibrate_on_our_calibration_samples(int8_peers_report, key):
+    missing = _missing(PEER_INT8_PACKAGES[key])
+    if missing:
+        pytest.skip(f"{key} needs {missing}: pip install 'tftrt_toolkit[peers]'")
+    rows = {row["key"]: row for row in int8_peers_report["rows"]}
+    row = rows[key]
+    assert row["status"] == "measured", row
+    # The same 64 samples (8 batches of 8) our cpu int8 conversion draws from --calibration_data.
+    assert "64 calibration samples" in row["converted_with"]
+    assert int8_peers_report["settings"]["int8_calibration"].startswith("64 samples (8 batches)")
+    assert [cell["batch_size"] for cell in row["results"]] == [1, 2]
+    assert all(cell["runs"] >= 1 and cell["latency_ms"]["p50"] > 0 for cell in row["results"])
+    assert row["agreement"]["samples"] == 4 and row["agreement"]["max_abs_diff"] is not None
+    assert row["process"]["tf_onednn"] is None  # its own kernels: TF's switch is not its setting
+    assert not row["stays_tf_saved_model"]
+
+
+def test_onednn_row_is_skipped_where_plain_tf_already_has_it(int8_peers_report):
+    rows = {row["key"]: row for row in int8_peers_report["rows"]}
+    if not _onednn_on_in_this_process():
+        pytest.skip("oneDNN is off in this test process: the row ran in a worker (the subprocess test covers it)")
+    assert rows["tf_onednn"]["status"] == "skipped"
+    assert "already runs with oneDNN on in this process" in rows["tf_onednn"]["reason"]
+    assert rows["tf"]["process"]["tf_onednn"].startswith("on (")
+
+
+def test_openvino_bf16_row_is_never_an_f32_row_in_disguise(int8_peers_report):
+    if _missing(["openvino"]):
+        pytest.skip("needs openvino: pip install 'tftrt_toolkit[peers]'")
+    row = {row["key"]: row for row in int8_peers_report["rows"]}["openvino_bf16"]
+    if row["status"] == "measured":  # a CPU with native bf16
+        assert "bf16" in row["settings_in_force"]["INFERENCE_PRECISION_HINT"]
+    else:
+        assert row["reason"].startswith("OpenVINO runs f32, not bf16, on this CPU")
+
+
+def test_rows_that_need_onednn_run_in_a_worker_where_it_is_off(peers, tiny_saved_model, tmp_path):
+    """TF_ENABLE_ONEDNN_OPTS=0 for the script: plain TF runs with oneDNN off, the oneDNN rows in a worker with it on."""
+    import os
+    import subprocess
+
+    from tftrt_toolkit import onednn
+
+    runtimes = "tf,tf_onednn,cpu_fp32" + (",cpu_int8" if not _missing(["neural_compressor"]) else "")
+    output = tmp_path / "tiny-onednn"
+    completed = subprocess.run(
+        [sys.executable, peers.__file__, f"--model={tiny_saved_model}", "--batch_sizes=1,2", f"--output={output}",
+         "--rounds=1", "--warmup=1", "--agreement_samples=4", "--noplot", "--threads=1", f"--runtimes={runtimes}"],
+        env=onednn.environment_with(False), capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+    written = json.loads((tmp_path / "tiny-onednn.json").read_text())
+    rows = {row["key"]: row for row in written["rows"]}
+    assert rows["tf"]["process"] == {"runs_in": "this process", "tf_onednn": "off (TF_ENABLE_ONEDNN_OPTS=0)"}
+    assert written["settings"]["onednn_enabled"] is False
+    for key in runtimes.split(",")[1:]:
+        row = rows[key]
+        assert row["status"] == "measured", row
+        assert row["process"] == {"runs_in": "worker process", "tf_onednn": "on (TF_ENABLE_ONEDNN_OPTS=1, worker process)"}
+        assert [cell["batch_size"] for cell in row["results"]] == [1, 2]
+        assert all(cell["runs"] >= 1 and cell["latency_ms"]["p50"] > 0 for cell in row["results"])
+        assert row["agreement"]["top1_agreement"] == 1.0 and row["agreement"]["samples"] == 4
+    markdown = (tmp_path / "tiny-onednn.md").read_text()
+    assert "| runtime | stays a TF SavedModel | top-1 vs plain TF | TF oneDNN |" in markdown
+    assert "| plain TF, oneDNN on | yes | 100% | on (TF_ENABLE_ONEDNN_OPTS=1, worker process) |" in markdown
+    assert "rows marked 'worker process' ran in a second process" in markdown
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("worker-")]
