@@ -66,3 +66,14 @@ def test_strict_data_passes_a_clean_folder(run_cli, tiny_saved_model, mixed_fold
     (mixed_folder / "notes.txt").unlink()
     data = json.loads(run_cli("predict", f"--model={tiny_saved_model}", f"--data={mixed_folder}", "--strict_data").out)
     assert len(data["results"]) == len(IMAGES) and data["skipped_files"] == []
+
+
+def test_validate_names_the_skipped_files_and_strict_data_refuses_them(run_cli, tiny_saved_model, mixed_folder):
+    result = run_cli("validate", f"--original={tiny_saved_model}", f"--optimized={tiny_saved_model}", f"--data={mixed_folder}")
+    report = json.loads(result.out)
+    assert report["samples"] == len(IMAGES)
+    assert [entry["reason"] for entry in report["skipped_files"]] == ["unreadable", "not an image"]
+    assert [line for line in result.err.splitlines() if "skipped" in line] == [f"tftrt validate: {SUMMARY}"]
+    strict = run_cli("validate", f"--original={tiny_saved_model}", f"--optimized={tiny_saved_model}",
+                     f"--data={mixed_folder}", "--strict_data", expect_exit=4)
+    assert SUMMARY in strict.err and "notes.txt" in strict.err

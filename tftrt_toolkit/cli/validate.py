@@ -14,6 +14,8 @@ element and 100% top-1 agreement; bf16 5e-2 on 95% of elements and 90% agreement
 1e-1, 90%, 90% (see tftrt_toolkit.runtime.validate).
 The JSON report goes to --output, or stdout (with the summary on stderr). Exit code 8 when
 the optimized model is outside tolerance or agreement, or its signature differs.
+Files of a --data folder that were not compared are listed under "skipped_files" and summed
+up in one line on stderr; --strict_data makes them an error (exit 4).
 """
 
 import sys
@@ -58,7 +60,7 @@ def main() -> int:
             rtol=FLAGS.rtol, atol=FLAGS.atol, top_k=FLAGS.top_k, labels_csv=FLAGS.labels_csv,
             min_top1_agreement=FLAGS.min_top1_agreement, min_within_tolerance=FLAGS.min_within_tolerance,
             batch_size=FLAGS.batch_size, samples=FLAGS.samples, preprocess=FLAGS.preprocess,
-            input_shape=FLAGS.input_shape, threads=threads,
+            input_shape=FLAGS.input_shape, threads=threads, strict_data=FLAGS.strict_data,
         )
     # The report is written whether or not it passed: a failing CI job needs it most.
     if to_file:  # the file ValidationReport.save(path) writes from the Python API
