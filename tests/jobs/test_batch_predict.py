@@ -75,7 +75,7 @@ def test_sharded_complete_output_has_predicts_records_and_a_dead_letter(beam, ti
     errors = list(read_records(result.error_files))
     assert [os.path.basename(f) for f in result.error_files] == ["predictions-errors-00000-of-00001.jsonl"]
     assert len(errors) == 1 and errors[0]["image"] == images["broken"] and errors[0]["stage"] == "decode"
-    assert images["broken"] in errors[0]["error"] and "not a JPEG, PNG, BMP or WebP image" in errors[0]["error"]
+    assert images["broken"] in errors[0]["error"] and "not a JPEG, PNG, GIF, TIFF, BMP or WebP image" in errors[0]["error"]
 
     assert (result.images_read, result.images_predicted, result.images_failed) == (7, 6, 1)
     assert result.batch_sizes["max"] <= 4 and result.labels == f"file:{labels_file}"
