@@ -31,7 +31,7 @@ def define_flags():
 
 
 def main() -> int:
-    from tftrt_toolkit.report import writers
+    from tftrt_toolkit.report import results, writers
     from tftrt_toolkit.runtime.predict import predict
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
 
@@ -52,11 +52,6 @@ def main() -> int:
         result = predict(runner, data, top_k=FLAGS.top_k, labels=FLAGS.labels, preprocess=FLAGS.preprocess,
                          input_shape=FLAGS.input_shape, batch_size=FLAGS.batch_size,
                          threads=threads, strict_data=FLAGS.strict_data)
-    if output_format == "csv":
-        text = writers.csv_text(result.csv_rows(), result.csv_columns)
-    elif output_format == "jsonl":
-        text = "".join(writers.json_line(record) + "\n" for record in result.records)
-    else:
-        text = writers.json_text(result)
-    writers.emit(text, output, overwrite=FLAGS.overwrite)
+    # The text PredictionResult.save(path) writes from the Python API.
+    writers.emit(results.predictions_text(result, output_format), output, overwrite=FLAGS.overwrite)
     return 0
