@@ -1,8 +1,8 @@
 """The model files users bring, built in fixtures: each converts on the cpu backend (fp32) and matches its source within 1e-4.
 
 Sequential (.keras, .h5), functional multi-input/multi-output, dynamic spatial dims, integer
-inputs, a custom layer, a subclassed model, Keras-2-written .h5 (tf_keras) and a tf_keras
-SavedModel. The expected outputs are computed from the model in memory before it is saved,
+inputs, a custom layer, a subclassed model, Keras-2-written .h5 and .keras (tf_keras) and a
+tf_keras SavedModel. The expected outputs are computed from the model in memory before it is saved,
 so a loader that drops or re-initialises weights fails here.
 """
 
@@ -346,3 +346,17 @@ def test_weights_keras_skips_with_only_a_warning_are_refused_too(custom_layers, 
                            lambda weights: weights.move("layers/nested/groups/container_1", "layers/nested/groups/cx_1"))
     with pytest.raises(ModelLoadError, match="weights did not load.*layers/nested/groups/container_1 kept freshly initialised"):
         load_model(str(damaged), custom_objects={"Nested": Nested})
+
+
+def test_keras_file_written_by_tf_keras(tmp_path):
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(11)
+    model = tf_keras.Sequential([tf_keras.layers.Dense(4, input_shape=(6,), activation="relu"),
+                                 tf_keras.layers.Dense(2, name="head")])
+    x = _rng_inputs((3, 6))
+    expected = {"head": model(x).numpy()}
+    model.save(str(tmp_path / "tfk.keras"))  # tf_keras' own .keras writer
+    with load_model(str(tmp_path / "tfk.keras")) as loaded:
+        name = loaded.signature.input_names[0]
+    _convert_and_compare(tmp_path / "tfk.keras", tmp_path, {name: x}, expected)

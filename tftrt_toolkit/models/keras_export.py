@@ -38,7 +38,8 @@ def _unique(names: List[str]) -> List[str]:
 def _layer_name(tensor) -> Optional[str]:
     """The name of the layer that made a symbolic Keras tensor (Input layer or output layer)."""
     history = getattr(tensor, "_keras_history", None)
-    layer = getattr(history, "operation", None) if history is not None else None
+    # Keras 3 calls it the operation, tf_keras (Keras 2) the layer.
+    layer = (getattr(history, "operation", None) or getattr(history, "layer", None)) if history is not None else None
     return getattr(layer, "name", None)
 
 
@@ -61,9 +62,17 @@ def _output_names(model) -> List[str]:
 
 
 def _is_functional(model) -> bool:
+    """A functional model (Keras 3 or tf_keras), not a Sequential: its Input layers were declared, batch dim included."""
     from keras.src.models.functional import Functional
 
-    return isinstance(model, Functional)
+    if isinstance(model, Functional):
+        return True
+    try:
+        from tf_keras.src.engine.functional import Functional as Keras2Functional
+        from tf_keras.src.engine.sequential import Sequential as Keras2Sequential
+    except ImportError:
+        return False
+    return isinstance(model, Keras2Functional) and not isinstance(model, Keras2Sequential)
 
 
 def _symbolic_input_specs(model) -> List[Tuple[str, tuple, str]]:
@@ -76,7 +85,8 @@ def _symbolic_input_specs(model) -> List[Tuple[str, tuple, str]]:
             # A Sequential built by calling it on data records that batch's size; the batch
             # dim of a Keras model is free, and a fixed 1 would refuse every other batch size.
             shape = (None,) + shape[1:]
-        specs.append((name, shape, str(tensor.dtype)))
+        # Keras 3 gives dtype names ("float32"), tf_keras tf.DType objects.
+        specs.append((name, shape, getattr(tensor.dtype, "name", None) or str(tensor.dtype)))
     return specs
 
 

@@ -169,11 +169,18 @@ def load_keras_file(path: str, *, custom_objects: CustomObjects = None, unsafe_d
             f"{path!r} is not a valid .keras file (not a zip archive: truncated or corrupt); "
             "re-save the model with model.save('NAME.keras'), or copy it again."
         )
+    # A .keras file written by tf_keras (Keras 2) holds Keras 2 configs (batch_input_shape on
+    # layers) that Keras 3 refuses; tf_keras, the writer, reads it exactly. Keras 2 .h5 files
+    # load in Keras 3's own legacy reader.
+    load = keras.saving.load_model
+    if path.lower().endswith(".keras") and _keras_version_written(path).startswith("2."):
+        import tf_keras
+
+        load = tf_keras.saving.load_model
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = keras.saving.load_model(path, custom_objects=objects or None, compile=False,
-                                            safe_mode=not unsafe_deserialization)
+            model = load(path, custom_objects=objects or None, compile=False, safe_mode=not unsafe_deserialization)
         except Exception as error:
             raise _load_error(path, error, objects) from error
     skipped = [str(w.message) for w in caught
@@ -227,6 +234,15 @@ def _load_error(path: str, error: Exception, objects: Dict[str, Any]) -> ModelLo
             "or from another model: re-save the model, or copy it again."
         )
     return ModelLoadError(f"{path!r} could not be loaded as a Keras model: {first}")
+
+
+def _keras_version_written(path: str) -> str:
+    """The Keras version a .keras file records in metadata.json ("" when it records none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return ""
 
 
 def _unknown_config_class(path: str, objects: Dict[str, Any]) -> Optional[str]:
