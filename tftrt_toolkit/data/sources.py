@@ -34,6 +34,10 @@ DataSpec = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"
 # How many undecodable files to remember (for the error) before the first good image.
 _FAILURES_KEPT = 20
 
+# Summary lines already logged, with the data they describe: a job reads one folder many
+# times (predict and validate per model, calibration), and the user needs the line once.
+_SUMMARIES_LOGGED: set = set()
+
 
 def open_source(
     spec: DataSpec,
@@ -139,7 +143,6 @@ class ImageSource(Source):
         # Kept across passes (calibration reads the data more than once), so each file is
         # reported once and the summary line is logged again only when it changes.
         self._skipped: Dict[str, SkippedFile] = {}
-        self._summary_logged = ""
 
     @property
     def skipped_files(self) -> Tuple[SkippedFile, ...]:
@@ -217,8 +220,8 @@ class ImageSource(Source):
         finally:
             # Also when the consumer stops early (a sample limit): what was seen so far is said.
             summary = self.skipped_summary()
-            if decoded and summary and summary != self._summary_logged:
-                self._summary_logged = summary
+            if decoded and summary and (self.roots, summary) not in _SUMMARIES_LOGGED:
+                _SUMMARIES_LOGGED.add((self.roots, summary))
                 logger.warning("%s", summary)
         if not decoded:
             if failures == 1:
