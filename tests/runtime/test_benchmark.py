@@ -24,7 +24,27 @@ class RecordingRunner(ModelRunner):
 @pytest.fixture(scope="module")
 def report_with_baseline(tiny_saved_model, tiny_fp32_conversion):
     return benchmark(tiny_fp32_conversion, baseline=str(tiny_saved_model), batch_sizes=(1, 2), warmup=1,
-                     iterations=3, progress=False)
+                     iterations=3, progress=False, baseline_at_tf_default=False)
+
+
+def test_the_baseline_is_also_timed_as_plain_tf_runs_it_by_default(tiny_saved_model, tiny_fp32_conversion):
+    # tftrt turns oneDNN on in its processes; plain TF leaves it off by default on AVX2-only CPUs. The
+    # baseline is then also timed in a subprocess at TF's default, interleaved, and both ratios reported.
+    report = benchmark(tiny_fp32_conversion, baseline=str(tiny_saved_model), batch_sizes=(1, 2), warmup=1,
+                       iterations=3, progress=False, baseline_at_tf_default=True)
+    assert [(m.role, m.batch_size) for m in report.results] == [
+        ("baseline", 1), ("optimized", 1), ("baseline_tf_default", 1),
+        ("baseline", 2), ("optimized", 2), ("baseline_tf_default", 2)]
+    for batch_size in (1, 2):
+        default, optimized = report.result("baseline_tf_default", batch_size), report.result("optimized", batch_size)
+        assert default.runs == 3 and default.first_call_ms is None
+        speedup = report.speedup(batch_size)
+        assert speedup["p50_speedup_vs_tf_default"] == pytest.approx(
+            default.latency_ms["p50"] / optimized.latency_ms["p50"], rel=1e-3)
+    onednn = report.settings["onednn"]
+    assert onednn["baseline_tf_default_measured"] is True and isinstance(onednn["tf_default"], bool)
+    assert any("plain TF's default here is oneDNN" in line for line in report.table_lines())
+    assert len(report.csv_rows()) == 6
 
 
 def test_report_has_every_field_for_each_model_and_batch_size(report_with_baseline):
@@ -122,7 +142,7 @@ def test_benchmark_many_shares_one_interleaved_baseline(tiny_saved_model):
     from tftrt_toolkit.runtime.benchmark import benchmark_many
 
     reports = benchmark_many({"a": str(tiny_saved_model), "b": str(tiny_saved_model)}, baseline=str(tiny_saved_model),
-                             batch_sizes=(1,), iterations=3, warmup=0, progress=False)
+                             batch_sizes=(1,), iterations=3, warmup=0, progress=False, baseline_at_tf_default=False)
     assert list(reports) == ["a", "b"]
     base_a, base_b = reports["a"].result("baseline", 1), reports["b"].result("baseline", 1)
     assert base_a == base_b  # the same measurements, so speed-ups compare across models

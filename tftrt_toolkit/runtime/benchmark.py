@@ -17,6 +17,13 @@ Timing honesty (what is and is not on the clock):
 The loop itself is ``runtime.timing`` (``time_calls``/``time_rounds``), the one tune's worker
 and the benchmark scripts use too.
 
+Fair baseline: tftrt turns TF's oneDNN ops on in its own processes, while plain TF leaves
+them off by default on CPUs without AVX512-VNNI/BF16, AVX-VNNI or AMX. There the baseline
+is timed twice: in this process (same setting as the optimized model, the like-for-like
+ratio) and in a subprocess at TF's default setting (``baseline_tf_default``: plain TF as
+its users run it), interleaved round by round; speed-ups against both are reported and
+``settings["onednn"]`` says which setting each row ran with.
+
 Peak RSS is the process's high-water mark (``getrusage``) after each measurement: with a
 baseline both models live in the process, so it is an upper bound for each.
 """
@@ -26,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -88,7 +95,7 @@ class Measurement:
     model: str
     batch_size: int
     runs: int
-    first_call_ms: float
+    first_call_ms: Optional[float]  # None where another process made the first call
     latency_ms: Dict[str, float]
     throughput: float  # samples per second over the timed runs
     peak_rss_mb: Optional[float]
@@ -138,7 +145,7 @@ class BenchmarkReport:
             speedup = self.speedup(m.batch_size) if m.role == "optimized" else None
             rows.append({
                 "role": m.role, "model": m.model, "batch_size": m.batch_size, "runs": m.runs,
-                "first_call_ms": round(m.first_call_ms, 3),
+                "first_call_ms": None if m.first_call_ms is None else round(m.first_call_ms, 3),
                 **{f"latency_{stat}_ms": round(m.latency_ms[stat], 3) for stat in LATENCY_STATS},
                 "throughput": round(m.throughput, 2),
                 "peak_rss_mb": None if m.peak_rss_mb is None else round(m.peak_rss_mb, 1),
@@ -168,6 +175,23 @@ class BenchmarkReport:
                 lat = optimized.latency_ms
                 lines.append(f"{batch_size:>5}  {lat['p50']:>9.2f}  {lat['p90']:>9.2f}  {lat['p99']:>9.2f}  "
                              f"{optimized.throughput:>9.1f}  {optimized.first_call_ms:>7.0f} ms  {optimized.runs:>4}")
+        lines += self._tf_default_lines()
+        return lines
+
+    def _tf_default_lines(self) -> List[str]:
+        """Footnotes: the speed-ups over the baseline as plain TF runs it by default, where that setting differs."""
+        onednn = self.settings.get("onednn") or {}
+        if not onednn.get("baseline_tf_default_measured"):
+            return []
+        state = lambda on: "on" if on else "off"  # noqa: E731
+        lines = [f"rows above: oneDNN {state(onednn['this_process'])} (set by {onednn['set_by']}); plain TF's default "
+                 f"here is oneDNN {state(onednn['tf_default'])}, against which (baseline timed in a subprocess, interleaved):"]
+        for batch_size in self.settings["batch_sizes"]:
+            speedup = self.speedup(batch_size) or {}
+            default = self.result(TF_DEFAULT_BASELINE, batch_size)
+            lines.append(f"{batch_size:>5}  baseline p50 {default.latency_ms['p50']:.2f} ms, {default.throughput:.1f}/s; "
+                         f"speed-up {speedup['p50_speedup_vs_tf_default']:.2f}x (p50), "
+                         f"{speedup['throughput_speedup_vs_tf_default']:.2f}x (throughput)")
         return lines
 
     def __repr__(self) -> str:
@@ -211,13 +235,54 @@ def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike
     return benchmark_many({"optimized": model}, baseline=baseline, **options)["optimized"]
 
 
+# The role of the original timed in a subprocess at TF's default oneDNN setting.
+TF_DEFAULT_BASELINE = "baseline_tf_default"
+# Loading TF and the model in the subprocess, before its first round.
+_WORKER_START_S = 300.0
+
+
+def _tf_default_differs() -> bool:
+    """Whether this process's oneDNN setting differs from what plain TF does here by default."""
+    from tftrt_toolkit.environment import probe
+
+    env = probe()
+    return env.onednn_enabled != env.onednn_default
+
+
+def _as_pair(threads_in_force) -> Tuple[int, int]:
+    if isinstance(threads_in_force, Mapping):
+        return int(threads_in_force["intra_op_threads"]), int(threads_in_force["inter_op_threads"])
+    return int(threads_in_force[0]), int(threads_in_force[1])
+
+
+def _start_tf_default_workers(baseline: ModelRunner, batch_sizes, data, threads_in_force, warmup) -> dict:
+    """{batch size: ProcessWorker} timing the baseline as plain TF runs it by default; {} when not needed or possible."""
+    from tftrt_toolkit.runtime.process_worker import ProcessWorker
+
+    path = getattr(baseline.loaded_model, "saved_model_dir", None)
+    if not path or not isinstance(data, (str, list)):
+        return {}
+    workers = {}
+    try:
+        for batch_size in batch_sizes:
+            workers[batch_size] = ProcessWorker({}, path, threads=_as_pair(threads_in_force), data=data,
+                                                batch_size=batch_size, warmup=warmup,
+                                                onednn_setting="default").start(_WORKER_START_S)
+    except BaseException:
+        for worker in workers.values():
+            worker.close()
+        raise
+    return workers
+
+
 def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
                    baseline: Union[ModelLike, ModelRunner, None] = None,
                    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, warmup: int = DEFAULT_WARMUP,
                    iterations: Optional[int] = None, duration: Optional[float] = None, data: DataSpec = "synthetic",
                    threads: Threads = (None, None), progress: bool = True, preprocess: str = "auto",
                    input_shape=None, seed: int = 0,
-                   between_rounds: Optional[Callable[[int], None]] = None) -> Dict[str, BenchmarkReport]:
+                   between_rounds: Optional[Callable[[int], None]] = None,
+                   baseline_at_tf_default: Optional[bool] = None) -> Dict[str, BenchmarkReport]:
     """Measure several models against one baseline in ONE interleaved run; a report per model.
 
     Each round runs the baseline and every model once, so machine noise hits all of them alike
@@ -226,6 +291,8 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
     ``between_rounds(batch_size)``, when given, is called after every timed round, off the
     clock: a caller interleaves measurements made elsewhere with these (tune times other TF
     thread settings in subprocesses that way). Its time counts toward ``duration``.
+    ``baseline_at_tf_default``: also time the baseline in a subprocess at TF's default oneDNN
+    setting (see the module docstring); None: when that setting differs from this process's.
     """
     if not models or "baseline" in models:
         raise ConfigError("benchmark_many needs at least one model, and none named 'baseline'.")
@@ -269,6 +336,10 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
         source = open_source(data, optimized.signature, preprocess=preprocess, input_shape=input_shape,
                              model_hint=hint, seed=seed)
         roles = list(runners)  # baseline first, then the models in the order given
+        if baseline_at_tf_default is None:
+            baseline_at_tf_default = "baseline" in runners and _tf_default_differs()
+        default_workers = (_start_tf_default_workers(runners["baseline"], batch_sizes, data, threads_in_force, warmup)
+                           if baseline_at_tf_default and "baseline" in runners else {})
 
         results: List[Measurement] = []
         # Percent of the planned rounds, per batch size; drawn between rounds, off the clock.
@@ -289,9 +360,17 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
 
                 # Interleave: each round runs every model once, so all get the same number of runs.
                 budget = None if duration is None else duration * len(roles)
+                worker = default_workers.get(batch_size)
+
+                def elsewhere() -> None:  # off the clock: rounds timed in other processes
+                    if between_rounds is not None:
+                        between_rounds(batch_size)
+                    if worker is not None:
+                        worker.round()
+
                 measured = time_rounds(
                     calls, rounds=iterations, duration=budget, min_rounds=MIN_RUNS, after_round=show,
-                    between_rounds=None if between_rounds is None else lambda: between_rounds(batch_size))
+                    between_rounds=elsewhere if (between_rounds is not None or worker is not None) else None)
                 rss = peak_rss_mb()
                 for role in roles:
                     latencies = measured[role]
@@ -301,14 +380,21 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
                         throughput=round(batch_size * len(latencies) / sum(latencies), 3),
                         peak_rss_mb=None if rss is None else round(rss, 1),
                     ))
+                if worker is not None:
+                    other = worker.finish()["baseline"]
+                    results.append(Measurement(
+                        role=TF_DEFAULT_BASELINE, model=runners["baseline"].name, batch_size=batch_size,
+                        runs=other["runs"], first_call_ms=None, latency_ms=other["latency_ms"],
+                        throughput=round(other["throughput"], 3), peak_rss_mb=None))
 
         settings = _settings(batch_sizes, warmup, iterations, duration, threads, threads_in_force, source,
-                             interleaved=len(roles) > 1, started_at=started_at)
+                             interleaved=len(roles) > 1, started_at=started_at,
+                             tf_default_baseline=bool(default_workers))
         reports = {}
         for name in names:
             # Each report sees its model as "optimized" beside the shared baseline measurements.
-            mine = [m if m.role == "baseline" else dataclasses.replace(m, role="optimized")
-                    for m in results if m.role in ("baseline", name)]
+            mine = [m if m.role in ("baseline", TF_DEFAULT_BASELINE) else dataclasses.replace(m, role="optimized")
+                    for m in results if m.role in ("baseline", TF_DEFAULT_BASELINE, name)]
             report = BenchmarkReport(
                 settings=settings,
                 models={("optimized" if role == name else role): runners[role].describe()
@@ -319,9 +405,16 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
             if "baseline" in runners:
                 report.speedups = [_speedup(report.result("baseline", b), report.result("optimized", b))
                                    for b in batch_sizes]
+                for speedup in report.speedups if default_workers else ():
+                    default = report.result(TF_DEFAULT_BASELINE, speedup["batch_size"])
+                    optimized_row = report.result("optimized", speedup["batch_size"])
+                    speedup["p50_speedup_vs_tf_default"] = default.latency_ms["p50"] / optimized_row.latency_ms["p50"]
+                    speedup["throughput_speedup_vs_tf_default"] = optimized_row.throughput / default.throughput
             reports[name] = report
         return reports
     finally:
+        for worker in locals().get("default_workers", {}).values():
+            worker.close()
         for runner in owned:
             runner.close()
 
@@ -336,7 +429,7 @@ def _speedup(baseline: Measurement, optimized: Measurement) -> dict:
 
 
 def _settings(batch_sizes, warmup, iterations, duration, requested_threads, threads_in_force, source, *,
-              interleaved: bool, started_at: str) -> dict:
+              interleaved: bool, started_at: str, tf_default_baseline: bool = False) -> dict:
     import tensorflow as tf
 
     from tftrt_toolkit import __version__
@@ -363,6 +456,14 @@ def _settings(batch_sizes, warmup, iterations, duration, requested_threads, thre
         "cpu_features": list(env.cpu_features),
         "gpus": list(env.gpus),
         "onednn_enabled": env.onednn_enabled,
+        # Which oneDNN setting each row ran with: this process's (every row but the TF-default
+        # baseline), and TF's own default on this CPU (what plain TF users get).
+        "onednn": {
+            "this_process": env.onednn_enabled,
+            "set_by": env.onednn_set_by,
+            "tf_default": env.onednn_default,
+            "baseline_tf_default_measured": tf_default_baseline,
+        },
         "platform": env.platform,
         "started_at": started_at,
     }

@@ -28,7 +28,7 @@ How each is judged:
   their conversion's numbers (threads change summation order, not the answers);
 - benchmark: every candidate in ONE ``benchmark_many`` run, interleaved with the original,
   at ``batch_size`` (p50 latency, throughput, speed-up). TensorFlow fixes its thread pools
-  once per process, so each other thread setting gets a subprocess (``ThreadWorker``) that
+  once per process, so each other thread setting gets a subprocess (``runtime.process_worker.ProcessWorker``) that
   loads its candidates and the original at those threads; after every round in this
   process, each subprocess runs one round while this one waits. All settings thus share
   the same rounds and the same machine drift, without competing for cores, and their p50s

@@ -21,7 +21,7 @@ from tftrt_toolkit.jobs.tune.choice import (
     choose, mark_pareto, value_text,
 )
 from tftrt_toolkit.jobs.tune.result import NoCandidateInBudget, TuneResult
-from tftrt_toolkit.jobs.tune.worker import ThreadWorker
+from tftrt_toolkit.runtime.process_worker import ProcessWorker
 from tftrt_toolkit.progress import ProgressOption, reports_progress
 
 DEFAULT_TIME_BUDGET_S = 600.0
@@ -270,7 +270,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
     if not main and not by_threads:
         return
 
-    workers: Dict[Threads, ThreadWorker] = {}
+    workers: Dict[Threads, ProcessWorker] = {}
     try:
         for threads, group in by_threads.items():
             setting = f"intra={threads[0]} inter={threads[1]}"
@@ -281,7 +281,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
                 continue
             progress(f"threads {setting}: loading {len(group)} candidate(s) + the original in a subprocess "
                      "(TF sets threads once per process)")
-            worker = ThreadWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
+            worker = ProcessWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
                                   threads=threads, data=data, batch_size=batch_size)
             try:
                 worker.start(timeout=max(1.0, time_left()))
@@ -314,7 +314,9 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
         models = {c.name: runners[c.config] for c in main} or {"original": runners["original"]}
         reports = benchmark_many(models, baseline=runners["original"] if main else None, batch_sizes=(batch_size,),
                                  duration=seconds * everyone / in_process, data=data, progress=False,
-                                 between_rounds=between_rounds if workers else None)
+                                 between_rounds=between_rounds if workers else None,
+                                 # tune ranks candidates against each other, all at this process's oneDNN setting.
+                                 baseline_at_tf_default=False)
         where = f"this process (threads {threads_text}), interleaved with the original"
         for candidate in main:
             report = reports[candidate.name]

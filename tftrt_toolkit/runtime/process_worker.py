@@ -1,4 +1,10 @@
-"""Tune's timing at other TF thread settings: a subprocess per setting, one round at a time on the parent's cue."""
+"""Models timed in another process, one round at a time on this process's cue.
+
+TensorFlow fixes its thread pools and its oneDNN switch once per process, so timing a model
+at another thread setting (tune) or as plain TF runs it by default (oneDNN off on AVX2-only
+CPUs, while toolkit processes turn it on) needs another process. The rounds interleave with
+this process's own, so both see the same machine drift without competing for cores.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from tftrt_toolkit.errors import ToolkitError, first_line
-from tftrt_toolkit.jobs.tune.candidates import Threads
+from tftrt_toolkit.errors import ConfigError, ToolkitError, first_line
+from tftrt_toolkit import onednn
+
+Threads = Tuple[int, int]
+# The worker's oneDNN switch: as this process has it, TF's default for the CPU, on, or off.
+ONEDNN_SETTINGS = ("inherit", "default", "on", "off")
 
 
-class ThreadWorker:
-    """Models timed at another TF thread setting in a subprocess, one round at a time, on this process's cue.
+class ProcessWorker:
+    """Models timed in a subprocess at another TF thread or oneDNN setting, one round at a time, on this process's cue.
 
     TensorFlow fixes its thread pools once per process, so another setting needs another
     process. ``start()`` loads the models there (at ``threads``) with the original as
@@ -28,17 +38,23 @@ class ThreadWorker:
     """
 
     def __init__(self, models: Dict[str, str], baseline: str, *, threads: Threads, data, batch_size: int,
-                 warmup: int = 5):
+                 warmup: int = 5, onednn_setting: str = "inherit"):
+        if onednn_setting not in ONEDNN_SETTINGS:
+            raise ConfigError(f"onednn_setting={onednn_setting!r} is not valid; use one of {', '.join(ONEDNN_SETTINGS)}.")
         self.request = {"models": models, "baseline": baseline, "threads": list(threads), "warmup": warmup,
                         "data": data if isinstance(data, (str, list)) else str(data), "batch_size": batch_size}
         self.threads = threads
+        self.onednn_setting = onednn_setting
         self._process: Optional[subprocess.Popen] = None
         self._stderr = None
 
-    def start(self, timeout: float) -> "ThreadWorker":
+    def start(self, timeout: float) -> "ProcessWorker":
         self._stderr = tempfile.TemporaryFile(mode="w+")
         environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-        self._process = subprocess.Popen([sys.executable, "-m", "tftrt_toolkit.jobs.tune.worker", "--thread-worker"],
+        if self.onednn_setting != "inherit":
+            switch = {"default": None, "on": True, "off": False}[self.onednn_setting]
+            environment = onednn.environment_with(switch, environment)
+        self._process = subprocess.Popen([sys.executable, "-m", "tftrt_toolkit.runtime.process_worker", "--worker"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                          text=True, bufsize=1, env=environment)
         self._send(json.dumps(self.request))
@@ -79,7 +95,7 @@ class ThreadWorker:
             if deadline is not None:
                 ready, _, _ = select.select([self._process.stdout], [], [], max(0.0, deadline - time.monotonic()))
                 if not ready:
-                    raise ToolkitError(f"timing threads intra={self.threads[0]} inter={self.threads[1]}: the subprocess "
+                    raise ToolkitError(f"timing {self.describe()}: the subprocess "
                                        f"did not load its models within the time budget ({timeout:.0f} s left)")
             line = self._process.stdout.readline()
             if not line:
@@ -98,11 +114,18 @@ class ThreadWorker:
             self._stderr.seek(0)
             lines = [line for line in self._stderr.read().splitlines() if line.strip()]
             detail = f"{what}: {lines[-1][:300]}" if lines else what
-        return ToolkitError(f"timing threads intra={self.threads[0]} inter={self.threads[1]} in a subprocess failed ({detail})")
+        return ToolkitError(f"timing {self.describe()} in a subprocess failed ({detail})")
+
+    def describe(self) -> str:
+        """The worker's process setting in words, e.g. "threads intra=1 inter=1, oneDNN at TF's default"."""
+        parts = [f"threads intra={self.threads[0]} inter={self.threads[1]}"]
+        if self.onednn_setting != "inherit":
+            parts.append({"default": "oneDNN at TF's default", "on": "oneDNN on", "off": "oneDNN off"}[self.onednn_setting])
+        return ", ".join(parts)
 
 
-def _thread_worker_main() -> int:
-    """The subprocess side of ``ThreadWorker``: a JSON request, then "round"/"finish" lines on stdin; JSON lines back."""
+def _worker_main() -> int:
+    """The subprocess side of ``ProcessWorker``: a JSON request, then "round"/"finish" lines on stdin; JSON lines back."""
     from tftrt_toolkit.data import open_source
     from tftrt_toolkit.data.samples import filled_batch
     from tftrt_toolkit.runtime.benchmark import latency_stats
@@ -147,13 +170,13 @@ def _thread_worker_main() -> int:
     for role, values in latencies.items():
         p50 = latency_stats(values)["p50"]
         results[role] = {"p50_ms": p50, "throughput": batch_size * len(values) / sum(values), "runs": len(values),
-                         "speedup": baseline_p50 / p50}
+                         "speedup": baseline_p50 / p50, "latency_ms": latency_stats(values)}
     reply(results=results)
     return 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--thread-worker"]:
-        sys.exit(_thread_worker_main())
-    sys.exit("usage: python -m tftrt_toolkit.jobs.tune.worker --thread-worker  (tune's thread-timing subprocess; "
-             "use `tftrt tune` or tune() instead)")
+    if sys.argv[1:] == ["--worker"]:
+        sys.exit(_worker_main())
+    sys.exit("usage: python -m tftrt_toolkit.runtime.process_worker --worker  (the timing subprocess of tune and "
+             "benchmark; use `tftrt tune` or `tftrt benchmark` instead)")
