@@ -11,3 +11,5 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped"
 SHIPPED_MODEL = os.path.join(SHIPPED_DIR, "efficientnet_lite0")
 SHIPPED_SAMPLES = os.path.join(SHIPPED_DIR, "samples")
 SHIPPED_LABELS_CSV = os.path.join(SHIPPED_SAMPLES, "labels.csv")
+# int8 calibration for the shipped model: crops of free photos (ImageNet's cannot ship); see its SOURCES.md.
+SHIPPED_CALIBRATION = os.path.join(SHIPPED_DIR, "calibration")
