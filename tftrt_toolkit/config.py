@@ -140,7 +140,7 @@ class ConversionConfig:
                 )
             if not self.use_dynamic_shape:
                 raise ConfigError(
-                    "dynamic_shape_profile_strategy needs use_dynamic_shape=True (--dynamic_shape); "
+                    "dynamic_shape_profile_strategy needs use_dynamic_shape=True (--use_dynamic_shape); "
                     "TF-TRT ignores profiles in implicit-batch mode."
                 )
         for shape in self.build_shapes:

@@ -33,19 +33,13 @@ PASSES_UNKNOWN_FLAGS = True
 _QUIET_WORKERS = "--default_sdk_harness_log_level=WARNING"
 
 
-def _data_flags():
-    return [name for name in cli_flags.define_data_flags() if name not in ("calibration_data", "strict_data")]
-
-
-def _output_flags():
-    return [name for name in cli_flags.define_output_flags() if name != "version"]
-
-
 def define_flags():
     # A SavedModel directory only: workers load it with tf.saved_model.load, so --weights and
     # --unsafe_deserialization (Keras loading) do not apply.
-    model_flags = [name for name in cli_flags.define_model_flags() if name in ("model", "signature")]
-    return model_flags + _data_flags() + _output_flags() + cli_flags.define_batch_predict_flags()
+    return (cli_flags.define_model_flag() + cli_flags.define_signature_flag()
+            + cli_flags.define_data_flag() + cli_flags.define_input_flags()
+            + cli_flags.define_output_flags("The prefix of the prediction shards: PREFIX-00000-of-0000N.jsonl (or .csv).")
+            + cli_flags.define_batch_predict_flags())
 
 
 def main(pipeline_args: Sequence[str] = ()) -> int:
@@ -65,8 +59,8 @@ def main(pipeline_args: Sequence[str] = ()) -> int:
         model, list(data), output,
         top_k=FLAGS.top_k, output_format=cli_flags.batch_predict_format_from_flags(),
         min_batch_size=FLAGS.min_batch_size, max_batch_size=FLAGS.max_batch_size, num_shards=FLAGS.num_shards,
-        overwrite=FLAGS.overwrite, signature_key=FLAGS.signature, preprocess=FLAGS.preprocess,
-        input_shape=FLAGS.input_shape, labels=FLAGS.labels,
+        overwrite=FLAGS.overwrite, signature_key=FLAGS.signature, labels=FLAGS.labels,
+        **cli_flags.data_options_from_flags(),
         pipeline_args=pipeline_args,
     )
     errors = ", ".join(result.error_files) or "none"

@@ -29,17 +29,11 @@ OUTPUT_FILES = ("benchmark.json", "benchmark.csv", "benchmark.png")
 THROUGHPUT_FILES = ("throughput.json", "throughput.csv", "throughput.png")
 
 
-def _data_flags():
-    return [name for name in cli_flags.define_data_flags() if name not in ("calibration_data", "strict_data")]
-
-
-def _output_flags():
-    return [name for name in cli_flags.define_output_flags() if name != "version"]
-
-
 def define_flags():
-    return (cli_flags.define_model_flags() + cli_flags.define_benchmark_flags() + _data_flags()
-            + _output_flags() + cli_flags.define_threading_flags() + cli_flags.define_format_flags())
+    return (cli_flags.define_model_flags() + cli_flags.define_benchmark_flags()
+            + cli_flags.define_data_flag() + cli_flags.define_input_flags()
+            + cli_flags.define_output_flags("A directory for benchmark.json/.csv/.png (and throughput.* with --concurrency).")
+            + cli_flags.define_threading_flags() + cli_flags.define_format_flags())
 
 
 def main() -> int:
@@ -74,7 +68,7 @@ def main() -> int:
                 runner, baseline=baseline, batch_sizes=batch_sizes, warmup=FLAGS.warmup,
                 iterations=FLAGS.iterations, duration=FLAGS.duration,
                 data=cli_flags.data_from_flags(default="synthetic"), threads=threads, progress=True,
-                preprocess=FLAGS.preprocess, input_shape=FLAGS.input_shape,
+                **cli_flags.data_options_from_flags(),
             )
             throughput = None
             if concurrency:
@@ -83,7 +77,7 @@ def main() -> int:
                 throughput = measure_throughput(
                     runner, concurrency=concurrency, batch_sizes=batch_sizes, duration=FLAGS.duration or 5.0,
                     warmup=FLAGS.warmup, data=cli_flags.data_from_flags(default="synthetic"), threads=threads,
-                    preprocess=FLAGS.preprocess, input_shape=FLAGS.input_shape, progress=True)
+                    progress=True, **cli_flags.data_options_from_flags())
         finally:
             if baseline is not None:
                 baseline.close()

@@ -12,8 +12,9 @@ from tftrt_toolkit.cli import flags as cli_flags
 
 
 def define_flags():
-    return (cli_flags.define_model_flags() + cli_flags.define_output_flags()
-            + cli_flags.define_conversion_flags() + cli_flags.define_data_flags())
+    return (cli_flags.define_model_flags()
+            + cli_flags.define_output_flags("The SavedModel directory to write (with --version: the base of BASE/N).")
+            + cli_flags.define_version_flag() + cli_flags.define_conversion_flags() + cli_flags.define_input_flags())
 
 
 def main() -> int:
@@ -29,9 +30,8 @@ def main() -> int:
         version=FLAGS.version,
         weights=FLAGS.weights,
         calibration_data=FLAGS.calibration_data,
-        preprocess=FLAGS.preprocess,
-        input_shape=FLAGS.input_shape,
         unsafe_deserialization=FLAGS.unsafe_deserialization,
+        **cli_flags.data_options_from_flags(),
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     summary = result.metadata.get("conversion_summary", {})

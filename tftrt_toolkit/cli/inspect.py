@@ -18,8 +18,8 @@ def define_flags():
     names = cli_flags.define_model_flags() + cli_flags.define_format_flags()
     names.append(cli_flags.define("enum", "plan", None, "Predict a backend's conversion: tensorrt.",
                                    enum_values=["tensorrt"]))
-    conversion = cli_flags.define_conversion_flags()
-    return names + [n for n in conversion if n in ("precision", "minimum_segment_size", "dynamic_shape", "build_shapes")]
+    plan_settings = [n for n in cli_flags.define_tensorrt_flags() if n in ("minimum_segment_size", "use_dynamic_shape", "build_shapes")]
+    return names + cli_flags.define_precision_flag() + plan_settings
 
 
 def main() -> int:
@@ -37,7 +37,7 @@ def main() -> int:
             from tftrt_toolkit.backends.tensorrt_plan import plan_for_model
 
             plan = plan_for_model(model, precision=FLAGS.precision, minimum_segment_size=FLAGS.minimum_segment_size,
-                                  use_dynamic_shape=FLAGS.dynamic_shape, build_shapes=FLAGS.build_shapes)
+                                  use_dynamic_shape=FLAGS.use_dynamic_shape, build_shapes=FLAGS.build_shapes)
             info["tensorrt_plan"] = plan.to_json()
             lines += ["", plan.render_text()]
     if FLAGS.json:

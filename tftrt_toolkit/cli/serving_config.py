@@ -19,7 +19,7 @@ from tftrt_toolkit.cli import flags as cli_flags
 
 
 def define_flags():
-    output = [name for name in cli_flags.define_output_flags() if name != "version"]
+    output = cli_flags.define_output_flags("The directory for models.config and batching_parameters.txt.")
     return cli_flags.define_serving_config_flags() + output + cli_flags.define_format_flags()
 
 

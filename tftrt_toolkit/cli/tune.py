@@ -18,9 +18,11 @@ from tftrt_toolkit.cli import flags as cli_flags
 
 
 def define_flags():
-    names = [n for n in cli_flags.define_model_flags() if n in ("model", "weights")]
-    names += [n for n in cli_flags.define_data_flags() if n in ("data", "calibration_data")]
-    names += [n for n in cli_flags.define_output_flags() if n in ("output", "overwrite")]
+    names = cli_flags.define_model_flag() + cli_flags.define_weights_flag() + cli_flags.define_data_flag()
+    names += [n for n in cli_flags.define_calibration_flags() if n == "calibration_data"]
+    names += cli_flags.define_output_flags("The directory the chosen model is written to (a SavedModel).")
+    names += cli_flags.define_duration_flag(3.0, "Seconds of timed runs per candidate (interleaved with the original).",
+                                            formerly=["seconds_per_candidate"])
     return names + cli_flags.define_tune_flags()
 
 
@@ -32,9 +34,8 @@ def main() -> int:
         result = tune(
             cli_flags.require("model"), cli_flags.data_from_flags(cli_flags.require("data")), cli_flags.require("output"),
             labels_csv=FLAGS.labels_csv, batch_size=FLAGS.batch_size, time_budget=FLAGS.time_budget,
-            candidates=FLAGS.candidates or None, duration=FLAGS.seconds_per_candidate, report_dir=FLAGS.report_dir,
-            calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite,
-            weights=None if (FLAGS.weights or "").lower() == "none" else FLAGS.weights,
+            candidates=FLAGS.candidates or None, duration=FLAGS.duration, report_dir=FLAGS.report_dir,
+            calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite, weights=cli_flags.weights_from_flags(),
             progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
             **cli_flags.tune_budget_from_flags(),
         )
