@@ -17,17 +17,10 @@ and listed under "skipped_files" in the JSON; --strict_data makes them an error 
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def _data_flags():
-    return [name for name in cli_flags.define_data_flags() if name != "calibration_data"]
-
-
-def _output_flags():
-    return [name for name in cli_flags.define_output_flags() if name != "version"]
-
-
 def define_flags():
-    return (cli_flags.define_model_flags() + _data_flags()
-            + cli_flags.define_predict_flags() + _output_flags() + cli_flags.define_threading_flags())
+    return (cli_flags.define_model_flags() + cli_flags.define_data_flags() + cli_flags.define_predict_flags()
+            + cli_flags.define_output_flags("A file for the predictions (default: stdout; '-' is stdout too).")
+            + cli_flags.define_threading_flags())
 
 
 def main() -> int:
@@ -49,9 +42,8 @@ def main() -> int:
     threads = cli_flags.threading_from_flags()
     configure_threads(*threads)  # before anything loads: TF fixes its thread pools at start-up
     with ModelRunner(model, **cli_flags.model_load_options_from_flags()) as runner:
-        result = predict(runner, data, top_k=FLAGS.top_k, labels=FLAGS.labels, preprocess=FLAGS.preprocess,
-                         input_shape=FLAGS.input_shape, batch_size=FLAGS.batch_size,
-                         threads=threads, strict_data=FLAGS.strict_data)
+        result = predict(runner, data, top_k=FLAGS.top_k, labels=FLAGS.labels, batch_size=FLAGS.batch_size,
+                         threads=threads, strict_data=FLAGS.strict_data, **cli_flags.data_options_from_flags())
     # The text PredictionResult.save(path) writes from the Python API.
     writers.emit(results.predictions_text(result, output_format), output, overwrite=FLAGS.overwrite)
     return 0

@@ -23,18 +23,11 @@ import sys
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def _data_flags():
-    return [name for name in cli_flags.define_data_flags() if name != "calibration_data"]
-
-
-def _output_flags():
-    return [name for name in cli_flags.define_output_flags() if name != "version"]
-
-
 def define_flags():
     model_flags = [name for name in cli_flags.define_model_flags() if name != "model"]
-    return (cli_flags.define_validate_flags() + model_flags + _data_flags()
-            + _output_flags() + cli_flags.define_threading_flags())
+    return (cli_flags.define_validate_flags() + model_flags + cli_flags.define_data_flags()
+            + cli_flags.define_output_flags("A file for the JSON report (default: stdout, with the summary on stderr).")
+            + cli_flags.define_threading_flags())
 
 
 def main() -> int:
@@ -59,8 +52,8 @@ def main() -> int:
             data=cli_flags.data_from_flags(default="synthetic"),
             rtol=FLAGS.rtol, atol=FLAGS.atol, top_k=FLAGS.top_k, labels_csv=FLAGS.labels_csv,
             min_top1_agreement=FLAGS.min_top1_agreement, min_within_tolerance=FLAGS.min_within_tolerance,
-            batch_size=FLAGS.batch_size, samples=FLAGS.samples, preprocess=FLAGS.preprocess,
-            input_shape=FLAGS.input_shape, threads=threads, strict_data=FLAGS.strict_data,
+            batch_size=FLAGS.batch_size, samples=FLAGS.samples, threads=threads, strict_data=FLAGS.strict_data,
+            **cli_flags.data_options_from_flags(),
         )
     # The report is written whether or not it passed: a failing CI job needs it most.
     if to_file:  # the file ValidationReport.save(path) writes from the Python API
