@@ -49,6 +49,7 @@ def parse_args(argv):
     parser.add_argument("--reference", default=None, help="compare the result with this earlier conversion")
     parser.add_argument("--before", default=None, help="an earlier JSON from this script, shown side by side")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--steps_record", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     return args
@@ -77,7 +78,8 @@ def _reset_peak() -> bool:
 class StepMeter:
     """A progress callable that records each step's seconds and peak RSS from the pipeline's StepEvents."""
 
-    def __init__(self):
+    def __init__(self, record_path: Optional[str] = None):
+        self.record_path = record_path  # each finished step is appended here too, in case the process is killed
         self.steps: List[dict] = []
         self.between_peak = 0  # peak RSS outside any step (import, probe, metadata)
         self.baseline_rss = None  # RSS when the first step starts: Python + TensorFlow, before the model
@@ -94,15 +96,28 @@ class StepMeter:
             self.steps.append({"step": message.name, "seconds": round(message.seconds, 2),
                                "peak_rss_mb": round(_status_bytes("VmHWM") / MB), "rss_after_mb":
                                round(_status_bytes("VmRSS") / MB)})
+            if self.record_path:
+                with open(self.record_path, "a") as record:
+                    record.write(json.dumps(self.steps[-1]) + "\n")
             _reset_peak()
         print(f"conversion_cost: {message}", file=sys.stderr, flush=True)
 
 
 def child(args) -> None:
+    try:  # as the tftrt command does: oneDNN's switch is read when TensorFlow is imported
+        from tftrt_toolkit import onednn
+
+        onednn.turn_on_before_tensorflow()
+    except ImportError:
+        pass
+    start = time.perf_counter()
+    import tensorflow  # noqa: F401  (timed on its own: on a busy machine it takes tens of seconds)
+
+    import_s = time.perf_counter() - start
     import tftrt_toolkit
     from tftrt_toolkit.config import ConversionConfig
 
-    meter = StepMeter()
+    meter = StepMeter(args.steps_record)
     config = ConversionConfig(backend=args.backend, precision=args.child)
     start = time.perf_counter()
     result = tftrt_toolkit.convert(args.model, args.keep_output, config, weights=args.weights, overwrite=True,
@@ -112,10 +127,13 @@ def child(args) -> None:
     final_peak = _status_bytes("VmHWM")
     peak = max([meter.between_peak, final_peak] + [s["peak_rss_mb"] * MB for s in meter.steps])
     summary = result.metadata.get("conversion_summary", {})
+    from tensorflow.python.util import _pywrap_util_port
+
     print(json.dumps({
-        "convert_s": round(convert_s, 2), "peak_rss_mb": round(peak / MB),
+        "onednn_enabled": bool(_pywrap_util_port.IsMklEnabled()),
+        "convert_s": round(convert_s, 2), "peak_rss_mb": round(peak / MB), "tensorflow_import_s": round(import_s, 2),
         "baseline_rss_mb": round((meter.baseline_rss or 0) / MB),
-        "steps": meter.steps + [{"step": "(between steps)", "seconds": round(
+        "steps": meter.steps + [{"step": "(between steps: probe, output checks, metadata)", "seconds": round(
             convert_s - sum(s["seconds"] for s in meter.steps), 2), "peak_rss_mb": round(meter.between_peak / MB)}],
         "peak_windows_per_step": meter.windowed, "stages": summary.get("stages", []),
         "nodes_frozen": summary.get("nodes_frozen"), "nodes_optimized": summary.get("nodes_optimized"),
@@ -123,6 +141,12 @@ def child(args) -> None:
 
 
 def compare_child(model_dir: str, reference_dir: str) -> None:
+    try:  # run both models the way the toolkit's processes run them (fp32 fusions may need oneDNN)
+        from tftrt_toolkit import onednn
+
+        onednn.turn_on_before_tensorflow()
+    except ImportError:
+        pass
     import numpy as np
     import tensorflow as tf
 
@@ -160,7 +184,7 @@ def _directory_mb(path: str) -> float:
 def _run_json(command: List[str]) -> dict:
     completed = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if completed.returncode != 0:
-        raise SystemExit(f"conversion_cost: {' '.join(command[2:])} failed (exit {completed.returncode})")
+        return {"failed": f"exit {completed.returncode}" + (" (killed: out of memory?)" if completed.returncode == -9 else "")}
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -171,21 +195,29 @@ def measure(args, precision: str) -> dict:
         output = keep or os.path.join(scratch, "model")
         argv = [f"--model={args.model}", f"--weights={args.weights}", f"--backend={args.backend}",
                 f"--calibration_data={args.calibration_data}", f"--keep_output={output}", f"--child={precision}"]
+        steps_record = os.path.join(scratch, "steps.jsonl")
+        argv.append(f"--steps_record={steps_record}")
         load_before = os.getloadavg()
         start = time.perf_counter()
         run = _run_json([sys.executable, os.path.abspath(__file__)] + argv)
         run["process_s"] = round(time.perf_counter() - start, 1)
+        if "failed" in run:  # keep the steps that finished, and say where it stopped
+            with open(steps_record) if os.path.exists(steps_record) else open(os.devnull) as record:
+                run["steps"] = [json.loads(line) for line in record if line.strip()]
+            run["peak_rss_mb"] = max([s["peak_rss_mb"] for s in run["steps"]], default=None)
         run["load_average_before"] = [round(x, 2) for x in load_before]
         run["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         run["precision"] = precision
-        run["output_mb"] = _directory_mb(output)
-        run["peak_rss_over_output"] = round(run["peak_rss_mb"] / max(run["output_mb"], 1e-9), 1)
-        if args.reference:
+        run["output_mb"] = _directory_mb(output) if os.path.isdir(output) else None
+        if run["output_mb"] and run.get("peak_rss_mb"):
+            run["peak_rss_over_output"] = round(run["peak_rss_mb"] / run["output_mb"], 1)
+        if args.reference and "failed" not in run:
             reference = args.reference if len(args.precisions) == 1 else os.path.join(args.reference, precision)
             code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
                     f"import conversion_cost; conversion_cost.compare_child({output!r}, {reference!r})")
             run["reference"] = reference
-            run.update(_run_json([sys.executable, "-c", code]))
+            comparison = _run_json([sys.executable, "-c", code])
+            run.update({"comparison_failed": comparison["failed"]} if "failed" in comparison else comparison)
     return run
 
 
@@ -207,7 +239,8 @@ def _step_table(run: dict, before: Optional[dict]) -> List[str]:
                          f"{cell(before_steps.get(name), 'peak_rss_mb')} | {cell(now.get(name), 'peak_rss_mb')} |")
         else:
             lines.append(f"| {name} | {cell(now.get(name), 'seconds')} | {cell(now.get(name), 'peak_rss_mb')} |")
-    totals = [("whole process (s)", "process_s"), ("convert() (s)", "convert_s"), ("peak RSS (MB)", "peak_rss_mb"),
+    totals = [("whole process (s)", "process_s"), ("TensorFlow import (s)", "tensorflow_import_s"),
+              ("convert() (s)", "convert_s"), ("peak RSS (MB)", "peak_rss_mb"),
               ("RSS before the first step (MB)", "baseline_rss_mb"),
               ("output SavedModel (MB)", "output_mb"), ("peak RSS / output size", "peak_rss_over_output")]
     for label, key in totals:
@@ -223,6 +256,9 @@ def markdown(report: dict) -> str:
              f"Regenerate: `{report['command']}`", "",
              f"CPU: {report['cpu']} ({report['cpu_count']} cores); TensorFlow {report.get('tensorflow', '?')}; "
              f"{report['date']}.", ""]
+    onednn = {run.get("onednn_enabled") for run in report["runs"]}
+    if len(onednn) == 1 and None not in onednn:
+        lines += [f"TensorFlow's oneDNN ops were {'on' if onednn.pop() else 'off'} in the converting process.", ""]
     for run in report["runs"]:
         before = run.get("before")
         lines += [f"## {run['precision']}", "",
@@ -231,7 +267,11 @@ def markdown(report: dict) -> str:
         if before:
             lines += [f"Before: `{before.get('command', '?')}` on {before.get('date', '?')}, "
                       f"load average {before.get('load_average_before')}.", ""]
+        if "failed" in run:
+            lines += [f"**The conversion failed: {run['failed']}**, after the steps listed.", ""]
         lines += _step_table(run, before) + [""]
+        if "comparison_failed" in run:
+            lines += [f"The comparison with {run['reference']} failed: {run['comparison_failed']}.", ""]
         if "max_abs_diff" in run:
             lines += [f"Largest absolute difference from {run['reference']} on one random batch: "
                       f"{run['max_abs_diff']:.3g} (largest output magnitude {run['max_abs_reference']:.3g}).", ""]

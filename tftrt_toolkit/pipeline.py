@@ -16,10 +16,12 @@ from tftrt_toolkit import __version__, artifacts
 from tftrt_toolkit.backends.base import InputFn
 from tftrt_toolkit.backends.select import choose_backend
 from tftrt_toolkit.config import ConversionConfig
+from tftrt_toolkit.steps import StepLog
 from tftrt_toolkit.environment import Environment, probe
 from tftrt_toolkit.models.loader import LoadedModel, load_model
 from tftrt_toolkit.models.spec import ModelKind, ModelSpec, parse_model_spec
 from tftrt_toolkit.progress import Progress, ProgressOption, reports_progress
+from tftrt_toolkit.serving.warmup import check_warmup_possible, write_conversion_warmup
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
     target = artifacts.resolve_output(output, version)
     input_paths = [spec.location] if spec.kind in (ModelKind.SAVED_MODEL, ModelKind.KERAS_FILE, ModelKind.HUB) else []
     artifacts.check_output(target, input_paths, overwrite)
+    check_warmup_possible(config)
     if backend is None:
         config, backend, why = choose_backend(config, env)
     else:
@@ -122,60 +125,76 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
     progress(f"backend {config.backend.value} ({why}), precision {config.precision.value}")
 
     owns_model = not isinstance(model, LoadedModel)
-    start = time.perf_counter()
-    loaded = model if not owns_model else load_model(
-        spec, signature_key=config.signature_key, unsafe_deserialization=unsafe_deserialization)
-    timings["load_s"] = time.perf_counter() - start
-    try:
-        data_record = {}
-        if config.precision.value == "int8" and calibration_input_fn is None and calibration_data is not None:
-            calibration_input_fn, source = _calibration_fn(loaded, config, calibration_data, preprocess, input_shape,
-                                                           progress)
-            # Later commands (predict, validate) reuse the preprocessing the model was calibrated with.
-            data_record = {"calibration_data": str(calibration_data), "preprocess": source.preprocess}
-        if build_input_fn is None and config.build_shapes:
-            from tftrt_toolkit.data import build_input_fn as make_build_input_fn
+    # Each step (load, freeze, every graph stage, save) is reported as it starts and ends.
+    steps = StepLog(progress)
+    with steps.active():
+        start = time.perf_counter()
+        with steps.step("load"):
+            loaded = model if not owns_model else load_model(
+                spec, signature_key=config.signature_key, unsafe_deserialization=unsafe_deserialization)
+        timings["load_s"] = time.perf_counter() - start
+        try:
+            data_record = {}
+            if config.precision.value == "int8" and calibration_input_fn is None and calibration_data is not None:
+                calibration_input_fn, source = _calibration_fn(loaded, config, calibration_data, preprocess, input_shape,
+                                                               progress)
+                # Later commands (predict, validate) reuse the preprocessing the model was calibrated with.
+                data_record = {"calibration_data": str(calibration_data), "preprocess": source.preprocess}
+            if build_input_fn is None and config.build_shapes:
+                from tftrt_toolkit.data import build_input_fn as make_build_input_fn
 
-            build_input_fn = make_build_input_fn(loaded.signature, config.build_shapes, input_shape=input_shape)
+                build_input_fn = make_build_input_fn(loaded.signature, config.build_shapes, input_shape=input_shape)
 
-        with artifacts.staged_output(target, overwrite=overwrite) as stage:
-            progress(f"converting {spec.text} → {target}")
-            start = time.perf_counter()
-            conversion = backend.convert(loaded, config, calibration_input_fn=calibration_input_fn,
-                                         build_input_fn=build_input_fn)
-            timings["convert_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            conversion.write(stage.path)
-            timings["save_s"] = time.perf_counter() - start
-            timings.update({f"{config.backend.value}_{k}": v for k, v in conversion.timings.items()})
-            metadata = {
-                "toolkit": "tftrt_toolkit",
-                "toolkit_version": __version__,
-                "tensorflow_version": env.tensorflow_version,
-                "keras_version": env.keras_version,
-                "tensorrt_version": env.tensorrt_loaded_version,
-                "backend": conversion.backend,
-                "backend_reason": why,
-                "precision": conversion.precision,
-                "config": config.to_json(),
-                "source": spec.to_json(),
-                "signature": loaded.signature.to_json(),
-                "model_info": {k: v for k, v in loaded.model_info.items() if k != "tftrt_toolkit"},
-                "data": data_record,
-                "conversion_summary": conversion.summary,
-                "timings": {k: round(v, 3) for k, v in timings.items()},
-                "environment": {
-                    "cpu_model": env.cpu_model, "cpu_features": list(env.cpu_features),
-                    "gpus": list(env.gpus), "platform": env.platform,
-                },
-            }
-            artifacts.write_metadata(stage.path, metadata)
-            stage.commit()
-    finally:
-        if owns_model:
-            loaded.close()
-    progress(f"saved {target}")
-    return OptimizedModel(target, artifacts.read_metadata(target))
+            with artifacts.staged_output(target, overwrite=overwrite) as stage:
+                progress(f"converting {spec.text} → {target}")
+                start = time.perf_counter()
+                conversion = backend.convert(loaded, config, calibration_input_fn=calibration_input_fn,
+                                             build_input_fn=build_input_fn)
+                timings["convert_s"] = time.perf_counter() - start
+                start = time.perf_counter()
+                with steps.step("save"):
+                    conversion.write(stage.path)
+                timings["save_s"] = time.perf_counter() - start
+                timings.update({f"{config.backend.value}_{k}": v for k, v in conversion.timings.items()})
+                # Inside the staged output: a warmup file that cannot be written leaves no model behind.
+                start = time.perf_counter()
+                serving_warmup = write_conversion_warmup(
+                    stage.path, loaded.signature, config,
+                    calibration_data=calibration_data if "calibration_data" in data_record else None,
+                    build_input_fn=build_input_fn, preprocess=preprocess, input_shape=input_shape,
+                    model_hint=loaded.model_info, progress=progress)
+                timings["warmup_s"] = time.perf_counter() - start
+                metadata = {
+                    "toolkit": "tftrt_toolkit",
+                    "toolkit_version": __version__,
+                    "tensorflow_version": env.tensorflow_version,
+                    "keras_version": env.keras_version,
+                    "tensorrt_version": env.tensorrt_loaded_version,
+                    "backend": conversion.backend,
+                    "backend_reason": why,
+                    "precision": conversion.precision,
+                    "config": config.to_json(),
+                    "source": spec.to_json(),
+                    "signature": loaded.signature.to_json(),
+                    "model_info": {k: v for k, v in loaded.model_info.items() if k != "tftrt_toolkit"},
+                    "data": data_record,
+                    "conversion_summary": conversion.summary,
+                    # What the model needs from the TF that serves it (e.g. oneDNN on, for int8).
+                    "runtime": conversion.summary.get("runtime", {"requires_onednn": False}),
+                    "serving_warmup": serving_warmup,
+                    "timings": {k: round(v, 3) for k, v in timings.items()},
+                    "environment": {
+                        "cpu_model": env.cpu_model, "cpu_features": list(env.cpu_features),
+                        "gpus": list(env.gpus), "platform": env.platform,
+                    },
+                }
+                artifacts.write_metadata(stage.path, metadata)
+                stage.commit()
+        finally:
+            if owns_model:
+                loaded.close()
+        progress(f"saved {target}")
+        return OptimizedModel(target, artifacts.read_metadata(target))
 
 
 def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_data, preprocess,

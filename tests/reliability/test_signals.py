@@ -73,8 +73,8 @@ def test_sigterm_while_saving_leaves_nothing(tiny_saved_model, tmp_path, monkeyp
     real_save = graph_passes.save_function
     written = []
 
-    def save_then_sigterm(function, output_dir, signature_key):
-        real_save(function, output_dir, signature_key)
+    def save_then_sigterm(function, output_dir, signature_key, *held):
+        real_save(function, output_dir, signature_key, *held)
         written.extend(os.listdir(output_dir))
         os.kill(os.getpid(), signal.SIGTERM)  # main()'s handler raises here
 

@@ -34,7 +34,10 @@ def _consumers(graph_def) -> Dict[str, List[str]]:
     return result
 
 
-def _const_value(node) -> Optional[np.ndarray]:
+def _const_value(node, held=None) -> Optional[np.ndarray]:
+    """A Const's value, or a held weight's (see held_weights.py); None for anything else."""
+    if held is not None:
+        return held.value(node)
     from tensorflow.python.framework import tensor_util
 
     if node is None or node.op != "Const":
@@ -64,11 +67,12 @@ def _const_operand(node, nodes) -> Tuple[Optional[np.ndarray], Optional[str]]:
     return None, None
 
 
-def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int]:
+def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[object, int]:
     """Return (new graph_def, how many Mul/Add/BiasAdd ops were folded into convolutions).
 
     ``keep`` names nodes that must survive (the signature's outputs). Only folds through
-    nodes with a single consumer, on NHWC convolutions whose filter is a Const.
+    nodes with a single consumer, on NHWC convolutions whose filter is a Const or a weight
+    in ``held`` (whose value is then replaced there).
     """
     from tensorflow.python.framework import tensor_util
 
@@ -83,7 +87,7 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object
         if conv.op not in CONV_OPS or conv.attr["data_format"].s not in (b"", b"NHWC"):
             continue
         filter_node = nodes.get(_name(conv.input[1]))
-        weights = _const_value(filter_node)
+        weights = _const_value(filter_node, held)
         if weights is None or weights.dtype != np.float32 or len(consumers.get(filter_node.name, [])) != 1:
             continue
         channels = weights.shape[2] * weights.shape[3] if conv.op == "DepthwiseConv2dNative" else weights.shape[3]
@@ -129,7 +133,10 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object
             new_weights = weights * scale.reshape(weights.shape[2], weights.shape[3])
         else:
             new_weights = weights * scale
-        new_consts[filter_node.name] = new_weights.astype(np.float32)
+        if held is not None and filter_node.name in held:
+            held.values[filter_node.name] = new_weights.astype(np.float32)
+        else:
+            new_consts[filter_node.name] = new_weights.astype(np.float32)
         bias_name = conv.name + "/folded_bias"
         new_consts[bias_name] = bias.astype(np.float32)
         rewritten_conv[conv.name] = (chain[-1].name, bias_name)
@@ -171,7 +178,7 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object
     return result, folded
 
 
-def hoist_offsets_out_of_sums(graph_def) -> Tuple[object, int]:
+def hoist_offsets_out_of_sums(graph_def, held=None) -> Tuple[object, int]:
     """Move a constant added after a residual sum onto the convolution branch of that sum.
 
     Grappler's arithmetic pass turns ``conv_bn + shortcut`` into
@@ -199,7 +206,7 @@ def hoist_offsets_out_of_sums(graph_def) -> Tuple[object, int]:
             conv = nodes.get(_name(tensor))
             if conv is None or conv.op not in CONV_OPS or len(consumers.get(conv.name, [])) != 1 or ":" in tensor:
                 continue
-            filter_value = _const_value(nodes.get(_name(conv.input[1])))
+            filter_value = _const_value(nodes.get(_name(conv.input[1])), held)
             if filter_value is None:
                 continue
             channels = filter_value.shape[2] * filter_value.shape[3] if conv.op == "DepthwiseConv2dNative" \
@@ -245,7 +252,7 @@ def hoist_offsets_out_of_sums(graph_def) -> Tuple[object, int]:
     return result, len(plans)
 
 
-def add_missing_bias(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int]:
+def add_missing_bias(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[object, int]:
     """Give every conv with a Const filter a BiasAdd (of zeros when it had none).
 
     Convolutions without bias (``use_bias=False`` before a BatchNorm whose offset is zero, or
@@ -262,7 +269,7 @@ def add_missing_bias(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int
     for conv in graph_def.node:
         if conv.op not in CONV_OPS or conv.attr["data_format"].s not in (b"", b"NHWC") or conv.name in keep:
             continue
-        weights = _const_value(nodes.get(_name(conv.input[1])))
+        weights = _const_value(nodes.get(_name(conv.input[1])), held)
         users = consumers.get(conv.name, [])
         if weights is None or (len(users) == 1 and nodes[users[0]].op == "BiasAdd"):
             continue
@@ -297,9 +304,12 @@ def add_missing_bias(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int
     return result, len(targets)
 
 
-def fold_affine_ops(graph_def, keep: Tuple[str, ...] = ()) -> Tuple[object, int]:
-    """All rewrites: offsets out of sums, affine ops into convolutions, a bias on every conv."""
-    graph_def, hoisted = hoist_offsets_out_of_sums(graph_def)
-    graph_def, folded = fold_affine_into_conv(graph_def, keep)
-    graph_def, biased = add_missing_bias(graph_def, keep)
+def fold_affine_ops(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[object, int]:
+    """All rewrites: offsets out of sums, affine ops into convolutions, a bias on every conv.
+
+    ``held``: the weights held out of the graph (held_weights.HeldWeights), read and updated there.
+    """
+    graph_def, hoisted = hoist_offsets_out_of_sums(graph_def, held)
+    graph_def, folded = fold_affine_into_conv(graph_def, keep, held)
+    graph_def, biased = add_missing_bias(graph_def, keep, held)
     return graph_def, hoisted + folded + biased

@@ -8,12 +8,16 @@ Sapphire Rapids): fp32 ≈1.36×, bf16 ≈2× over plain ``tf.saved_model.load``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Optional
 
 from tftrt_toolkit.backends import graph_passes
+from tftrt_toolkit.backends import held_weights
+from tftrt_toolkit.backends.held_weights import HeldWeights
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend, InputFn
 from tftrt_toolkit.config import Backend, ConversionConfig, Precision
+from tftrt_toolkit.steps import step
 from tftrt_toolkit.environment import Environment
 from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError
 from tftrt_toolkit.models.loader import LoadedModel
@@ -23,12 +27,14 @@ class CpuBackend(ConversionBackend):
     name = "cpu"
 
     def check_available(self, config: ConversionConfig, env: Environment) -> None:
+        from tftrt_toolkit.backends.precisions import offer_for, offered_precisions
+
         config.check_backend_supports_precision(Backend.CPU)
-        if config.precision is Precision.BF16 and not env.cpu_has_bf16:
-            raise BackendUnavailable(
-                "precision=bf16 needs a CPU with AVX512-BF16 or AMX (this one has neither, so bf16 would be "
-                "emulated and slower than fp32); use --precision=fp32 here."
-            )
+        offer = offer_for(env, "cpu", config.precision.value)
+        if not offer.available:
+            here = ", ".join(offered_precisions(env, "cpu"))
+            raise BackendUnavailable(f"precision={config.precision.value} on the cpu backend cannot run here: "
+                                     f"{offer.reason}; this machine offers {here}.")
         if config.precision is Precision.INT8:
             from tftrt_toolkit.backends import cpu_int8
 
@@ -38,8 +44,10 @@ class CpuBackend(ConversionBackend):
                 calibration_input_fn: Optional[InputFn] = None,
                 build_input_fn: Optional[InputFn] = None) -> Conversion:
         timings = {}
+        _check_weights_fit_in_one_graph(model)
         start = time.perf_counter()
-        frozen = graph_passes.freeze_signature(model.saved_model_dir, model.signature.key)
+        with step("freeze"):
+            frozen = graph_passes.freeze_signature(model.saved_model_dir, model.signature.key)
         timings["freeze_s"] = time.perf_counter() - start
         nodes_frozen = len(frozen.graph_def.node)
 
@@ -77,23 +85,43 @@ class CpuBackend(ConversionBackend):
             if calibration_input_fn is None:
                 raise ConfigError("precision=int8 needs calibration data; pass --calibration_data=DIR|FILE.npz|synthetic.")
             start = time.perf_counter()
-            graph_def, int8_summary = cpu_int8.quantize(_with_graph(frozen, graph_def), model.signature,
-                                                        calibration_input_fn)
+            # The quantizer reads and rewrites the weights itself: it gets them back in the graph.
+            frozen = dataclasses.replace(frozen, graph_def=frozen.held.restored(graph_def), held=HeldWeights())
+            with step("quantize"):
+                graph_def, int8_summary = cpu_int8.quantize(frozen, model.signature, calibration_input_fn)
+            frozen.graph_def = None  # the unquantized graph is no longer needed
             timings["quantize_s"] = time.perf_counter() - start
             summary["int8"] = int8_summary
             summary["op_histogram"] = graph_passes.op_histogram(graph_def)
 
-        function = graph_passes.rebuild_function(frozen, graph_def)
+        with step("rebuild"):
+            function = graph_passes.rebuild_function(frozen, graph_def)
 
         def write(output_dir: str) -> None:
-            graph_passes.save_function(function, output_dir, model.signature.key)
+            try:
+                graph_passes.save_function(function, output_dir, model.signature.key, frozen.held)
+            except RuntimeError:
+                # A stand-in did not survive saving as one constant (never seen): save with the
+                # weights in the graph, the slow way.
+                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def))
+                graph_passes.save_function(classic, output_dir, model.signature.key)
 
+        from tftrt_toolkit.backends.runtime_requirements import runtime_requirements
+
+        summary["runtime"] = runtime_requirements(graph_def, config.precision.value)
         return Conversion(backend=self.name, precision=config.precision.value, write=write,
                           summary=summary, timings=timings)
 
 
-def _with_graph(frozen: graph_passes.FrozenSignature, graph_def) -> graph_passes.FrozenSignature:
-    return graph_passes.FrozenSignature(frozen.loaded, frozen.original_function, frozen.frozen_function, graph_def)
+def _check_weights_fit_in_one_graph(model: LoadedModel) -> None:
+    """Refuse, before any heavy work, a model whose weights cannot be graph constants (protobuf's 2 GB)."""
+    weight_bytes = held_weights.saved_weight_bytes(model.saved_model_dir)
+    if weight_bytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES:
+        raise ConversionError(
+            f"the model's weights take {weight_bytes / 1e9:.2f} GB, and the cpu backend stores weights as constants "
+            "in one graph, which protobuf limits to 2 GB; serve this model as it is (tf.saved_model.load and "
+            "TF Serving read its variables), or shrink its weights below 2 GB before converting."
+        )
 
 
 def _count_bf16_nodes(graph_def) -> int:

@@ -15,7 +15,10 @@ import os
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from tftrt_toolkit.backends.held_weights import HeldWeights, write_into_saved_model
+from tftrt_toolkit.steps import step
 from tftrt_toolkit.errors import ConversionError
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -26,31 +29,56 @@ class Stage:
     passes: Tuple[str, ...] = ()
     # The remapper fuses only nodes placed on a CPU; placing them makes the saved graph CPU-specific.
     place_on_cpu: bool = False
-    # (graph_def, names of nodes to keep) -> (graph_def, number of rewrites); None for grappler stages.
+    # (graph_def, names of nodes to keep, held weights) -> (graph_def, number of rewrites); None for grappler stages.
     transform: Optional[Callable] = None
+    # (graph_def, records of the stages run so far) -> why this stage cannot change the graph, or "" to run it.
+    skip_reason: Optional[Callable] = None
 
 
 # Cleanup first, as TF-TRT does before its TensorRT pass (trt_convert._get_tensorrt_rewriter_config,
 # plus "function" to inline calls so every later pass sees one graph).
 CLEANUP = Stage("cleanup", ("function", "pruning", "debug_stripper", "constfold", "shape", "arithmetic",
                             "dependency", "common_subgraph_elimination", "loop"))
-LAYOUT = Stage("layout", ("layout", "constfold"))
 
 
-def _fold_affine(graph_def, keep):
+def _no_channels_first_ops(graph_def, records) -> str:
+    # With no GPU, grappler's layout pass only turns NCHW/NCDHW ops into NHWC/NDHWC ones.
+    formats = {node.attr["data_format"].s for node in graph_def.node if "data_format" in node.attr}
+    return "" if any(f.startswith(b"NC") for f in formats) else "no channels-first (NCHW) ops to convert"
+
+
+LAYOUT = Stage("layout", ("layout", "constfold"), skip_reason=_no_channels_first_ops)
+
+
+def _fold_affine(graph_def, keep, held):
     from tftrt_toolkit.backends.affine_folds import fold_affine_ops
 
-    return fold_affine_ops(graph_def, keep=tuple(keep))
+    return fold_affine_ops(graph_def, keep=tuple(keep), held=held)
+
+
+def _previous_stage_changed_nothing(graph_def, records) -> str:
+    # Cleanup already ran on this graph; it can only find new work where the fold rewrote something.
+    return "" if records and records[-1].changed else f"{records[-1].name if records else 'nothing'} changed nothing"
 
 
 # Keras 3 exports BatchNorm as Mul/AddV2 by constants that grappler never folds into the
 # convolution; folding them (then cleaning up) lets oneDNN fuse conv + bias + activation.
 FOLD_BATCHNORM = Stage("fold_batchnorm", transform=_fold_affine)
-CLEANUP_AFTER_FOLD = dataclasses.replace(CLEANUP, name="cleanup_after_fold")
+CLEANUP_AFTER_FOLD = dataclasses.replace(CLEANUP, name="cleanup_after_fold", skip_reason=_previous_stage_changed_nothing)
 # BF16: grappler's oneDNN mixed-precision pass, then constant folding so weights are stored as
 # bf16 constants instead of fp32 constants cast at every call.
 BF16_PASS = "auto_mixed_precision_onednn_bfloat16"
 BF16 = Stage("bf16", (BF16_PASS, "constfold", "arithmetic", "dependency"))
+
+
+def _fold_weight_casts(graph_def, keep, held):
+    from tftrt_toolkit.backends.held_weights import fold_weight_casts
+
+    return fold_weight_casts(graph_def, held)
+
+
+# Constant folding stored bf16 weights when they were graph constants; held aside, we cast them.
+FOLD_WEIGHT_CASTS = Stage("fold_weight_casts", transform=_fold_weight_casts)
 # Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
 FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
 
@@ -58,27 +86,25 @@ CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSION)
 # No offline fusion under bf16: grappler's _FusedConv2D does not accept bfloat16 (the saved graph
 # would not load), while at run time TF rewrites fusions into oneDNN kernels that do. Random-weight
 # models hide this (zero biases fold away, leaving nothing to fuse); real weights do not.
-CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, BF16)
+CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, BF16, FOLD_WEIGHT_CASTS)
 # What TF-TRT's segmenter sees: no fusion (TF-TRT turns the remapper off).
 TENSORRT_PREPASS_STAGES = (CLEANUP, LAYOUT)
 
 
 @dataclasses.dataclass
 class FrozenSignature:
-    """A signature with its variables folded into constants, plus what is needed to rebuild it."""
+    """A signature with its variables folded into the graph, plus what is needed to rebuild it.
 
-    loaded: object  # keeps the SavedModel's resources alive while functions are used
+    ``graph_def`` holds the small constants; the large weights are Placeholders whose values
+    are in ``held`` (see held_weights.py): ``held.restored(graph_def)`` is the classic frozen graph.
+    """
+
+    loaded: object  # keeps the SavedModel's resources (and the held values' buffers) alive
     original_function: object
-    frozen_function: object
     graph_def: object
-
-    @property
-    def input_tensor_names(self) -> List[str]:
-        return [t.name for t in self.frozen_function.inputs]
-
-    @property
-    def output_tensor_names(self) -> List[str]:
-        return [t.name for t in self.frozen_function.outputs]
+    input_tensor_names: List[str]
+    output_tensor_names: List[str]
+    held: HeldWeights = dataclasses.field(default_factory=HeldWeights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +118,7 @@ class StageRecord:
     ops_added: Tuple[Tuple[str, int], ...]
     ops_removed: Tuple[Tuple[str, int], ...]
     grappler_errors: Tuple[str, ...] = ()  # error lines grappler logged (it skips a failing pass silently)
+    skipped: str = ""  # why the stage did not run (it could not have changed the graph)
 
     @property
     def changed(self) -> bool:
@@ -103,7 +130,7 @@ class StageRecord:
             "nodes_after": self.nodes_after, "seconds": round(self.seconds, 3),
             "ops_added": dict(self.ops_added), "ops_removed": dict(self.ops_removed),
             "grappler_errors": list(self.grappler_errors),
-        }
+        } | ({"skipped": self.skipped} if self.skipped else {})
 
 
 def op_histogram(graph_def) -> Dict[str, int]:
@@ -115,26 +142,78 @@ def op_histogram(graph_def) -> Dict[str, int]:
 
 
 def freeze_signature(saved_model_dir: str, signature_key: str) -> FrozenSignature:
-    """Load a SavedModel signature and fold its variables into graph constants."""
-    from tensorflow.python.framework import convert_to_constants
+    """Load a SavedModel signature and fold its variables into the graph, large weights held aside.
 
+    Like TF's ``convert_variables_to_constants_v2`` (whose steps it reuses), without putting the
+    large values into the GraphDef or building a frozen function from it: both copied the
+    whole model several times.
+    """
     from tftrt_toolkit.models.loader import load_signature_function
 
     loaded, function = load_signature_function(saved_model_dir, signature_key)
+    held = HeldWeights()
     try:
         with _captured_native_stderr([]):  # freezing runs grappler, whose INFO lines bypass TF's log level
-            frozen = convert_to_constants.convert_variables_to_constants_v2(function)
+            graph_def, input_names = _freeze_holding_weights(function, held)
     except Exception as error:
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ConversionError(
             f"could not freeze signature {signature_key!r} ({type(error).__name__}: {first}); "
             "models with control flow over variables or hash tables may need --backend=tensorrt or re-export."
         ) from error
-    graph_def = frozen.graph.as_graph_def()
     # Device pins from the training machine (e.g. /GPU:0) must not follow the graph to the server.
     for node in graph_def.node:
         node.device = ""
-    return FrozenSignature(loaded=loaded, original_function=function, frozen_function=frozen, graph_def=graph_def)
+    return FrozenSignature(loaded=loaded, original_function=function, graph_def=graph_def,
+                           input_tensor_names=input_names, output_tensor_names=[t.name for t in function.outputs],
+                           held=held)
+
+
+def _converter_data_class():
+    from tensorflow.python.framework import convert_to_constants
+
+    class ConverterDataSharingBuffers(convert_to_constants._FunctionConverterDataInEager):  # pylint: disable=protected-access
+        """TF's converter data, reading each variable without copying it.
+
+        ``Variable.numpy()`` and ``EagerTensor.numpy()`` copy; ``_numpy()`` of the value read
+        shares the variable's buffer, which stays alive as long as the array does.
+        """
+
+        def _eval(self, tensor):
+            return tensor.value()._numpy() if hasattr(tensor, "value") else tensor._numpy()  # pylint: disable=protected-access
+
+    return ConverterDataSharingBuffers
+
+
+def _ConverterDataSharingBuffers(**kwargs):  # pylint: disable=invalid-name
+    return _converter_data_class()(**kwargs)
+
+
+def _freeze_holding_weights(function, held: HeldWeights):
+    """(frozen graph_def with large weights as held Placeholders, the remaining input tensor names)."""
+    import numpy as np
+    from tensorflow.python.framework import convert_to_constants
+
+    # TF's own steps: inline the signature's functions, read every captured variable, then turn
+    # each variable read into a constant (also inside control flow, which the converter follows).
+    data = _ConverterDataSharingBuffers(func=function, lower_control_flow=True, aggressive_inlining=False)
+    held_now = {}
+    if not data.graph_def.library.function:
+        # Everything is inlined: each variable is one node of the top-level graph. Hand the
+        # converter a one-element stand-in and make that node our Placeholder afterwards.
+        for name, tensor_data in list(data.tensor_data.items()):
+            if HeldWeights.worth_holding(tensor_data.numpy):
+                held_now[name] = tensor_data.numpy
+                data.tensor_data[name] = tensor_data._replace(numpy=np.zeros((), tensor_data.numpy.dtype))
+    graph_def, converted_indices = convert_to_constants._replace_variables_by_constants(  # pylint: disable=protected-access
+        converter_data=data)
+    for node in graph_def.node:
+        if node.name in held_now:
+            held.hold(node, held_now[node.name])
+    # Models whose functions kept their own copies of variables, or that carried large constants.
+    held.hold_large_constants(graph_def)
+    captured = {id(function.graph.internal_captures[index]) for index in converted_indices}
+    return graph_def, [t.name for t in function.inputs if id(t) not in captured]
 
 
 @contextlib.contextmanager
@@ -170,8 +249,8 @@ def _run_grappler(graph_def, frozen: FrozenSignature, stage: Stage):
     from tensorflow.python.grappler import tf_optimizer
     from tensorflow.python.training import saver
 
+    graph_def = frozen.held.for_grappler(graph_def) if len(frozen.held) else _copy(graph_def)
     if stage.place_on_cpu:
-        graph_def = _copy(graph_def)
         for node in graph_def.node:
             node.device = "/device:CPU:0"
     with ops.Graph().as_default() as graph:
@@ -195,6 +274,8 @@ def _run_grappler(graph_def, frozen: FrozenSignature, stage: Stage):
     if stage.place_on_cpu:
         for node in optimized.node:
             node.device = ""  # leave placement to the server; fused ops only have CPU kernels anyway
+    if len(frozen.held):
+        frozen.held.from_grappler(optimized)
     return optimized, errors
 
 
@@ -239,20 +320,29 @@ def _histogram_delta(before: Dict[str, int], after: Dict[str, int]):
 
 def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
                    keep_fp32_ops: Sequence[str] = ()) -> Tuple[object, List[StageRecord]]:
-    """Run each stage over the frozen graph in turn; returns the graph and a record per stage."""
+    """Run each stage over the frozen graph in turn; returns the graph and a record per stage.
+
+    Stages that cannot change the graph (``Stage.skip_reason``) are recorded as skipped, not run.
+    """
     graph_def = frozen.graph_def
     records: List[StageRecord] = []
     for stage in stages:
         before = op_histogram(graph_def)
+        skipped = stage.skip_reason(graph_def, records) if stage.skip_reason else ""
+        if skipped:
+            nodes = sum(before.values())
+            records.append(StageRecord(stage.name, nodes, nodes, 0.0, (), (), (), skipped))
+            continue
         start = time.perf_counter()
         try:
-            if stage.transform is not None:
-                outputs = [name.split(":")[0] for name in frozen.output_tensor_names]
-                graph_def, _ = stage.transform(graph_def, outputs)
-                grappler_errors = ()
-            else:
-                with _mixed_precision_denylist(keep_fp32_ops if BF16_PASS in stage.passes else ()):
-                    graph_def, grappler_errors = _run_grappler(graph_def, frozen, stage)
+            with step(stage.name):
+                if stage.transform is not None:
+                    outputs = [name.split(":")[0] for name in frozen.output_tensor_names]
+                    graph_def, _ = stage.transform(graph_def, outputs, frozen.held)
+                    grappler_errors = ()
+                else:
+                    with _mixed_precision_denylist(keep_fp32_ops if BF16_PASS in stage.passes else ()):
+                        graph_def, grappler_errors = _run_grappler(graph_def, frozen, stage)
         except Exception as error:
             raise ConversionError(f"grappler stage {stage.name!r} failed: {str(error).strip().splitlines()[0][:200]}") from error
         after = op_histogram(graph_def)
@@ -265,12 +355,15 @@ def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
 def rebuild_function(frozen: FrozenSignature, graph_def):
     """A ConcreteFunction running ``graph_def`` with the original signature's input and output names.
 
-    Mirrors trt_convert._construct_function_from_graph_def: the structured signature is copied
-    from the original function so saving produces the same SignatureDef.
+    Held weights become one-element stand-in constants of their shape (``save_function`` writes
+    the real values). Mirrors trt_convert._construct_function_from_graph_def: the structured
+    signature is copied from the original function so saving produces the same SignatureDef.
     """
     from tensorflow.python.eager import wrap_function
     from tensorflow.python.util import nest
 
+    if len(frozen.held):
+        graph_def = frozen.held.with_stand_ins(graph_def)
     function = wrap_function.function_from_graph_def(
         graph_def, frozen.input_tensor_names, frozen.output_tensor_names)
     function.graph.structured_outputs = nest.pack_sequence_as(
@@ -281,11 +374,17 @@ def rebuild_function(frozen: FrozenSignature, graph_def):
     return function
 
 
-def save_function(function, output_dir: str, signature_key: str) -> None:
-    """Save one function as a SavedModel signature, with nothing else tracked (no variables left)."""
+def save_function(function, output_dir: str, signature_key: str, held: Optional[HeldWeights] = None) -> None:
+    """Save one function as a SavedModel signature, with nothing else tracked (no variables left).
+
+    With ``held``, the function holds stand-ins for those weights and their values are streamed
+    into the saved graph afterwards (held_weights.write_into_saved_model).
+    """
     import tensorflow as tf
 
     tf.saved_model.save(tf.Module(), output_dir, signatures={signature_key: function})
+    if held is not None and len(held):
+        write_into_saved_model(output_dir, held)
 
 
 def graph_for_inspection(saved_model_dir: str, signature_key: str,
@@ -293,7 +392,8 @@ def graph_for_inspection(saved_model_dir: str, signature_key: str,
     """The frozen, grappler-optimised graph TF-TRT would segment (for ``inspect --plan``)."""
     frozen = freeze_signature(saved_model_dir, signature_key)
     graph_def, _ = optimize_graph(frozen, stages)
-    return graph_def, frozen
+    # The plan reads shapes, and values only of small constants: stand-ins serve for the weights.
+    return frozen.held.with_stand_ins(graph_def), frozen
 
 
 def count_compute_nodes(graph_def, ignore: Optional[Sequence[str]] = None) -> int:

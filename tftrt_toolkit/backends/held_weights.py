@@ -29,6 +29,7 @@ PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1
 GRAPH_CONSTANTS_BUDGET_BYTES = PROTOBUF_LIMIT_BYTES - 64 * 1024 * 1024
 
 _TENSOR_CONTENT_FIELD = 4  # TensorProto.tensor_content
+_DEFAULT_SUFFIX = "/tftrt_held_default"
 
 
 def _float_dtypes():
@@ -106,6 +107,62 @@ class HeldWeights:
         for name in [name for name in self.values if name not in present]:
             del self.values[name]
 
+    def for_grappler(self, graph_def):
+        """A copy of ``graph_def`` for a grappler run: each held weight a ``PlaceholderWithDefault`` of its shape.
+
+        Grappler allocates a zero-filled feed tensor of full size for every plain Placeholder
+        (grappler_item_builder.cc, UpdatePlaceholderShape): seconds and the model's size in
+        memory per run. It skips PlaceholderWithDefault, whose default here is a one-value
+        stand-in constant; grappler cannot fold through it, so it never sees the zeros.
+        """
+        from tensorflow.core.framework import graph_pb2
+
+        result = graph_pb2.GraphDef()
+        result.versions.CopyFrom(graph_def.versions)
+        result.library.CopyFrom(graph_def.library)
+        for number, node in enumerate(graph_def.node, start=1):
+            new = result.node.add()
+            new.CopyFrom(node)
+            if node.op == "Placeholder" and node.name in self.values:
+                default = result.node.add()
+                default.name, default.op = node.name + _DEFAULT_SUFFIX, "Const"
+                default.attr["dtype"].CopyFrom(node.attr["dtype"])
+                # A different value for each: equal stand-ins would let common-subgraph
+                # elimination merge them, and then the weights that read them.
+                default.attr["value"].tensor.CopyFrom(
+                    self._stand_in(self.values[node.name], node.attr["dtype"].type, fill=number))
+                new.op = "PlaceholderWithDefault"
+                new.input.append(default.name)
+        return result
+
+    def from_grappler(self, graph_def):
+        """Undo ``for_grappler`` on grappler's output (edited in place). RuntimeError if a pass rewrote a held weight."""
+        rewritten = [node.name for node in graph_def.node if node.name in self.values
+                     and (node.op != "PlaceholderWithDefault" or list(node.input) != [node.name + _DEFAULT_SUFFIX])]
+        if rewritten:
+            raise RuntimeError(f"grappler rewrote held weights {rewritten[:3]}")
+        keep = []
+        for node in graph_def.node:
+            if node.name.endswith(_DEFAULT_SUFFIX) and node.name[:-len(_DEFAULT_SUFFIX)] in self.values:
+                continue
+            if node.name in self.values:
+                del node.input[:]
+                node.op = "Placeholder"
+            keep.append(node)
+        del graph_def.node[:]
+        graph_def.node.extend(keep)
+        self.drop_unused(graph_def)
+        return graph_def
+
+    @staticmethod
+    def _stand_in(value, dtype, fill: int = 0):
+        from tensorflow.core.framework import tensor_pb2
+        from tensorflow.python.framework import tensor_shape
+
+        tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape.TensorShape(value.shape).as_proto())
+        _append_value(tensor, value.dtype, fill)
+        return tensor
+
     def _replaced(self, graph_def, make_tensor):
         from tensorflow.core.framework import graph_pb2
 
@@ -126,15 +183,7 @@ class HeldWeights:
     def with_stand_ins(self, graph_def):
         """A copy of ``graph_def`` where each held weight is a Const of its dtype and shape holding one
         repeated zero: a few bytes, enough for importing, shape inference and saving."""
-        from tensorflow.core.framework import tensor_pb2
-        from tensorflow.python.framework import tensor_shape
-
-        def stand_in(value, dtype):
-            tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape.TensorShape(value.shape).as_proto())
-            _append_zero(tensor, value.dtype)
-            return tensor
-
-        return self._replaced(graph_def, stand_in)
+        return self._replaced(graph_def, self._stand_in)
 
     def restored(self, graph_def):
         """A copy of ``graph_def`` with every held weight back as a real Const (for consumers that read
@@ -144,14 +193,14 @@ class HeldWeights:
         return self._replaced(graph_def, lambda value, dtype: tensor_util.make_tensor_proto(value))
 
 
-def _append_zero(tensor, numpy_dtype) -> None:
+def _append_value(tensor, numpy_dtype, fill: int) -> None:
     # A TensorProto with one value and a larger shape means "every element is this value".
     if numpy_dtype == np.float64:
-        tensor.double_val.append(0.0)
+        tensor.double_val.append(float(fill))
     elif numpy_dtype == np.float32:
-        tensor.float_val.append(0.0)
+        tensor.float_val.append(float(fill))
     else:  # half and bfloat16 travel as int bit patterns
-        tensor.half_val.append(0)
+        tensor.half_val.append(fill & 0x7BFF)
 
 
 def fold_weight_casts(graph_def, held: HeldWeights) -> Tuple[object, int]:

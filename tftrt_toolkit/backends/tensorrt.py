@@ -8,7 +8,11 @@ TF-TRT facts this code relies on (from TF 2.17's trt_convert.py and NVIDIA's ben
 - with use_dynamic_shape, calibration happens inside build(), so INT8 + dynamic shape needs build inputs;
   one input function serves both calibration and build();
 - save() serialises the engines and clears TF-TRT's engine cache: reload the saved model to run it;
-- the converter keeps the loaded SavedModel alive; we keep the converter until the write is done.
+- the converter keeps the loaded SavedModel alive; we keep the converter until the write is done;
+- convert() freezes the signature with convert_variables_to_constants_v2: every weight becomes a
+  constant of one GraphDef, which protobuf limits to 2 GB. Only with use_dynamic_shape=True and
+  TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing does it keep the variables (and save() then
+  saves them); for larger models we refuse before any work unless both are set.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ NOT_BUILT_WITH_TENSORRT = (
     "TensorFlow here was built without TensorRT; use --backend=cpu or run on a machine with "
     "TF ≤ 2.17 + TensorRT (e.g. NVIDIA's TensorFlow containers)."
 )
+
+
+def tensorrt_libraries_missing(env: Environment) -> str:
+    """One line: TF is a TensorRT build but the libraries did not load; which files are missing and what to do."""
+    search = env.tensorrt_libraries
+    missing = ", ".join(search.missing) if search and search.missing else "libnvinfer"
+    fix = search.fix() if search else "install the TensorRT version TF was linked against"
+    return (f"TensorFlow {env.tensorflow_version} is a TensorRT build (linked against TensorRT "
+            f"{env.tensorrt_linked_version or '?'}) but the TensorRT libraries are not loadable here: {missing} not found; "
+            f"{fix}; or use --backend=cpu.")
 
 
 def default_converter_factory(**kwargs):
@@ -47,10 +61,7 @@ class TensorRTBackend(ConversionBackend):
         if not env.tensorflow_built_with_tensorrt:
             raise BackendUnavailable(NOT_BUILT_WITH_TENSORRT)
         if env.tensorrt_loaded_version is None:
-            raise BackendUnavailable(
-                "TensorFlow was built with TensorRT but the TensorRT libraries (libnvinfer) could not be loaded; "
-                "install the TensorRT version TF was linked against, or use --backend=cpu."
-            )
+            raise BackendUnavailable(tensorrt_libraries_missing(env))
         if not env.gpus:
             raise BackendUnavailable("TF-TRT needs a GPU and TensorFlow sees none; check the CUDA driver, or use --backend=cpu.")
 
@@ -62,6 +73,7 @@ class TensorRTBackend(ConversionBackend):
         if config.needs_calibration and config.use_dynamic_shape and build_input_fn is None:
             # TF-TRT calibrates inside build() in dynamic-shape mode; the calibration inputs build too.
             build_input_fn = calibration_input_fn
+        _check_weights_fit_tftrt(model, config)
         timings = {}
         start = time.perf_counter()
         plan = _predict_segments(model, config)
@@ -89,7 +101,12 @@ class TensorRTBackend(ConversionBackend):
         except (RuntimeError, ValueError, TypeError) as error:
             first = first_line(error, limit=240)
             if "not been built with TensorRT" in first:
-                raise BackendUnavailable(NOT_BUILT_WITH_TENSORRT) from error
+                # TF says this both for non-TensorRT builds and when the libraries did not load.
+                from tftrt_toolkit.environment import probe
+
+                env = probe()
+                reason = tensorrt_libraries_missing(env) if env.tensorflow_built_with_tensorrt else NOT_BUILT_WITH_TENSORRT
+                raise BackendUnavailable(reason) from error
             raise ConversionError(f"TF-TRT conversion failed: {first}") from error
 
         summary = {
@@ -112,6 +129,23 @@ class TensorRTBackend(ConversionBackend):
 
         return Conversion(backend=self.name, precision=config.precision.value, write=write,
                           summary=summary, timings=timings)
+
+
+def _check_weights_fit_tftrt(model: LoadedModel, config: ConversionConfig) -> None:
+    """Refuse a model whose weights TF-TRT would freeze past protobuf's 2 GB, before any heavy work."""
+    import os
+
+    from tftrt_toolkit.backends import held_weights
+
+    keeps_variables = config.use_dynamic_shape and "disable_graph_freezing" in os.environ.get(
+        "TF_TRT_EXPERIMENTAL_FEATURES", "").split(",")
+    weight_bytes = held_weights.saved_weight_bytes(model.saved_model_dir)
+    if weight_bytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES and not keeps_variables:
+        raise ConversionError(
+            f"the model's weights take {weight_bytes / 1e9:.2f} GB, and TF-TRT freezes them into one graph, which "
+            "protobuf limits to 2 GB; pass --dynamic_shape and set TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing "
+            "so TF-TRT keeps them as variables, or shrink the weights below 2 GB."
+        )
 
 
 def _predict_segments(model: LoadedModel, config: ConversionConfig):

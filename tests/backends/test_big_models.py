@@ -1,0 +1,169 @@
+"""Big models: weights held out of the graph while it is optimised, and the 2 GB protobuf limit.
+
+The tiny fixture model's weights are all below the size that is held aside, so the
+conversions here lower that size to hold its convolution and dense weights: the same code
+path VGG16's 528 MB takes, on a model that converts in seconds.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tftrt_toolkit import ConversionConfig, convert
+from tftrt_toolkit.backends import held_weights
+from tftrt_toolkit.errors import ConversionError
+
+
+def _run(saved_model_dir, images):
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    return loaded.signatures["serving_default"](images=tf.constant(images))["probabilities"].numpy()
+
+
+def _saved_graph_ops(saved_model_dir):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    graph = saved_model.meta_graphs[0].graph_def
+    return [node for function in graph.library.function for node in function.node_def]
+
+
+@pytest.fixture(scope="module")
+def held_conversion(tiny_saved_model, tmp_path_factory):
+    """The tiny model converted with every weight above 100 elements held aside (its convolutions and dense)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(held_weights, "MIN_HELD_ELEMENTS", 100)
+        out = tmp_path_factory.mktemp("held") / "fp32"
+        messages = []
+        result = convert(str(tiny_saved_model), str(out), ConversionConfig(backend="cpu", precision="fp32"),
+                         progress=messages.append)
+    return result, messages
+
+
+def test_held_weights_come_back_as_constants_with_the_same_answers(held_conversion, tiny_saved_model,
+                                                                  random_images):
+    result, _ = held_conversion
+    np.testing.assert_allclose(_run(result.path, random_images), _run(tiny_saved_model, random_images),
+                               atol=1e-4, rtol=0)
+    nodes = _saved_graph_ops(result.path)
+    # Every weight is a real constant again (the 3x3x8x16 conv kernel among them), no stand-in is left.
+    kernels = [n for n in nodes if n.op == "Const" and [d.size for d in n.attr["value"].tensor.tensor_shape.dim]
+               == [3, 3, 8, 16]]
+    assert kernels and all(len(n.attr["value"].tensor.tensor_content) == 3 * 3 * 8 * 16 * 4 for n in kernels)
+    assert not any(n.op == "Placeholder" for n in nodes)
+
+
+def test_batchnorm_is_folded_into_held_convolution_weights(held_conversion):
+    result, _ = held_conversion
+    summary = result.metadata["conversion_summary"]
+    assert "fold_batchnorm" in summary["stages_that_changed_the_graph"]
+    assert "Mul" not in summary["op_histogram"]
+
+
+def test_stages_that_cannot_change_the_graph_are_skipped_and_say_why(held_conversion):
+    result, _ = held_conversion
+    stages = {s["name"]: s for s in result.metadata["conversion_summary"]["stages"]}
+    # The tiny model is NHWC throughout: the layout pass has nothing to convert on a CPU.
+    assert "NCHW" in stages["layout"]["skipped"] and not stages["layout"]["changed"]
+    assert "skipped" not in stages["fusion"]
+
+
+def test_each_step_is_reported_as_it_starts_and_ends(held_conversion):
+    _, messages = held_conversion
+    ends = [m.name for m in messages if getattr(m, "phase", None) == "end"]
+    assert ends[:3] == ["load", "freeze", "cleanup"] and ends[-2:] == ["rebuild", "save"]
+    assert all(m.seconds >= 0 for m in messages if getattr(m, "phase", None) == "end")
+    assert "freeze …" in messages and any(m.startswith("save done in ") for m in messages)
+
+
+def test_weights_past_the_graph_limit_are_refused_before_freezing(tiny_saved_model, tmp_path, monkeypatch):
+    # The tiny model stands in for a > 2 GB one: the budget is lowered below its weights.
+    monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
+    from tftrt_toolkit.backends import graph_passes
+
+    def must_not_freeze(*args, **kwargs):
+        raise AssertionError("froze a model it should have refused")
+
+    monkeypatch.setattr(graph_passes, "freeze_signature", must_not_freeze)
+    with pytest.raises(ConversionError, match="limits to 2 GB") as caught:
+        convert(str(tiny_saved_model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists() and os.listdir(tmp_path) == []
+
+
+def _free_memory_bytes() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+BIG_LAYER_SHAPE = (16384, 12288)  # 805 MB of float32 each; three of them pass 2 GiB
+BIG_MODEL_BYTES = 3 * BIG_LAYER_SHAPE[0] * BIG_LAYER_SHAPE[1] * 4
+
+
+@pytest.fixture(scope="module")
+def model_past_2gb(tmp_path_factory):
+    """A SavedModel of three large Dense layers (2.4 GB of float32 weights), built here."""
+    directory = tmp_path_factory.mktemp("big")
+    if _free_memory_bytes() < BIG_MODEL_BYTES + 4 * 2 ** 30:
+        pytest.skip(f"building the > 2 GB model needs {BIG_MODEL_BYTES / 2 ** 30 + 4:.1f} GiB of free memory")
+    if shutil.disk_usage(directory).free < BIG_MODEL_BYTES + 2 ** 30:
+        pytest.skip(f"the > 2 GB model needs {BIG_MODEL_BYTES / 2 ** 30 + 1:.1f} GiB of free disk")
+
+    class ThreeDense(tf.Module):
+        def __init__(self):
+            super().__init__()
+            rows, columns = BIG_LAYER_SHAPE
+            self.kernels = [tf.Variable(tf.zeros([rows, columns])), tf.Variable(tf.zeros([columns, rows])),
+                            tf.Variable(tf.zeros([rows, columns]))]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, BIG_LAYER_SHAPE[0]], tf.float32, name="features")])
+        def serve(self, features):
+            x = features
+            for kernel in self.kernels:
+                x = tf.nn.relu(tf.matmul(x, kernel))
+            return {"scores": x}
+
+    module = ThreeDense()
+    path = str(directory / "three_dense")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    del module
+    return path
+
+
+@pytest.mark.slow
+def test_model_past_2gb_is_refused_with_one_line_and_nothing_written(model_past_2gb, tmp_path):
+    with pytest.raises(ConversionError) as caught:
+        convert(model_past_2gb, str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
+    message = str(caught.value)
+    assert "\n" not in message and "2.42 GB" in message and "serve this model as it is" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_tensorrt_backend_refuses_weights_tftrt_would_freeze_past_2gb(tiny_saved_model, monkeypatch):
+    from tftrt_toolkit.backends.tensorrt import TensorRTBackend
+    from tftrt_toolkit.models.loader import load_model
+
+    monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
+    built = []
+
+    def converter_factory(**kwargs):
+        built.append(kwargs)
+        raise RuntimeError("stop here: the double only records that TF-TRT would have been called")
+
+    backend = TensorRTBackend(converter_factory=converter_factory)
+    with load_model(str(tiny_saved_model)) as model:
+        with pytest.raises(ConversionError, match="TF-TRT freezes them into one graph") as caught:
+            backend.convert(model, ConversionConfig(backend="tensorrt", precision="fp16"))
+        assert "\n" not in str(caught.value) and built == []
+        # TF-TRT keeps variables in dynamic-shape mode with graph freezing disabled: then it is its call.
+        monkeypatch.setenv("TF_TRT_EXPERIMENTAL_FEATURES", "disable_graph_freezing")
+        with pytest.raises(ConversionError, match="TF-TRT conversion failed"):
+            backend.convert(model, ConversionConfig(backend="tensorrt", precision="fp16", use_dynamic_shape=True))
+        assert len(built) == 1
