@@ -12,6 +12,7 @@ Commands:
   benchmark    latency percentiles and throughput, before vs after
   tune         the fastest precision/settings inside an accuracy budget
   batch-predict  predictions over many files with Apache Beam
+  serving-config  TF Serving's models.config and batching_parameters.txt (from measurements when given)
 
 `tftrt COMMAND --help` shows a command's flags.
 """
@@ -34,6 +35,7 @@ COMMANDS = {
     "benchmark": "tftrt_toolkit.cli.benchmark",
     "tune": "tftrt_toolkit.cli.tune",
     "batch-predict": "tftrt_toolkit.cli.batch_predict",
+    "serving-config": "tftrt_toolkit.cli.serving_config",
 }
 
 
