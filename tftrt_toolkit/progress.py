@@ -172,8 +172,13 @@ def log_to_stderr(prefix: str = "") -> logging.Handler:
     logger = logging.getLogger("tftrt_toolkit")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # Not to the root logger too: libraries we import (Intel Neural Compressor) call
+    # logging.basicConfig, which would print every line a second time as "INFO:tftrt_toolkit...".
+    logger.propagate = False
     return handler
 
 
 def remove_log_handler(handler: logging.Handler) -> None:
-    logging.getLogger("tftrt_toolkit").removeHandler(handler)
+    logger = logging.getLogger("tftrt_toolkit")
+    logger.removeHandler(handler)
+    logger.propagate = True

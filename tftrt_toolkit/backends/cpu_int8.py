@@ -330,10 +330,13 @@ def _inc_session():
 
     from neural_compressor.tensorflow.quantization.utils import graph_converter
 
-    inc_logger = logging.getLogger("neural_compressor")
-    previous_level = inc_logger.level
-    if previous_level == logging.NOTSET:
-        inc_logger.setLevel(logging.WARNING)
+    # INC sets its logger to INFO when imported, and the TF v1 APIs it calls log deprecation
+    # notices through TF's logger: a page of text per conversion. INC's warnings still show.
+    # TF's are WARNINGs about APIs INC uses, nothing the user can act on: only its errors show.
+    quieted = {logging.getLogger("neural_compressor"): logging.WARNING, logging.getLogger("tensorflow"): logging.ERROR}
+    previous_levels = [logger.level for logger in quieted]
+    for logger, level in quieted.items():
+        logger.setLevel(max(logger.level, level))
     original_capture = graph_converter.CaptureOutputToFile
     real_stderr = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
     graph_converter.CaptureOutputToFile = functools.partial(original_capture, stream=real_stderr)
@@ -341,4 +344,5 @@ def _inc_session():
         yield
     finally:
         graph_converter.CaptureOutputToFile = original_capture
-        inc_logger.setLevel(previous_level)
+        for logger, level in zip(quieted, previous_levels):
+            logger.setLevel(level)

@@ -54,6 +54,27 @@ class _Terminated(KeyboardInterrupt):
     """
 
 
+def _restart_with_tensorrt_libraries(argv: List[str]) -> None:
+    """Re-execute this command with TensorRT's library folders on LD_LIBRARY_PATH, when they are installed but off it.
+
+    TF dlopens libnvinfer.so.<version> at import, through the loader's search path, which
+    the loader reads only at process start: setting it now would not help this process.
+    Only where the search found every missing library under the name TF wants (e.g. pip's
+    tensorrt_libs folder); at most once (the new process carries a marker).
+    """
+    from tftrt_toolkit.environment import probe
+    from tftrt_toolkit.tensorrt_libraries import environment_for
+
+    found = probe().tensorrt_libraries
+    environment = environment_for(found) if found is not None else None
+    if environment is None:
+        return
+    print(f"tftrt: TensorRT's libraries are in {', '.join(found.folders_to_add)}, not on the loader's path; "
+          "restarting with them on LD_LIBRARY_PATH.", file=sys.stderr)
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "tftrt_toolkit.cli.main"] + list(argv[1:]), environment)
+
+
 def _raise_on_sigterm(signum, frame):
     raise _Terminated()
 
@@ -81,6 +102,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command not in COMMANDS:
         print(f"tftrt: unknown command {command!r}; run `tftrt --help` for the list.", file=sys.stderr)
         return 2
+
+    if command != "doctor":
+        # Before TensorFlow is imported; doctor reports what a plain TF process here gets instead.
+        from tftrt_toolkit import onednn
+
+        onednn.turn_on_before_tensorflow()
+        _restart_with_tensorrt_libraries(argv)
 
     from absl import flags
 

@@ -325,6 +325,7 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
     onednn.turn_on_before_tensorflow()  # Beam workers and runners: before TF is imported, where it is not yet
     import tensorflow as tf
 
+    check_runtime_requirements(saved_model_dir)
     try:
         loaded = tf.saved_model.load(saved_model_dir)
     except Exception as error:
@@ -345,6 +346,22 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
         raise ModelLoadError(
             f"{saved_model_dir!r} has no signature {signature_key!r}; available: {', '.join(loaded.signatures) or 'none'}."
         ) from None
+
+
+def check_runtime_requirements(saved_model_dir: str) -> None:
+    """BackendUnavailable (one line) when this process cannot run the model: it needs TF's oneDNN ops and they are off.
+
+    Reads the ``runtime`` record the toolkit writes into its outputs' metadata; models
+    without one (not converted by this toolkit) are not checked.
+    """
+    from tftrt_toolkit import artifacts, onednn
+    from tftrt_toolkit.errors import BackendUnavailable
+
+    metadata = artifacts.read_metadata(saved_model_dir) or {}
+    runtime = metadata.get("runtime") or {}
+    if runtime.get("requires_onednn") and not onednn.enabled_in_this_process():
+        what = f"the {metadata.get('precision', '')} model in {saved_model_dir!r} ({runtime.get('why', 'oneDNN-only ops')})"
+        raise BackendUnavailable(onednn.off_message(what))
 
 
 def _unreadable_variables(saved_model_dir: str) -> Optional[str]:

@@ -112,6 +112,9 @@ class ModelRunner:
         """Load the model (once); returns self."""
         if self._function is not None:
             return self
+        from tftrt_toolkit import onednn
+
+        onednn.turn_on_before_tensorflow()  # before TF is imported, where it is not yet
         start = time.perf_counter()
         if isinstance(self._model, LoadedModel):
             self.loaded_model = self._model
