@@ -28,3 +28,24 @@ def run_cli(capsys):
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture
+def tftrt(capsys):
+    """tftrt("convert", "--model=...") -> (exit code, stdout, stderr), whatever the exit code."""
+
+    def run(*args):
+        capsys.readouterr()  # drop anything printed before
+        code = main(["tftrt", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def fp32_conversion(tiny_saved_model, tmp_path_factory):
+    """tiny_saved_model converted with `tftrt convert --backend=cpu --precision=fp32`."""
+    out = tmp_path_factory.mktemp("cli") / "fp32"
+    assert main(["tftrt", "convert", f"--model={tiny_saved_model}", f"--output={out}", "--backend=cpu", "--precision=fp32"]) == 0
+    return out
