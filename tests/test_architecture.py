@@ -22,6 +22,7 @@ LAYER_RANKS = {
     "backends": 2, "serving": 2,
     "models": 1, "data": 1,
     "config": 0, "errors": 0, "artifacts": 0, "environment": 0, "onednn": 0, "shipped_files": 0, "progress": 0,
+    "steps": 0, "tensorrt_libraries": 0,
 }
 
 
