@@ -88,6 +88,8 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
             preprocess: str = "auto",
             input_shape: Optional[tuple] = None,
             unsafe_deserialization: bool = False,
+            custom_objects=None,
+            strict_data: bool = False,
             env: Optional[Environment] = None,
             backend=None,
             progress: ProgressOption = True) -> OptimizedModel:
@@ -96,6 +98,9 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
     ``config`` holds every conversion option (default: auto backend, fp32). INT8 needs
     ``calibration_data`` (a data spec: image dir, .npy/.npz, "synthetic") or a ready
     ``calibration_input_fn``. ``backend`` overrides the backend object (tests inject doubles).
+    ``custom_objects`` gives a Keras file's custom classes (a dict, module, module path or .py
+    file; see ``load_model``). ``strict_data`` refuses calibration folders with files that
+    would be skipped.
     ``progress``: a bar over the steps in a terminal or notebook (False: none); each step is
     logged at INFO either way, and a callable receives each step message (``StepEvent``s).
 
@@ -131,13 +136,14 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
         start = time.perf_counter()
         with steps.step("load"):
             loaded = model if not owns_model else load_model(
-                spec, signature_key=config.signature_key, unsafe_deserialization=unsafe_deserialization)
+                spec, signature_key=config.signature_key, unsafe_deserialization=unsafe_deserialization,
+                custom_objects=custom_objects)
         timings["load_s"] = time.perf_counter() - start
         try:
             data_record = {}
             if config.precision.value == "int8" and calibration_input_fn is None and calibration_data is not None:
                 calibration_input_fn, source = _calibration_fn(loaded, config, calibration_data, preprocess, input_shape,
-                                                               progress)
+                                                               strict_data, progress)
                 # Later commands (predict, validate) reuse the preprocessing the model was calibrated with.
                 data_record = {"calibration_data": str(calibration_data), "preprocess": source.preprocess}
             if build_input_fn is None and config.build_shapes:
@@ -151,6 +157,8 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
                 conversion = backend.convert(loaded, config, calibration_input_fn=calibration_input_fn,
                                              build_input_fn=build_input_fn)
                 timings["convert_s"] = time.perf_counter() - start
+                if data_record:  # calibration has read the data: record the files it did not use
+                    data_record["skipped_files"] = [file.to_json() for file in source.skipped_files]
                 start = time.perf_counter()
                 with steps.step("save"):
                     conversion.write(stage.path)
@@ -198,11 +206,11 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
 
 
 def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_data, preprocess,
-                    input_shape, progress: Progress):
+                    input_shape, strict_data: bool, progress: Progress):
     from tftrt_toolkit.data import calibration_input_fn, open_source
 
     source = open_source(calibration_data, loaded.signature, preprocess=preprocess,
-                         input_shape=input_shape, model_hint=loaded.model_info)
+                         input_shape=input_shape, model_hint=loaded.model_info, strict=strict_data)
     progress(f"calibrating on {config.calibration_steps} batches of {config.batch_size} from {calibration_data} "
              f"(preprocess: {source.preprocess})")
     return calibration_input_fn(source, batch_size=config.batch_size, steps=config.calibration_steps,

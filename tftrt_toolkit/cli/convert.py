@@ -6,6 +6,9 @@ The output loads with plain `tf.saved_model.load` and keeps the input's signatur
 input/output names and dtypes. It is written atomically (a temporary directory beside it,
 then a rename); an existing output is an error unless --overwrite; the input is never
 modified. What was done is recorded in OUTPUT/assets.extra/tftrt_toolkit.json.
+A Keras file with custom layers needs --custom_objects=module.path (or FILE.py) naming the
+module that defines them; without it the error names the missing class. --strict_data
+refuses a --calibration_data folder holding files that would be skipped.
 """
 
 from tftrt_toolkit.cli import flags as cli_flags
@@ -14,7 +17,8 @@ from tftrt_toolkit.cli import flags as cli_flags
 def define_flags():
     return (cli_flags.define_model_flags()
             + cli_flags.define_output_flags("The SavedModel directory to write (with --version: the base of BASE/N).")
-            + cli_flags.define_version_flag() + cli_flags.define_conversion_flags() + cli_flags.define_input_flags())
+            + cli_flags.define_version_flag() + cli_flags.define_conversion_flags() + cli_flags.define_input_flags()
+            + cli_flags.define_strict_data_flag())
 
 
 def main() -> int:
@@ -31,6 +35,8 @@ def main() -> int:
         weights=FLAGS.weights,
         calibration_data=FLAGS.calibration_data,
         unsafe_deserialization=FLAGS.unsafe_deserialization,
+        custom_objects=FLAGS.custom_objects or None,
+        strict_data=FLAGS.strict_data,
         **cli_flags.data_options_from_flags(),
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )

@@ -87,8 +87,9 @@ def _positive_ints(name: str, example: str) -> tuple:
 # --------------------------------------------------------------------------- the model
 
 def define_model_flags() -> List[str]:
-    """The model and how to load it: --model, --signature, --weights, --unsafe_deserialization."""
-    return define_model_flag() + define_signature_flag() + define_weights_flag() + define_unsafe_deserialization_flag()
+    """The model and how to load it: --model, --signature, --weights, --unsafe_deserialization, --custom_objects."""
+    return (define_model_flag() + define_signature_flag() + define_weights_flag() + define_unsafe_deserialization_flag()
+            + define_custom_objects_flag())
 
 
 def define_model_flag() -> List[str]:
@@ -110,17 +111,24 @@ def define_unsafe_deserialization_flag() -> List[str]:
                    "Allow Keras files to run Lambda-layer code when loading. Only for files you trust.")]
 
 
+def define_custom_objects_flag() -> List[str]:
+    return [define("list", "custom_objects", None,
+                   "Keras files with custom layers (or subclassed models): the module(s) defining those classes, "
+                   "as module.path or FILE.py.")]
+
+
 def weights_from_flags() -> Optional[str]:
     """--weights, with 'none' meaning random weights (None)."""
     return None if (FLAGS.weights or "").lower() == "none" else FLAGS.weights
 
 
 def model_load_options_from_flags() -> dict:
-    """The ``load_model`` options the model flags describe (weights, signature, unsafe deserialization)."""
+    """The ``load_model`` options the model flags describe (weights, signature, unsafe deserialization, custom objects)."""
     return {
         "weights": weights_from_flags(),
         "signature_key": FLAGS.signature,
         "unsafe_deserialization": FLAGS.unsafe_deserialization,
+        "custom_objects": FLAGS.custom_objects or None,
     }
 
 

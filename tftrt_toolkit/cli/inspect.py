@@ -28,7 +28,8 @@ def main() -> int:
 
     FLAGS = cli_flags.FLAGS
     with load_model(cli_flags.require("model"), weights=FLAGS.weights, signature_key=FLAGS.signature,
-                    unsafe_deserialization=FLAGS.unsafe_deserialization) as model:
+                    unsafe_deserialization=FLAGS.unsafe_deserialization,
+                    custom_objects=FLAGS.custom_objects or None) as model:
         info = describe(model)
         lines = describe_lines(info)
         if not model.is_temporary_export:

@@ -79,7 +79,7 @@ class ModelRunner:
     Args:
       model: a model spec (SavedModel dir, .keras/.h5, keras:NAME, hub:HANDLE) or a
         ``LoadedModel`` (then the caller keeps ownership of it).
-      weights, signature_key, unsafe_deserialization: as for ``load_model``.
+      weights, signature_key, unsafe_deserialization, custom_objects: as for ``load_model``.
       name: how reports call this model (default: the spec as given).
 
     Attributes (after ``load()`` / entering the ``with``): ``signature``, ``model_info``
@@ -90,9 +90,10 @@ class ModelRunner:
     """
 
     def __init__(self, model: ModelLike, *, weights: Optional[str] = "imagenet", signature_key: Optional[str] = None,
-                 unsafe_deserialization: bool = False, name: Optional[str] = None):
+                 unsafe_deserialization: bool = False, custom_objects=None, name: Optional[str] = None):
         self._model = model
-        self._load_options = dict(weights=weights, signature_key=signature_key, unsafe_deserialization=unsafe_deserialization)
+        self._load_options = dict(weights=weights, signature_key=signature_key, unsafe_deserialization=unsafe_deserialization,
+                                  custom_objects=custom_objects)
         if isinstance(model, LoadedModel):
             self.name = name or model.spec.text
         elif isinstance(model, ModelSpec):
@@ -119,9 +120,7 @@ class ModelRunner:
         if isinstance(self._model, LoadedModel):
             self.loaded_model = self._model
         else:
-            self.loaded_model = load_model(self._model, weights=self._load_options["weights"],
-                                           signature_key=self._load_options["signature_key"],
-                                           unsafe_deserialization=self._load_options["unsafe_deserialization"])
+            self.loaded_model = load_model(self._model, **self._load_options)
             self._owns_loaded_model = True
         try:
             self._saved_model_object, self._function = load_signature_function(
