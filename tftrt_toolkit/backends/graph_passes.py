@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tftrt_toolkit.backends.held_weights import HeldWeights, write_into_saved_model
 from tftrt_toolkit.steps import step
-from tftrt_toolkit.errors import ConversionError
+from tftrt_toolkit.errors import ConversionError, first_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +156,7 @@ def freeze_signature(saved_model_dir: str, signature_key: str) -> FrozenSignatur
         with _captured_native_stderr([]):  # freezing runs grappler, whose INFO lines bypass TF's log level
             graph_def, input_names = _freeze_holding_weights(function, held)
     except Exception as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        first = first_line(error, limit=200)
         raise ConversionError(
             f"could not freeze signature {signature_key!r} ({type(error).__name__}: {first}); "
             "models with control flow over variables or hash tables may need --backend=tensorrt or re-export."
@@ -344,7 +344,7 @@ def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
                     with _mixed_precision_denylist(keep_fp32_ops if BF16_PASS in stage.passes else ()):
                         graph_def, grappler_errors = _run_grappler(graph_def, frozen, stage)
         except Exception as error:
-            raise ConversionError(f"grappler stage {stage.name!r} failed: {str(error).strip().splitlines()[0][:200]}") from error
+            raise ConversionError(f"grappler stage {stage.name!r} failed: {first_line(error, limit=200)}") from error
         after = op_histogram(graph_def)
         added, removed = _histogram_delta(before, after)
         records.append(StageRecord(stage.name, sum(before.values()), sum(after.values()),

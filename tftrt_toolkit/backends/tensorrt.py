@@ -143,7 +143,7 @@ def _check_weights_fit_tftrt(model: LoadedModel, config: ConversionConfig) -> No
     if weight_bytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES and not keeps_variables:
         raise ConversionError(
             f"the model's weights take {weight_bytes / 1e9:.2f} GB, and TF-TRT freezes them into one graph, which "
-            "protobuf limits to 2 GB; pass --dynamic_shape and set TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing "
+            "protobuf limits to 2 GB; pass --use_dynamic_shape and set TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing "
             "so TF-TRT keeps them as variables, or shrink the weights below 2 GB."
         )
 

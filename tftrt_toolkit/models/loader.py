@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from typing import Dict, Optional, Tuple, Union
 
-from tftrt_toolkit.errors import ModelLoadError
+from tftrt_toolkit.errors import ModelLoadError, first_line
 from tftrt_toolkit.models.keras_files import CustomObjects, load_keras_file
 from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
 from tftrt_toolkit.models.spec import ModelKind, ModelSpec, parse_model_spec
@@ -172,7 +172,7 @@ def _export_signature_from_call(saved_model_dir: str, export_dir: str, where: st
     try:
         obj = tf.saved_model.load(saved_model_dir)
     except Exception as error:
-        raise ModelLoadError(f"{where} could not be loaded by TensorFlow ({type(error).__name__}: {str(error).splitlines()[0][:200]}).") from error
+        raise ModelLoadError(f"{where} could not be loaded by TensorFlow ({type(error).__name__}: {first_line(error, limit=200)}).") from error
     call = getattr(obj, "__call__", None)
     concrete = list(getattr(call, "concrete_functions", []) or [])
     # Prefer a trace whose inputs are all tensors (no Python bools like training=False left open).
@@ -220,7 +220,7 @@ def _load_keras_application(spec: ModelSpec):
     try:
         model = constructor(weights=spec.weights)
     except Exception as error:
-        message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        message = first_line(error, limit=200)
         if spec.weights == "imagenet":
             raise ModelLoadError(
                 f"could not get ImageNet weights for {canonical} ({message}); they are downloaded on first use, "
@@ -335,7 +335,7 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
                 f"the variables (weights) of the SavedModel in {saved_model_dir!r} are missing, truncated or corrupt "
                 f"({variables_problem}); re-export the model, or copy it again from where it came from."
             ) from error
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        first = first_line(error, limit=200)
         raise ModelLoadError(
             f"TensorFlow could not load the SavedModel in {saved_model_dir!r} ({type(error).__name__}: {first}); "
             "its variables or graph may be corrupt: re-export it."
@@ -380,6 +380,5 @@ def _unreadable_variables(saved_model_dir: str) -> Optional[str]:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except Exception as error:  # the checkpoint reader raises IndexError, OpError, DataLossError...
-        text = str(error).strip()
-        return text.splitlines()[0][:160] if text else type(error).__name__
+        return first_line(error, limit=160)
     return None
