@@ -14,11 +14,13 @@ one per class sorted by WordNet id, that is the classes whose index is a multipl
 others are evaluated.
 
 Each precision is converted with the toolkit's defaults (``ConversionConfig(backend="cpu",
-precision=...)``) and validated against the original on the evaluation images: both
-accuracies, the drop and its paired 95% interval (``tftrt_toolkit.runtime.accuracy``), top-1
-agreement with the original. Writes OUTPUT.json (everything, with the command that
-regenerates it and the machine) and OUTPUT.md (the table). TF's oneDNN ops are turned on in
-this process before TensorFlow is imported, as ``tftrt`` commands do (int8 models need them).
+precision=...)``; int8 calibrates on the first 64 calibration images, 8 batches of 8, unless
+``--calibration_samples`` says otherwise) and validated against the original on the
+evaluation images: both accuracies, the drop and its paired 95% interval
+(``tftrt_toolkit.runtime.accuracy``), top-1 agreement with the original. Writes OUTPUT.json
+(everything, with the command that regenerates it and the machine) and OUTPUT.md (the table).
+TF's oneDNN ops are turned on in this process before TensorFlow is imported, as ``tftrt``
+commands do (int8 models need them).
 """
 
 from __future__ import annotations
@@ -49,7 +51,11 @@ def parse_args(argv=None):
     parser.add_argument("--data", required=True, help="labelled images (a folder)")
     parser.add_argument("--calibration_data", default=None,
                         help="int8 calibration images (default: every --calibration_every-th image of --data, not evaluated)")
-    parser.add_argument("--calibration_every", type=int, default=CALIBRATION_EVERY)
+    parser.add_argument("--calibration_every", type=int, default=None,
+                        help=f"calibrate on every Nth image of --data, evaluate the rest (default {CALIBRATION_EVERY}; "
+                             "with --calibration_data: 0, evaluate all, or N to leave the same images out)")
+    parser.add_argument("--calibration_samples", type=int, default=None,
+                        help="int8 calibrates on this many (default: the toolkit's default, 8 batches of 8)")
     parser.add_argument("--labels_csv", default=None, help="image,class_id ground truth (default: WordNet ids in the names)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--weights", default="imagenet")
@@ -67,10 +73,18 @@ def split_images(data: str, calibration_data, every: int):
     images = [str(path) for path in iter_image_files(data)]
     if not images:
         raise DataError(f"{data} has no images")
+    if every is None:
+        every = 0 if calibration_data is not None else CALIBRATION_EVERY
+    if calibration_data is None and every < 2:
+        raise DataError("without --calibration_data, --calibration_every must be 2 or more (calibration and "
+                        "evaluation must not share images)")
+    # With --calibration_data and --calibration_every, the same images are left out as without it,
+    # so two calibrations are compared on the same evaluation images.
+    evaluation = [path for index, path in enumerate(images) if index % every] if every else images
     if calibration_data is not None:
-        return images, calibration_data, f"all of {calibration_data} (evaluation: all {len(images)} images of {data})"
+        return evaluation, calibration_data, (f"{calibration_data} (evaluation: {len(evaluation)} images of {data}"
+                                              + (f", every {every}th left out)" if every else ")"))
     calibration = images[::every]
-    evaluation = [path for index, path in enumerate(images) if index % every]
     return evaluation, calibration, (f"every {every}th image of {data} (sorted): {len(calibration)} images; "
                                      f"the other {len(evaluation)} are evaluated")
 
@@ -111,8 +125,8 @@ def main(argv=None) -> dict:
                     row = {"model": f"cpu-{precision}", "precision": precision}
                     rows.append(row)
                     config = ConversionConfig(backend="cpu", precision=precision, batch_size=BATCH_SIZE)
-                    if precision == "int8" and isinstance(calibration, list):
-                        config = config.replace(calibration_steps=math.ceil(len(calibration) / BATCH_SIZE))
+                    if precision == "int8" and args.calibration_samples:
+                        config = config.replace(calibration_steps=math.ceil(args.calibration_samples / BATCH_SIZE))
                     print(f"converting {precision} ...", file=sys.stderr, flush=True)
                     convert_started = time.perf_counter()
                     try:

@@ -20,6 +20,8 @@ def test_split_keeps_calibration_and_evaluation_apart(accuracy_script, tmp_path)
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / f"{WORDNET_IDS[i % 5]}_{i}.png")
     evaluation, calibration, text = accuracy_script.split_images(str(tmp_path), None, 4)
     assert len(calibration) == 3 and len(evaluation) == 6 and not set(calibration) & set(evaluation)
+    same, elsewhere, _ = accuracy_script.split_images(str(tmp_path), "other_dir", 4)
+    assert same == evaluation and elsewhere == "other_dir"  # a given calibration set, the same images evaluated
     assert "every 4th image" in text
 
 

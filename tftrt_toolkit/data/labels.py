@@ -75,7 +75,7 @@ def open_labels(data, labels_csv: Optional[str] = None) -> Optional[ImageLabels]
         # Image files and folders listed one by one (e.g. one split of a labelled folder).
         files = [path for item in data
                  for path in (iter_image_files(item) if os.path.isdir(item) else [Path(item)])]
-        return _labels_from_files(files, f"{len(data)} listed paths")
+        return _labels_from_files(files, "the listed images")
     return None
 
 
