@@ -85,7 +85,7 @@ sys.path.insert(0, ROOT)
 # rows that need oneDNN on run in a worker process when it is off here.
 import tensorflow  # noqa: E402,F401  (imported for its side effect: TF fixes its oneDNN switch now)
 
-from tftrt_toolkit.errors import ConfigError, ToolkitError  # noqa: E402
+from tftrt_toolkit.errors import ConfigError, ToolkitError, first_line  # noqa: E402
 from tftrt_toolkit.report import tables  # noqa: E402
 
 
@@ -429,7 +429,7 @@ def _quantize_onnx(context: Context, fp32_path: str) -> Tuple[str, str]:
         source = prepared
         how.append("quant_pre_process")
     except Exception as error:  # optional step: quantize the plain export and record why
-        how.append(f"quant_pre_process failed ({_first_line(error)[:120]}), quantized the plain export")
+        how.append(f"quant_pre_process failed ({first_line(error)[:120]}), quantized the plain export")
     path = os.path.join(context.work_dir, "model-int8.onnx")
     reduce_range = not context.cpu_has_int8_dot
     quantize_static(source, path, Batches(context.calibration_batches), quant_format=QuantFormat.QDQ,
@@ -486,7 +486,7 @@ def _convert_openvino(context: Context):
     try:
         return openvino.convert_model(context.loaded.saved_model_dir), "openvino.convert_model(SavedModel dir)"
     except Exception as error:  # OpenVINO raises its own OpConversionFailure; the fallback records why
-        first_failure = _first_line(error)
+        first_failure = first_line(error)
         for line in str(error).splitlines():
             if line.startswith("-- Conversion is failed for:"):
                 first_failure = line[3:].strip()
@@ -766,7 +766,7 @@ def _worker_main() -> int:
         except Skipped as why:
             reply = {"skipped": str(why)}
         except Exception as error:  # the parent records it in the row; the worker keeps serving the others
-            reply = {"error": f"{type(error).__name__}: {_first_line(error)}"}
+            reply = {"error": f"{type(error).__name__}: {first_line(error)}"}
         protocol.write(json.dumps(reply) + "\n")
         if command == "stop":
             break
@@ -1031,7 +1031,7 @@ def main(argv=None) -> dict:
             except Exception as error:  # a peer's converter raises its own types; the row records it
                 if key == "tf":
                     raise
-                row.update(status="skipped", reason=f"conversion failed: {type(error).__name__}: {_first_line(error)}")
+                row.update(status="skipped", reason=f"conversion failed: {type(error).__name__}: {first_line(error)}")
                 log(f"  skipped: {row['reason']}")
                 continue
             row.update(status="measured", convert_s=round(time.perf_counter() - start, 1), **facts)
@@ -1052,7 +1052,7 @@ def main(argv=None) -> dict:
                 if key == "tf":
                     raise
                 _drop(rows, runners, key, str(error) if isinstance(error, Skipped) else
-                      f"first run failed: {type(error).__name__}: {_first_line(error)}", log)
+                      f"first run failed: {type(error).__name__}: {first_line(error)}", log)
                 continue
             if key == "tf":
                 reference = outputs
@@ -1082,7 +1082,7 @@ def main(argv=None) -> dict:
                     if key == "tf":
                         raise
                     calls.pop(key, None)
-                    reason = f"batch {batch_size} failed: {type(error).__name__}: {_first_line(error)}"
+                    reason = f"batch {batch_size} failed: {type(error).__name__}: {first_line(error)}"
                     _drop(rows, runners, key, reason, log)
                     continue
                 rows[key].setdefault("results", []).append(
@@ -1155,11 +1155,6 @@ def _drop(rows, runners, key, reason, log) -> None:
     rows[key].pop("results", None)
     runners.pop(key).close()
     log(f"  {rows[key]['label']} dropped: {reason}")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def _settings(args, env, tf_threads, source, started_at, agreement_batch, agreement_source,
