@@ -885,14 +885,14 @@ def write_augmented_photos(source_dir: str, output_dir: str, count: int, seed: i
 
 def _batches(source, count: int, batch_size: int) -> List[Dict[str, np.ndarray]]:
     """``count`` samples (rounded up to whole batches) as batches of exactly ``batch_size``."""
-    from tftrt_toolkit.runtime.benchmark import _batch_inputs
+    from tftrt_toolkit.data.samples import filled_batch
 
     batches = []
     for batch in source.batches(batch_size, limit=-(-count // batch_size) * batch_size):
         if len(batch) < batch_size:
             break
         batches.append(batch.inputs)
-    return batches or [_batch_inputs(source, batch_size)]
+    return batches or [filled_batch(source, batch_size)]
 
 
 # --------------------------------------------------------------------------- the run

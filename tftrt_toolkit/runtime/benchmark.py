@@ -208,11 +208,6 @@ def _check_positive_int(name: str, value, minimum: int = 1) -> None:
         raise ConfigError(f"{name}={value!r} is not valid; use a whole number >= {minimum}.")
 
 
-def _batch_inputs(source, batch_size: int) -> Dict[str, np.ndarray]:
-    """One batch of exactly ``batch_size`` samples (``data.samples.filled_batch``; kept for existing callers)."""
-    return filled_batch(source, batch_size)
-
-
 def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike, ModelRunner, None] = None,
               **options) -> BenchmarkReport:
     """Measure ``model`` (and ``baseline``, interleaved) at each batch size; return a BenchmarkReport.
