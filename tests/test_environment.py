@@ -14,7 +14,8 @@ import pytest
 
 from tftrt_toolkit import onednn, tensorrt_libraries
 from tftrt_toolkit.backends.precisions import offered_precisions, precision_offers
-from tftrt_toolkit.environment import environment_lines, probe
+from tftrt_toolkit.environment import probe
+from tftrt_toolkit.report.doctor import doctor_json, doctor_lines
 
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -45,7 +46,7 @@ def test_doctor_json_has_the_tensorrt_facts_from_tensorflow_itself():
     import tensorflow as tf
     from tensorflow.python.compiler.tensorrt import trt_convert
 
-    report = probe().to_json()
+    report = doctor_json(probe())
     built = bool(tf.sysconfig.get_build_info().get("is_tensorrt_build"))
     assert report["tensorrt_build"] is built
     pywrap = trt_convert._pywrap_py_utils
@@ -56,7 +57,7 @@ def test_doctor_json_has_the_tensorrt_facts_from_tensorflow_itself():
         if built:
             assert report["tensorrt_missing_libraries"] == [f"libnvinfer.so.{report['tensorrt_linked']}",
                                                            f"libnvinfer_plugin.so.{report['tensorrt_linked']}"]
-            text = "\n".join(environment_lines(probe()))
+            text = "\n".join(doctor_lines(probe()))
             assert "built without TensorRT" not in text and "libnvinfer.so." in text and "LD_LIBRARY_PATH" in text
 
 

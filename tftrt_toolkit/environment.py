@@ -7,7 +7,8 @@ Every fact comes from its source of truth, once per process:
   (it aborts the interpreter when they did not). Which library files are missing, and where
   we looked, comes from ``tensorrt_libraries``.
 - oneDNN: ``IsMklEnabled()`` for this process; TF's default rule for the CPU (``onednn``).
-Which precisions can run here is ``backends.precisions``' answer, from these facts.
+Which precisions can run here is ``backends.precisions``' answer, from these facts;
+``report/doctor.py`` renders both for ``tftrt doctor``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import dataclasses
 import functools
 import os
 import platform
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from tftrt_toolkit import __version__, onednn, tensorrt_libraries
 from tftrt_toolkit.tensorrt_libraries import LibrarySearch
@@ -93,23 +94,18 @@ class Environment:
         return f"TF {self.tensorflow_version}, backend {backend}: {why}."
 
     def to_json(self) -> Dict[str, object]:
-        from tftrt_toolkit.backends.precisions import offered_precisions, precision_offers
-
+        """The facts, with the field names `tftrt doctor --json` promises (scripts read them)."""
         data = dataclasses.asdict(self)
         data["gpus"] = list(self.gpus)
         data["cpu_features"] = list(self.cpu_features)
         data["tensorrt_libraries"] = self.tensorrt_libraries.to_json() if self.tensorrt_libraries else None
-        # The names `tftrt doctor --json` promises (scripts read them).
         data["tensorrt_build"] = self.tensorflow_built_with_tensorrt
         data["tensorrt_linked"] = self.tensorrt_linked_version
         data["tensorrt_loaded"] = self.tensorrt_loaded_version
         data["tensorrt_missing_libraries"] = list(self.tensorrt_missing_libraries)
-        data["precisions"] = list(offered_precisions(self.as_in_tftrt_commands(), "cpu"))
-        data["precision_offers"] = [offer.to_json() for offer in precision_offers(self.as_in_tftrt_commands())]
         backend, why = self.recommended_backend()
         data["recommended_backend"] = backend
         data["recommended_backend_reason"] = why
-        data["recommended_precisions"] = list(offered_precisions(self))
         data["cpu_has_bf16"] = self.cpu_has_bf16
         data["cpu_has_int8_dot"] = self.cpu_has_int8_dot
         return data
@@ -239,54 +235,3 @@ def _probe() -> Environment:
         onednn_in_tftrt_commands=onednn.in_toolkit_commands(),
         tensorrt_libraries=libraries,
     )
-
-
-def _onednn_text(env: Environment) -> str:
-    default = "on" if env.onednn_default else "off"
-    state = "on" if env.onednn_enabled else "off"
-    if env.onednn_set_by == "toolkit":
-        return f"{state} in this process (tftrt turned it on; TF's default on this CPU is {default})"
-    if env.onednn_set_by == "user":
-        return f"{state} in this process (TF_ENABLE_ONEDNN_OPTS is set; TF's default on this CPU is {default})"
-    hint = "" if env.onednn_enabled or not env.onednn_in_tftrt_commands else (
-        "; tftrt's other commands turn it on for themselves (int8 models need it, fp32 runs faster with it)")
-    return f"{state} (TF's default on this CPU){hint}"
-
-
-def _tensorrt_rows(env: Environment) -> List[Tuple[str, str]]:
-    if not env.tensorflow_built_with_tensorrt:
-        return [("TensorRT", "TensorFlow here was built without TensorRT (TF-TRT needs a TensorRT build, TF <= 2.17)")]
-    rows = [("TensorRT build", f"yes, linked against TensorRT {env.tensorrt_linked_version or '?'}")]
-    if env.tensorrt_loaded_version:
-        return rows + [("TensorRT loaded", env.tensorrt_loaded_version)]
-    search = env.tensorrt_libraries
-    rows.append(("TensorRT loaded", "no: " + (", ".join(search.missing) if search else "libnvinfer") + " not found"))
-    if search:
-        rows.append(("  looked in", ", ".join(search.searched) or "no folders exist"))
-        rows.append(("  to fix", search.fix()))
-    return rows
-
-
-def environment_lines(env: Environment) -> List[str]:
-    """The doctor report as aligned 'key: value' lines, with the fix for each missing piece."""
-    from tftrt_toolkit.backends.precisions import precision_offers
-
-    backend, why = env.recommended_backend()
-    offers = precision_offers(env.as_in_tftrt_commands())
-    rows = [
-        ("tftrt_toolkit", env.toolkit_version),
-        ("python", env.python_version),
-        ("platform", env.platform),
-        ("tensorflow", env.tensorflow_version),
-        ("keras", env.keras_version or "not installed"),
-        *_tensorrt_rows(env),
-        ("GPUs", ", ".join(env.gpus) or "none"),
-        ("CPU", f"{env.cpu_model or 'unknown'} ({env.cpu_count} cores)"),
-        ("CPU features", " ".join(env.cpu_features) or "none detected"),
-        ("oneDNN", _onednn_text(env)),
-        ("recommended backend", f"{backend} — {why}"),
-        ("cpu precisions (tftrt)", ", ".join(o.precision for o in offers if o.available) or "none"),
-    ]
-    rows += [(f"  {offer.precision}", ("yes: " if offer.available else "no: ") + offer.reason) for offer in offers]
-    width = max(len(k) for k, _ in rows)
-    return [f"{k.ljust(width)}  {v}" for k, v in rows]

@@ -16,11 +16,12 @@ def define_flags():
 
 
 def main() -> int:
-    from tftrt_toolkit.environment import environment_lines, probe
+    from tftrt_toolkit.environment import probe
+    from tftrt_toolkit.report.doctor import doctor_json, doctor_lines
 
     env = probe(toolkit_process=False)  # what a plain TF process here gets
     if cli_flags.FLAGS.json:
-        print(json.dumps(env.to_json(), indent=2))
+        print(json.dumps(doctor_json(env), indent=2))
     else:
-        print("\n".join(environment_lines(env)))
+        print("\n".join(doctor_lines(env)))
     return 0
