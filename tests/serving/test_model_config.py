@@ -210,3 +210,11 @@ def test_a_model_that_needs_onednn_gets_the_switch_in_its_docker_lines(base_path
     assert config.notes == ("the model needs TF's oneDNN ops (fused ops): the docker lines set TF_ENABLE_ONEDNN_OPTS=1",)
     _write_metadata(base_path / "1", {"backend": "cpu"})
     assert "TF_ENABLE_ONEDNN_OPTS" not in serving_config(str(base_path), "lite0").docker_commands(str(tmp_path))["cpu"]
+
+
+def test_a_report_of_batch_size_1_only_says_so(base_path, tmp_path):
+    report = _benchmark_json(tmp_path / "benchmark.json", {1: (100.0, 10.0)})
+    config = serving_config(str(base_path), "lite0", benchmark_report=str(report))
+    assert config.batching.max_batch_size == DEFAULT_MAX_BATCH_SIZE
+    assert "benchmark.json measured batch size 1 only" in config.batching.reasons["max_batch_size"]
+    assert config.batching.batch_timeout_micros == 10000

@@ -303,8 +303,9 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
         reasons["allowed_batch_sizes"] = "allowed_batch_sizes: the model's TensorRT build batch sizes"
     else:
         max_batch_size, allowed = DEFAULT_MAX_BATCH_SIZE, _powers_of_two_up_to(DEFAULT_MAX_BATCH_SIZE)
-        reasons["max_batch_size"] = (f"max_batch_size: default {DEFAULT_MAX_BATCH_SIZE} (no measurement given; "
-                                     "pass --benchmark_report to size it from this model)")
+        why = (f"{source} measured batch size 1 only; measure several, e.g. tftrt benchmark --batch_sizes=1,8,32"
+               if points else "no measurement given; pass --benchmark_report to size it from this model")
+        reasons["max_batch_size"] = f"max_batch_size: default {DEFAULT_MAX_BATCH_SIZE} ({why})"
         reasons["allowed_batch_sizes"] = "allowed_batch_sizes: default, powers of two up to max_batch_size"
 
     if points:
