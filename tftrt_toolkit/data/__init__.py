@@ -13,9 +13,12 @@ Typical use::
     converter.build(input_fn=build_input_fn(signature, "1x224x224x3,8x224x224x3"))
 
 Contract:
-- ``open_source(spec, signature, *, preprocess, input_shape, model_hint, seed) -> Source``:
+- ``open_source(spec, signature, *, preprocess, input_shape, model_hint, seed, strict) -> Source``:
   spec is a directory of images, image path(s), FILE.npy, FILE.npz (keyed by input name),
   'synthetic' or 'synthetic:N'. Checks what it can at once; raises DataError otherwise.
+- ``Source.skipped_files`` lists the files of image folders not used (``SkippedFile``: path,
+  reason, detail), ``Source.skipped_summary()`` is the one line about them (also logged once
+  per folder); ``strict=True`` refuses them when the source is opened.
 - ``Source.batches(batch_size, *, limit, drop_remainder)`` streams ``Batch``es with inputs
   in signature order; ``Source.count()`` is the number of samples (None if unbounded);
   ``Source.preprocess`` is the concrete mode applied (record it in metadata).
@@ -31,6 +34,7 @@ from tftrt_toolkit.data.images import IMAGE_EXTENSIONS, decode_image
 from tftrt_toolkit.data.preprocess import PREPROCESS_MODES, preprocess_mode_for_keras_application, preprocess_pixels, resolve_preprocess_mode
 from tftrt_toolkit.data.shapes import ImageLayout, parse_input_shape
 from tftrt_toolkit.data.samples import Batch, Sample, Source
+from tftrt_toolkit.data.skipped import SkippedFile, skipped_summary
 from tftrt_toolkit.data.sources import open_source
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "ImageLayout",
     "PREPROCESS_MODES",
     "Sample",
+    "SkippedFile",
     "Source",
     "build_input_fn",
     "calibration_input_fn",
@@ -51,4 +56,5 @@ __all__ = [
     "preprocess_mode_for_keras_application",
     "preprocess_pixels",
     "resolve_preprocess_mode",
+    "skipped_summary",
 ]
