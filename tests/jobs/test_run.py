@@ -86,3 +86,25 @@ def test_shipped_model_keeps_every_sample_class_after_bf16(tmp_path, capsys):
         top1 = {os.path.basename(r["image"]): r["predictions"][0]["class_id"] for r in predictions[model_name]["results"]}
         assert top1["cat.jpg"] in CAT_CLASSES, model_name
         assert top1 == expected, model_name
+
+
+def test_labelled_images_give_each_row_accuracy_and_the_model_keeps_it(tiny_saved_model, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from tftrt_toolkit import artifacts
+
+    images = tmp_path / "labelled"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i, wordnet_id in enumerate(["n01440764", "n01443537", "n01484850", "n01491361"]):  # classes 0..3
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{wordnet_id}_{i}.png")
+    out = tmp_path / "report"
+    report = run_job(str(tiny_saved_model), output_dir=str(out), data=str(images), precisions=["fp32"],
+                     batch_sizes=(1,), duration=0.1, progress=False)
+    original, fp32 = report.rows
+    assert original.accuracy["labelled_samples"] == 4 and 0 <= original.accuracy["top1"] <= 1
+    assert fp32.accuracy["top1_drop"] == 0.0 and len(fp32.accuracy["top1_drop_interval"]) == 2
+    assert "top-1 accuracy (n=4)" in report.table_lines()[0]
+    assert "## Accuracy on labelled images" in (out / "report.md").read_text()
+    assert artifacts.read_metadata(str(out / "models" / "fp32"))["accuracy"]["labelled_samples"] == 4

@@ -21,28 +21,20 @@ from tftrt_toolkit.errors import ConfigError, DataError, ToolkitError
 from tftrt_toolkit.progress import ProgressOption, reports_progress
 from tftrt_toolkit.data.sources import names_images
 from tftrt_toolkit.report.run_report import ModelRow, RunReport, markdown_report
-from tftrt_toolkit.shipped_files import SHIPPED_MODEL as DEFAULT_MODEL, SHIPPED_SAMPLES as DEFAULT_SAMPLES
+from tftrt_toolkit.shipped_files import SHIPPED_CALIBRATION, SHIPPED_MODEL as DEFAULT_MODEL, SHIPPED_SAMPLES as DEFAULT_SAMPLES
 
 DEFAULT_OUTPUT_DIR = "tftrt-report"
 # int8 must keep at least this top-1 agreement with the original, or the run falls back to the others.
 INT8_MIN_TOP1_AGREEMENT = 0.99
-
-def default_precisions(env) -> List[str]:
-    """The precisions worth converting to here, best first, fp32 always included as the safe choice."""
-    backend, _ = env.recommended_backend()
-    if backend == "tensorrt":
-        return ["fp16", "int8"]
-    from tftrt_toolkit.backends.select import usable_cpu_precisions
-
-    return usable_cpu_precisions(env)
-
+# With labelled images, int8 may lose at most this much top-1 accuracy (a share: 0.01 = one point).
+INT8_MAX_TOP1_DROP = 0.01
 
 @reports_progress("run", total=6)
 def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR, data: Optional[str] = None,
             labels_csv: Optional[str] = None, precisions: Optional[Sequence[str]] = None, backend: str = "auto",
             weights: Optional[str] = "imagenet", batch_sizes: Sequence[int] = (1, 8), duration: float = 3.0,
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
-            progress: ProgressOption = True) -> RunReport:
+            calibration_data: Optional[str] = None, progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
     Converts with each precision in ``precisions`` (default: the best this machine offers),
@@ -50,13 +42,21 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     benchmarks them (interleaved with the original, at each batch size for ``duration``
     seconds), and writes report.md/.json, predictions.json/.csv, benchmark.json/.csv/.png and
     the converted models under ``output_dir``. A precision that fails to convert, or an int8
-    model below INT8_MIN_TOP1_AGREEMENT, is reported with its reason and the run goes on.
+    model that loses too much (with labels: top-1 accuracy drop > INT8_MAX_TOP1_DROP; without:
+    top-1 agreement < INT8_MIN_TOP1_AGREEMENT), is reported with its reason and the run goes on.
+
+    int8 calibrates on ``calibration_data`` (default: for the shipped model, the shipped
+    calibration crops of free photos, disjoint from the samples; otherwise ``data``). Where the
+    images are labelled (``labels_csv``, or WordNet ids in the file names) every row reports
+    top-1/top-k accuracy and each optimized model the drop with its paired 95% interval; the
+    accuracy is also recorded in each converted model's metadata.
 
     ``progress``: a bar over the six steps in a terminal or notebook (False: none); the step
     messages ("[2/6] convert: fp32") are logged at INFO either way (the CLI shows them).
 
     Raises ConfigError/OutputError before any work when the options or output are unusable.
     """
+    from tftrt_toolkit.backends.precisions import offered_precisions
     from tftrt_toolkit.environment import probe
     from tftrt_toolkit.models.loader import load_model
     from tftrt_toolkit.pipeline import calibration_sized_to, convert
@@ -72,6 +72,9 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         data = DEFAULT_SAMPLES if using_defaults else "synthetic:8"
     if labels_csv is None and data == DEFAULT_SAMPLES:
         labels_csv = os.path.join(DEFAULT_SAMPLES, "labels.csv")
+    if calibration_data is None:
+        # ImageNet photos cannot ship; the shipped crops calibrate as well (benchmarks/int8_cpu_notes.md).
+        calibration_data = SHIPPED_CALIBRATION if using_defaults else data
     if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
         raise ConfigError(f"batch sizes {list(batch_sizes)} are not valid; give positive integers, e.g. 1,8.")
     if duration <= 0:
@@ -80,7 +83,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     env = probe()
     progress(f"[1/6] doctor: {env.one_line()}")
     progress.advance()
-    precisions = list(precisions or default_precisions(env))
+    precisions = list(precisions or offered_precisions(env))
     base_config = ConversionConfig(backend=backend)
     for precision in precisions:  # refuse impossible combinations before any work
         base_config.replace(precision=precision)
@@ -97,13 +100,14 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             progress(f"[2/6] convert: {precision}")
             config = base_config.replace(precision=precision)
             if precision == "int8":
-                config = calibration_sized_to(config, data, loaded)
+                config = calibration_sized_to(config, calibration_data, loaded)
             try:
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
-                                 calibration_data=data if precision == "int8" else None, progress=False)
+                                 calibration_data=calibration_data if precision == "int8" else None, progress=False)
             except ToolkitError as error:
                 if precision == "int8" and isinstance(error, DataError):
-                    error = f"{error} (tftrt run calibrates on --data: pass a directory of 32+ images to try int8)"
+                    error = (f"{error} (tftrt run calibrates int8 on {calibration_data}: pass "
+                             "--calibration_data=DIR with 32+ images to try int8)")
                 notes.append(f"{precision}: not converted, the run goes on without it: {error}")
                 progress(f"      {precision} skipped: {error}")
                 continue
@@ -137,10 +141,19 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 validations[row.name] = report.to_json()
                 row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
                 row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
+                if report.accuracy:
+                    row.accuracy = report.accuracy
+                    rows[0].accuracy = dict(report.accuracy["original"], labelled_samples=report.accuracy["labelled_samples"])
+                    _record_accuracy(os.path.join(stage.path, "models", row.precision), report.accuracy)
                 if not report:
                     row.note = "validation failed: " + "; ".join(report.failures)
             for row in [r for r in rows[1:] if r.precision == "int8"]:
-                if row.top1_agreement is not None and row.top1_agreement < INT8_MIN_TOP1_AGREEMENT:
+                # Against labels the question is accuracy; without them, agreement with the original.
+                if row.accuracy and row.accuracy["top1_drop"] > INT8_MAX_TOP1_DROP:
+                    notes.append(f"int8: top-1 accuracy drop {100 * row.accuracy['top1_drop']:.2f} points is above "
+                                 f"{100 * INT8_MAX_TOP1_DROP:.1f}; falling back to the other precisions.")
+                    row.note = "rejected: below the int8 accuracy threshold"
+                elif not row.accuracy and row.top1_agreement is not None and row.top1_agreement < INT8_MIN_TOP1_AGREEMENT:
                     notes.append(f"int8: top-1 agreement {row.top1_agreement:.1%} is below "
                                  f"{INT8_MIN_TOP1_AGREEMENT:.0%}; falling back to the other precisions.")
                     row.note = "rejected: below the int8 accuracy threshold"
@@ -160,11 +173,23 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                     row.p50_ms[batch_size] = bench.result("optimized", batch_size).latency_ms["p50"]
                     row.throughput[batch_size] = bench.result("optimized", batch_size).throughput
                     row.speedup[batch_size] = bench.speedup(batch_size)["p50_speedup"]
+                    if "p50_speedup_vs_tf_default" in bench.speedup(batch_size):
+                        row.speedup_vs_tf_default[batch_size] = bench.speedup(batch_size)["p50_speedup_vs_tf_default"]
             if benchmarks:  # every report holds the same baseline measurements
                 shared = benchmarks[0][1]
                 for batch_size in batch_sizes:
                     rows[0].p50_ms[batch_size] = shared.result("baseline", batch_size).latency_ms["p50"]
                     rows[0].throughput[batch_size] = shared.result("baseline", batch_size).throughput
+                onednn_setting = shared.settings.get("onednn") or {}
+                if onednn_setting.get("baseline_tf_default_measured"):
+                    for batch_size in batch_sizes:
+                        default = shared.result("baseline_tf_default", batch_size).latency_ms["p50"]
+                        rows[0].speedup_vs_tf_default[batch_size] = default / rows[0].p50_ms[batch_size]
+                    notes.append(
+                        f"every model here ran with TF's oneDNN ops {'on' if env.onednn_enabled else 'off'} "
+                        f"(set by {env.onednn_set_by}); plain TF's default on this CPU is "
+                        f"{'on' if env.onednn_default else 'off'}, so the original was also timed that way in a "
+                        "subprocess, interleaved: the 'vs plain TF default' columns compare against it")
             _write_benchmarks(stage.path, benchmarks, files, notes)
         finally:
             for runner in runners.values():
@@ -182,6 +207,13 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     progress(f"[6/6] report: {target}/report.md ({report.seconds:.0f} s)")
     progress.advance()
     return report
+
+
+def _record_accuracy(model_dir: str, accuracy: dict) -> None:
+    """Keep the measured accuracy with the converted model (its metadata), so it travels with the model."""
+    metadata = artifacts.read_metadata(model_dir) or {}
+    metadata["accuracy"] = accuracy
+    artifacts.write_metadata(model_dir, metadata)
 
 
 def _headline_record(records: List[dict]) -> dict:
