@@ -8,7 +8,10 @@ Every function takes a model spec (SavedModel dir, .keras/.h5, keras:NAME, hub:H
 - ``predict.predict(model, data, top_k=5, labels=None) -> PredictionResult``: labelled top-k
   (ImageNet names for 1000/1001 classes, softmax only on logits) or raw outputs; ``.to_json()``, ``.csv_rows()``.
 - ``validate.validate(original, optimized, data="synthetic", rtol=, atol=, ...) -> ValidationReport``:
-  truthy on pass; errors per output, top-1/top-k agreement, accuracy with ``labels_csv``.
+  truthy on pass; errors per output, top-1/top-k agreement, and where the images are labelled
+  (``labels_csv`` or WordNet ids in the names, ``data.labels``) both accuracies and the drop.
+- ``accuracy.LabelledAccuracy`` / ``accuracy.paired_drop``: top-1/top-k accuracy per image and the
+  paired 95% interval for the drop (Newcombe's square-and-add), with McNemar's exact p.
 - ``benchmark.benchmark(model, baseline=None, batch_sizes=(1, 8, 32), ...) -> BenchmarkReport``:
   latency percentiles, throughput, first call, peak RSS; with a baseline, interleaved runs and speed-ups.
 
