@@ -77,3 +77,15 @@ def test_validate_names_the_skipped_files_and_strict_data_refuses_them(run_cli, 
     strict = run_cli("validate", f"--original={tiny_saved_model}", f"--optimized={tiny_saved_model}",
                      f"--data={mixed_folder}", "--strict_data", expect_exit=4)
     assert SUMMARY in strict.err and "notes.txt" in strict.err
+
+
+def test_run_names_the_skipped_files_and_strict_data_refuses_them_before_converting(run_cli, tiny_saved_model,
+                                                                                      mixed_folder, tmp_path):
+    strict = run_cli("run", f"--model={tiny_saved_model}", f"--data={mixed_folder}", "--precisions=fp32",
+                     f"--output_dir={tmp_path / 'strict'}", "--strict_data", expect_exit=4)
+    assert SUMMARY in strict.err and not (tmp_path / "strict").exists()
+    run_cli("run", f"--model={tiny_saved_model}", f"--data={mixed_folder}", "--precisions=fp32",
+            f"--output_dir={tmp_path / 'report'}", "--batch_sizes=1", "--duration=0.2")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [entry["reason"] for entry in report["skipped_files"]] == ["unreadable", "not an image"]
+    assert any(SUMMARY in note for note in report["notes"])

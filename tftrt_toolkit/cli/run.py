@@ -11,6 +11,8 @@ predictions.json/.csv, benchmark.json/.csv/.png and the models into --output_dir
 int8 calibrates on --calibration_data (default: for the shipped model, its calibration crops of
 free photos; for other models, --data). With labelled images (--labels_csv, or WordNet ids in
 the file names) the report gives each model's top-1 accuracy and the drop with its 95% interval.
+Files of the --data folder that were not used are named in a note and in report.json
+(skipped_files); --strict_data refuses them before any conversion (exit 4).
 """
 
 from tftrt_toolkit.cli import flags as cli_flags
@@ -18,7 +20,7 @@ from tftrt_toolkit.cli import flags as cli_flags
 
 def define_flags():
     names = cli_flags.define_model_flags() + cli_flags.define_threading_flags() + cli_flags.define_data_flag()
-    names += cli_flags.define_backend_flag()
+    names += cli_flags.define_strict_data_flag() + cli_flags.define_backend_flag()
     names += [n for n in cli_flags.define_calibration_flags() if n == "calibration_data"]
     names += [n for n in cli_flags.define_output_flags() if n == "overwrite"]
     names += [
@@ -41,6 +43,7 @@ def main() -> int:
         precisions=FLAGS.precisions, backend=FLAGS.backend, weights=FLAGS.weights,
         batch_sizes=cli_flags.batch_sizes_from_flags(), duration=FLAGS.duration, overwrite=FLAGS.overwrite,
         threads=cli_flags.threading_from_flags(), calibration_data=FLAGS.calibration_data,
+        custom_objects=FLAGS.custom_objects or None, strict_data=FLAGS.strict_data,
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     print()

@@ -34,7 +34,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             labels_csv: Optional[str] = None, precisions: Optional[Sequence[str]] = None, backend: str = "auto",
             weights: Optional[str] = "imagenet", batch_sizes: Sequence[int] = (1, 8), duration: float = 3.0,
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
-            calibration_data: Optional[str] = None, progress: ProgressOption = True) -> RunReport:
+            calibration_data: Optional[str] = None, custom_objects=None, strict_data: bool = False,
+            progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
     Converts with each precision in ``precisions`` (default: the best this machine offers),
@@ -50,6 +51,10 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     images are labelled (``labels_csv``, or WordNet ids in the file names) every row reports
     top-1/top-k accuracy and each optimized model the drop with its paired 95% interval; the
     accuracy is also recorded in each converted model's metadata.
+
+    Files of an image folder that are not used are listed in the report (``skipped_files``)
+    and summed up in a note; ``strict_data`` refuses them (DataError) before any conversion.
+    ``custom_objects`` gives a Keras file's custom classes (see ``load_model``).
 
     ``progress``: a bar over the six steps in a terminal or notebook (False: none); the step
     messages ("[2/6] convert: fp32") are logged at INFO either way (the CLI shows them).
@@ -93,7 +98,16 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
 
     notes: List[str] = []
     files: Dict[str, str] = {}
-    with load_model(model, weights=weights) as loaded, artifacts.staged_output(target, overwrite=overwrite) as stage:
+    skipped_files: List[dict] = []
+    with load_model(model, weights=weights, custom_objects=custom_objects) as loaded, \
+            artifacts.staged_output(target, overwrite=overwrite) as stage:
+        if strict_data:  # every file checked now, not after the conversions
+            from tftrt_toolkit.data import open_source
+
+            # The shipped folders keep their provenance (SOURCES.md, labels.csv) beside the photos.
+            for spec in {str(data): data, str(calibration_data): calibration_data}.values():
+                if spec not in (DEFAULT_SAMPLES, SHIPPED_CALIBRATION):
+                    open_source(spec, loaded.signature, model_hint=loaded.model_info, strict=True)
         # ---- 2. convert
         rows = [ModelRow(name="original", path=model, backend="-", precision=_source_precision(loaded))]
         for precision in precisions:
@@ -126,6 +140,9 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             for row in rows:
                 result = predict(runners[row.name], data, top_k=top_k)
                 predictions[row.name] = result
+                if row.name == "original" and result.skipped_files:
+                    skipped_files = result.skipped_files
+                    notes.append(f"{data}: {result.skipped_summary}")
                 if result.kind == "classification" and result.records:
                     record = _headline_record(result.records)
                     row.top1 = dict(record["predictions"][0], image=os.path.basename(record["image"]))
@@ -199,7 +216,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         report = RunReport(output_dir=target, model=model, data=data, environment=env.one_line(),
                            batch_sizes=list(batch_sizes), rows=rows, files=files,
                            seconds=time.perf_counter() - started, notes=notes,
-                           benchmarks=[bench for _, bench in benchmarks])
+                           benchmarks=[bench for _, bench in benchmarks], skipped_files=skipped_files)
         _write_text(stage.path, "report.md", markdown_report(report, env), files)
         _write(stage.path, "report.json", report.to_json(), files)
         stage.commit()

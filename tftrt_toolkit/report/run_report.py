@@ -56,6 +56,8 @@ class RunReport:
     # The interleaved benchmark's reports (one per optimized model, sharing the original's
     # measurements), for plot(); benchmark.json holds the same numbers.
     benchmarks: list = dataclasses.field(default_factory=list, repr=False, compare=False)
+    # Files of the data folder that were not used ({path, reason, detail}); a note sums them up.
+    skipped_files: List[dict] = dataclasses.field(default_factory=list)
 
     @property
     def original(self) -> ModelRow:
@@ -118,6 +120,7 @@ class RunReport:
             "output_dir": self.output_dir, "model": self.model, "data": self.data, "environment": self.environment,
             "batch_sizes": list(self.batch_sizes), "rows": [r.to_json() for r in self.rows],
             "files": self.files, "seconds": round(self.seconds, 1), "notes": self.notes,
+            "skipped_files": self.skipped_files,
         }
 
     def __repr__(self) -> str:
