@@ -1,4 +1,4 @@
-"""tftrt run / run_job: the whole job writes a complete report, or nothing."""
+"""run_job: the whole job writes a complete report, or nothing (the command: tests/cli/test_run.py)."""
 
 import csv
 import json
@@ -6,12 +6,9 @@ import os
 
 import pytest
 
-from tftrt_toolkit.cli.main import main
-from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import ConfigError, OutputError
-from tftrt_toolkit.jobs.run import DEFAULT_SAMPLES, run_job
+from tftrt_toolkit.jobs.run import run_job
 
-CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
 @pytest.fixture(scope="module")
@@ -70,22 +67,6 @@ def test_impossible_precision_is_refused_before_any_work(tiny_saved_model, tmp_p
         run_job(str(tiny_saved_model), output_dir=str(tmp_path / "r"), precisions=["fp16"], backend="cpu",
                 progress=lambda m: None)
     assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.skipif(not probe().cpu_has_bf16, reason="this CPU has neither AVX512-BF16 nor AMX")
-def test_shipped_model_keeps_every_sample_class_after_bf16(tmp_path, capsys):
-    code = main(["tftrt", "run", f"--output_dir={tmp_path / 'report'}", "--precisions=bf16",
-                 "--run_batch_sizes=1", "--seconds_per_measurement=0.2"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert "top-1 on cat.jpg" in out and "Egyptian cat" in out
-    predictions = json.loads((tmp_path / "report" / "predictions.json").read_text())
-    with open(os.path.join(DEFAULT_SAMPLES, "labels.csv")) as handle:
-        expected = {row["image"]: int(row["class_id"]) for row in csv.DictReader(handle)}
-    for model_name in ("original", "cpu-bf16"):
-        top1 = {os.path.basename(r["image"]): r["predictions"][0]["class_id"] for r in predictions[model_name]["results"]}
-        assert top1["cat.jpg"] in CAT_CLASSES, model_name
-        assert top1 == expected, model_name
 
 
 def test_labelled_images_give_each_row_accuracy_and_the_model_keeps_it(tiny_saved_model, tmp_path):

@@ -1,4 +1,4 @@
-"""tune: the choice on fixed tables, the candidates per machine, a real tune of the tiny model, and the CLI's exits."""
+"""tune: the choice on fixed tables, the candidates per machine and a real tune of the tiny model (the command: tests/cli/test_tune.py)."""
 
 import csv
 import dataclasses
@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from tftrt_toolkit.cli.main import main
 from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import ConfigError
 from tftrt_toolkit.jobs.tune import (TABLE_COLUMNS, Budget, Candidate, NoCandidateInBudget, choose,
@@ -243,36 +242,6 @@ def test_a_spent_time_budget_skips_candidates_writes_the_table_and_raises(tiny_s
     assert caught.value.exit_code == 8 and caught.value.result.chosen is None
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["tuned.tune"]
-
-
-# --------------------------------------------------------------------------- the CLI
-
-def run_tune(capsys, *args):
-    capsys.readouterr()
-    code = main(["tftrt", "tune", *map(str, args)])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
-
-
-def test_cli_refuses_an_impossible_budget_before_any_work(tiny_saved_model, tmp_path, capsys):
-    code, _, err = run_tune(capsys, f"--model={tiny_saved_model}", "--data=synthetic:8", f"--output={tmp_path / 'o'}",
-                            "--min_top1_agreement=1.01")
-    assert code == 2 and "min_top1_agreement=1.01 is not valid" in err
-    code, _, err = run_tune(capsys, f"--model={tiny_saved_model}", "--data=synthetic:8", f"--output={tmp_path / 'o'}",
-                            "--max_top1_drop=0.01")
-    assert code == 2 and "max_top1_drop needs ground truth" in err
-    assert os.listdir(tmp_path) == []
-
-
-def test_cli_exits_8_when_nothing_qualifies_and_still_writes_the_table(tiny_saved_model, tmp_path, capsys):
-    code, out, err = run_tune(capsys, f"--model={tiny_saved_model}", "--data=synthetic:8", f"--output={tmp_path / 'o'}",
-                              "--candidates=cpu-int8", "--seconds_per_candidate=0.1")
-    assert code == 8
-    assert err.strip().splitlines()[-1].startswith("tftrt tune: error: no candidate could be measured (cpu-int8: ")
-    assert "cpu-int8" in out and "failed" in out  # the table on stdout
-    assert sorted(os.listdir(tmp_path)) == ["o.tune"]
-    assert sorted(os.listdir(tmp_path / "o.tune")) == ["tune.csv", "tune.json", "tune.png"]
 
 
 def test_a_wordnet_named_folder_makes_the_budget_an_accuracy_drop_with_its_interval(tiny_saved_model, tmp_path):
