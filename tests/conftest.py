@@ -112,3 +112,35 @@ def _tree_hash(path) -> str:
 @pytest.fixture
 def tree_hash():
     return _tree_hash
+
+
+# --------------------------------------------------------------------------- batch-predict (jobs and cli)
+
+@pytest.fixture
+def beam():
+    return pytest.importorskip("apache_beam")
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Six small photos-to-be (PNG and JPEG, not the model's size) and one file that is not an image."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    good = []
+    for index in range(6):
+        path = folder / f"img{index}.{'png' if index % 2 else 'jpg'}"
+        Image.fromarray(rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)).save(path)
+        good.append(str(path))
+    broken = folder / "broken.jpg"
+    broken.write_bytes(b"this is not a JPEG")
+    return {"glob": str(folder / "*"), "good": good, "broken": str(broken)}
+
+
+@pytest.fixture
+def labels_file(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("\n".join(f"class {index}" for index in range(10)) + "\n")
+    return str(path)

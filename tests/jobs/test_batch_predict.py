@@ -13,41 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-from tftrt_toolkit.errors import BackendUnavailable, ConfigError, DataError, OutputError
+from tftrt_toolkit.errors import ConfigError, DataError, OutputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED_MODEL = os.path.join(REPO, "saved_models", "efficientnet_lite0")
 SAMPLES = os.path.join(REPO, "saved_models", "samples")
-
-
-@pytest.fixture
-def beam():
-    return pytest.importorskip("apache_beam")
-
-
-@pytest.fixture
-def images(tmp_path):
-    """Six small photos-to-be (PNG and JPEG, not the model's size) and one file that is not an image."""
-    from PIL import Image
-
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    good = []
-    for index in range(6):
-        path = folder / f"img{index}.{'png' if index % 2 else 'jpg'}"
-        Image.fromarray(rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)).save(path)
-        good.append(str(path))
-    broken = folder / "broken.jpg"
-    broken.write_bytes(b"this is not a JPEG")
-    return {"glob": str(folder / "*"), "good": good, "broken": str(broken)}
-
-
-@pytest.fixture
-def labels_file(tmp_path):
-    path = tmp_path / "labels.txt"
-    path.write_text("\n".join(f"class {index}" for index in range(10)) + "\n")
-    return str(path)
 
 
 def test_sharded_complete_output_has_predicts_records_and_a_dead_letter(beam, tiny_saved_model, images, labels_file, tmp_path):
@@ -101,21 +71,6 @@ def test_csv_raw_outputs_without_labels(beam, tiny_saved_model, images, tmp_path
     with open(result.error_files[0]) as handle:
         assert handle.read() == "image,stage,error\n"  # written, and empty: nothing failed
     assert (result.images_read, result.images_predicted, result.images_failed) == (3, 3, 0)
-
-
-def test_cli_writes_shards_and_passes_beam_options(beam, tiny_saved_model, images, labels_file, tmp_path, capsys):
-    from tftrt_toolkit.cli.main import main
-
-    prefix = tmp_path / "cli"
-    # --direct_running_mode is Beam's, not ours: the dispatcher must hand it to the pipeline.
-    assert main(["tftrt", "batch-predict", f"--model={tiny_saved_model}", f"--data={images['glob']}",
-                 f"--output={prefix}", "--direct_running_mode=in_memory", f"--labels={labels_file}",
-                 "--format=csv", "--top_k=2"]) == 0
-    out = capsys.readouterr().out
-    assert "6 predicted, 1 failed" in out and "cli-errors-00000-of-00001.csv" in out
-    lines = [line for path in sorted(tmp_path.glob("cli-0*.csv")) for line in path.read_text().splitlines()]
-    assert lines.count("image,rank,class_id,label,probability") == len(list(tmp_path.glob("cli-0*.csv")))
-    assert len([line for line in lines if line.startswith(images["good"][0] + ",")]) == 2  # top_k rows
 
 
 def test_misspelt_beam_option_is_an_error_with_a_suggestion(beam):
@@ -192,20 +147,6 @@ def test_softmax_only_for_logits(tiny_saved_model, labels_file):
     logits[7] = 5.0
     (top,) = prediction_record("a.jpg", {"probabilities": logits}, plan, top_k=1)["predictions"]
     assert top["class_id"] == 7 and top["probability"] == pytest.approx(np.exp(5) / (np.exp(5) + 9), abs=1e-6)
-
-
-def test_without_beam_the_command_says_how_to_install_it(monkeypatch, capsys, tmp_path):
-    from tftrt_toolkit.cli.main import main
-    from tftrt_toolkit.jobs.batch_predict import batch_predict
-
-    monkeypatch.setitem(sys.modules, "apache_beam", None)  # `import apache_beam` now raises ImportError
-    with pytest.raises(BackendUnavailable, match=r'pip install -e "\.\[beam\]"'):
-        batch_predict("model", "*.jpg", str(tmp_path / "p"))
-    code = main(["tftrt", "batch-predict", "--model=m", "--data=*.jpg", f"--output={tmp_path / 'p'}"])
-    err = capsys.readouterr().err
-    assert code == BackendUnavailable.exit_code
-    assert err.strip().splitlines() == [
-        'tftrt batch-predict: error: batch-predict needs Apache Beam, which is not installed here; run: pip install -e ".[beam]"']
 
 
 def test_modules_import_without_beam():
