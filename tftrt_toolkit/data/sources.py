@@ -168,7 +168,7 @@ class ImageSource(Source):
         pixels, note = decode_image_file(path, size=(self.layout.height, self.layout.width), channels=self.layout.channels)
         if note and str(path) not in self.notes:
             self.notes[str(path)] = note
-            logger.info("%s: %s", path, note)
+            logger.warning("%s: %s", path, note)
         return pixels
 
     def _skip(self, file: SkippedFile) -> None:
