@@ -48,6 +48,7 @@ def parse_args(argv):
                         help="keep the converted model here (PRECISION appended when several are given)")
     parser.add_argument("--reference", default=None, help="compare the result with this earlier conversion")
     parser.add_argument("--before", default=None, help="an earlier JSON from this script, shown side by side")
+    parser.add_argument("--note", default="", help="a sentence for the markdown (e.g. which code version ran)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--steps_record", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -223,7 +224,8 @@ def measure(args, precision: str) -> dict:
 
 def _step_table(run: dict, before: Optional[dict]) -> List[str]:
     before_steps = {s["step"]: s for s in (before or {}).get("steps", [])}
-    names = [s["step"] for s in run["steps"]] + [n for n in before_steps if n not in {s["step"] for s in run["steps"]}]
+    names = [s["step"] for s in (before or run)["steps"]]
+    names += [s["step"] for s in run["steps"] if s["step"] not in names]
     now = {s["step"]: s for s in run["steps"]}
     if before:
         lines = ["| step | before s | after s | before peak RSS MB | after peak RSS MB |", "|---|---:|---:|---:|---:|"]
@@ -231,7 +233,7 @@ def _step_table(run: dict, before: Optional[dict]) -> List[str]:
         lines = ["| step | seconds | peak RSS MB |", "|---|---:|---:|"]
 
     def cell(step, key):
-        return str(step[key]) if step else "-"
+        return str(step[key]) if step else "not run"
 
     for name in names:
         if before:
@@ -256,6 +258,8 @@ def markdown(report: dict) -> str:
              f"Regenerate: `{report['command']}`", "",
              f"CPU: {report['cpu']} ({report['cpu_count']} cores); TensorFlow {report.get('tensorflow', '?')}; "
              f"{report['date']}.", ""]
+    if report.get("note"):
+        lines += [report["note"], ""]
     onednn = {run.get("onednn_enabled") for run in report["runs"]}
     if len(onednn) == 1 and None not in onednn:
         lines += [f"TensorFlow's oneDNN ops were {'on' if onednn.pop() else 'off'} in the converting process.", ""]
@@ -298,6 +302,7 @@ def main(argv=None) -> dict:
 
     report = {
         "model": args.model, "backend": args.backend, "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+        "note": args.note,
         "tensorflow": importlib.metadata.version("tensorflow"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/conversion_cost.py"]

@@ -12,6 +12,7 @@ The input model is only ever read. Temporary exports live until ``LoadedModel.cl
 from __future__ import annotations
 
 import difflib
+import gc
 import json
 import os
 import shutil
@@ -305,6 +306,10 @@ def load_model(model: Union[str, ModelSpec], *, weights: Optional[str] = "imagen
             temp_dir = tempfile.mkdtemp(prefix="tftrt-export-")
             saved_model_dir = os.path.join(temp_dir, "saved_model")
             export_keras_model(keras_model, saved_model_dir)
+            # Everything later reads the export; the in-memory model (its weights: 528 MB for
+            # VGG16) sits in reference cycles that only the cycle collector frees.
+            del keras_model
+            gc.collect()
             signatures = read_signatures(saved_model_dir)
         signature = select_signature(signatures, signature_key, repr(spec.text))
     except BaseException:
