@@ -360,3 +360,28 @@ def test_keras_file_written_by_tf_keras(tmp_path):
     with load_model(str(tmp_path / "tfk.keras")) as loaded:
         name = loaded.signature.input_names[0]
     _convert_and_compare(tmp_path / "tfk.keras", tmp_path, {name: x}, expected)
+
+
+def test_tf_keras_custom_layer_is_named_when_missing_and_loads_when_given(tmp_path):
+    import sys
+
+    import tf_keras
+
+    layers_file = tmp_path / "zoo_tf_keras_layers.py"
+    layers_file.write_text(textwrap.dedent('''
+        import tf_keras
+
+
+        class Tripler(tf_keras.layers.Layer):
+            def call(self, x):
+                return x * 3.0
+    '''))
+    tripler = resolve_custom_objects(str(layers_file))["Tripler"]
+    inputs = tf_keras.Input((3,), name="x")
+    tf_keras.Model(inputs, tripler(name="tripled")(inputs)).save(str(tmp_path / "tfk_custom.keras"))
+    sys.modules.pop("zoo_tf_keras_layers")  # as on a machine where the module is not importable
+    with pytest.raises(ModelLoadError, match="custom class 'Tripler'.*--custom_objects=module.path"):
+        load_model(str(tmp_path / "tfk_custom.keras"))
+    x = _rng_inputs((2, 3))
+    _convert_and_compare(tmp_path / "tfk_custom.keras", tmp_path, {"x": x}, {"tripled": 3.0 * x},
+                         custom_objects=str(layers_file))

@@ -43,7 +43,11 @@ _MISSING_CLASS_PATTERNS = (
     re.compile(r"Could not locate (?:class|function) '([^']+)'"),
     re.compile(r"Unknown (?:layer|object|activation|initializer|regularizer|constraint)[^:']*: '?([A-Za-z_][\w>.]*)'?"),
     re.compile(r"Could not deserialize class '([^']+)'"),
+    re.compile(r"Cannot deserialize object of type `([^`]+)`"),  # tf_keras
 )
+
+# Packages whose classes Keras finds by itself.
+_KERAS_PACKAGES = ("keras", "tf_keras", "keras_hub", "keras_cv", "keras_nlp", "builtins", "tensorflow")
 
 # Warnings with which Keras tells that some weights kept their initial values.
 _SKIPPED_WEIGHT_FRAGMENTS = ("could not be loaded", "skipping loading weights", "skipping nested container",
@@ -216,9 +220,10 @@ def _load_error(path: str, error: Exception, objects: Dict[str, Any]) -> ModelLo
             f"{path!r} contains a Lambda layer whose code would run on loading; refused by Keras safe mode. "
             "Re-run with --unsafe_deserialization only if you trust this file."
         )
+    # Keras' own words name the class; when they are vaguer (tf_keras can fail with "'str' object
+    # is not callable"), the file's config does.
     missing = missing_custom_class(text) or _unknown_config_class(path, objects)
-    if missing and ("Could not locate" in text or "Unknown" in text or "custom_objects" in text
-                    or "Could not deserialize" in text):
+    if missing:
         given = f" (the custom objects given define {', '.join(sorted(objects))})" if objects else ""
         return ModelLoadError(f"{path!r} uses the custom class {missing!r}, which is not importable here{given}; {_HOW_TO_PROVIDE}.")
     weights = failed_weights(text)
@@ -246,7 +251,10 @@ def _keras_version_written(path: str) -> str:
 
 
 def _unknown_config_class(path: str, objects: Dict[str, Any]) -> Optional[str]:
-    """The first non-Keras class named in the file's config that is neither given nor registered, for vague errors."""
+    """The first non-Keras class named in the file's config that is not given, registered or already imported.
+
+    Modules named in the file are never imported here: the file may not be trusted.
+    """
     config = _read_config(path)
     if config is None:
         return None
@@ -255,11 +263,13 @@ def _unknown_config_class(path: str, objects: Dict[str, Any]) -> Optional[str]:
     registered = keras.saving.get_custom_objects()
     for item in _walk(config):
         module = item.get("module") or ""
-        name = item.get("registered_name") or item.get("class_name")
-        if not isinstance(name, str) or module.startswith(("keras", "builtins")) or name in objects or name in registered:
+        class_name = item.get("class_name")
+        names = {item.get("registered_name"), class_name} - {None}
+        if not module or not isinstance(class_name, str) or module.split(".")[0] in _KERAS_PACKAGES:
             continue
-        if module and name:
-            return name
+        if names & set(objects) or names & set(registered) or hasattr(sys.modules.get(module), class_name):
+            continue
+        return class_name
     return None
 
 
