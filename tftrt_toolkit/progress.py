@@ -170,6 +170,8 @@ def log_to_stderr(prefix: str = "") -> logging.Handler:
     handler.addFilter(lambda record: getattr(record, STEP_RECORD, False) or record.levelno >= logging.WARNING)
     handler.setFormatter(logging.Formatter(prefix.replace("%", "%%") + "%(message)s"))
     logger = logging.getLogger("tftrt_toolkit")
+    # What to put back when the command ends (in-process callers: tests, notebooks).
+    handler.previous_settings = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     # Not to the root logger too: libraries we import (Intel Neural Compressor) call
@@ -181,4 +183,6 @@ def log_to_stderr(prefix: str = "") -> logging.Handler:
 def remove_log_handler(handler: logging.Handler) -> None:
     logger = logging.getLogger("tftrt_toolkit")
     logger.removeHandler(handler)
-    logger.propagate = True
+    level, propagate = getattr(handler, "previous_settings", (logging.NOTSET, True))
+    logger.setLevel(level)
+    logger.propagate = propagate
