@@ -9,6 +9,7 @@ Sapphire Rapids): fp32 ≈1.36×, bf16 ≈2× over plain ``tf.saved_model.load``
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 from typing import Optional
 
@@ -98,6 +99,7 @@ class CpuBackend(ConversionBackend):
             function = graph_passes.rebuild_function(frozen, graph_def)
 
         def write(output_dir: str) -> None:
+            streamed = len(frozen.held) > 0
             try:
                 graph_passes.save_function(function, output_dir, model.signature.key, frozen.held)
             except RuntimeError:
@@ -105,6 +107,13 @@ class CpuBackend(ConversionBackend):
                 # weights in the graph, the slow way.
                 classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def))
                 graph_passes.save_function(classic, output_dir, model.signature.key)
+                return
+            if streamed:
+                # The weights are on disk: free the loaded model (its variables held them) before
+                # TensorFlow parses the written file to fingerprint it. write() runs once.
+                frozen.loaded = frozen.original_function = None
+                gc.collect()
+                held_weights.write_fingerprint(output_dir)
 
         from tftrt_toolkit.backends.runtime_requirements import runtime_requirements
 

@@ -334,8 +334,8 @@ def write_into_saved_model(saved_model_dir: str, held: HeldWeights) -> None:
     Streams the values from the arrays into a new ``saved_model.pb`` (then renamed over the old
     one), so memory never holds a serialised copy of the model. Raises RuntimeError when a
     held weight is not exactly one constant in the saved functions (the caller then saves the
-    slow way). The fingerprint TF wrote describes the stand-in file, so it is removed: a
-    SavedModel without ``fingerprint.pb`` is valid and loads everywhere.
+    slow way). TF's ``fingerprint.pb`` described the stand-in file and is removed; ``held`` is
+    emptied. Write the new fingerprint with ``write_fingerprint``.
     """
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -355,9 +355,19 @@ def write_into_saved_model(saved_model_dir: str, held: HeldWeights) -> None:
     finally:
         if os.path.exists(partial):
             os.remove(partial)
-    fingerprint = os.path.join(saved_model_dir, "fingerprint.pb")
-    if os.path.exists(fingerprint):
-        os.remove(fingerprint)
+    held.values.clear()  # written: the caller frees the buffers they shared before the fingerprint
+    stale_fingerprint = os.path.join(saved_model_dir, "fingerprint.pb")
+    if os.path.exists(stale_fingerprint):
+        os.remove(stale_fingerprint)
+
+
+def write_fingerprint(saved_model_dir: str) -> None:
+    """Write ``fingerprint.pb`` for the saved_model.pb there (TensorFlow parses the whole file once:
+    call it after the model's own copy of the weights is freed)."""
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+    with open(os.path.join(saved_model_dir, "fingerprint.pb"), "wb") as handle:
+        handle.write(fingerprinting.CreateFingerprintDef(saved_model_dir))
 
 
 def saved_weight_bytes(saved_model_dir: str) -> int:
@@ -367,7 +377,10 @@ def saved_weight_bytes(saved_model_dir: str) -> int:
     prefix = os.path.join(saved_model_dir, "variables", "variables")
     if not os.path.exists(prefix + ".index"):
         return 0
-    reader = tf.train.load_checkpoint(prefix)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except Exception:  # noqa: BLE001  (an unreadable checkpoint is reported, in one line, by loading it)
+        return 0
     dtypes = reader.get_variable_to_dtype_map()
     total = 0
     for name, shape in reader.get_variable_to_shape_map().items():
