@@ -1002,7 +1002,9 @@ def main(argv=None) -> dict:
             process_settings["worker process"] = describe_onednn(True, in_worker=True)
             log(f"TF's oneDNN ops are off in this process: rows that need them run in a worker process "
                 f"started with {ONEDNN_SWITCH}=1")
-            context.worker = OneDNNWorker({"model": args.model, "weights": args.weights, "threads": args.threads,
+            # The worker loads this process's SavedModel of the model, never the spec again: keras:NAME
+            # with --weights=none would build another random network there (agreement 0%, measured).
+            context.worker = OneDNNWorker({"model": loaded.saved_model_dir, "weights": "none", "threads": args.threads,
                                            "work_dir": work_dir, "calibration_data": context.calibration_data}, log)
             try:
                 context.worker.start()
