@@ -57,6 +57,40 @@ def test_held_weights_come_back_as_constants_with_the_same_answers(held_conversi
     assert not any(n.op == "Placeholder" for n in nodes)
 
 
+def _fingerprints(saved_model_dir):
+    from tensorflow.core.protobuf import fingerprint_pb2
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+    with open(os.path.join(saved_model_dir, "fingerprint.pb"), "rb") as handle:
+        stored = fingerprint_pb2.FingerprintDef.FromString(handle.read())
+    return stored, fingerprint_pb2.FingerprintDef.FromString(fingerprinting.CreateFingerprintDef(saved_model_dir))
+
+
+def test_streamed_weights_get_the_fingerprint_tensorflow_computes(tiny_saved_model, tmp_path, monkeypatch):
+    # TensorFlow's way parses the whole file (2x the model in memory): it must not be needed.
+    monkeypatch.setattr(held_weights, "MIN_HELD_ELEMENTS", 100)
+
+    def must_not_parse(saved_model_dir):
+        raise AssertionError("recomputed the fingerprint by parsing the whole saved_model.pb")
+
+    monkeypatch.setattr(held_weights, "_write_fingerprint_by_parsing", must_not_parse)
+    result = convert(str(tiny_saved_model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
+    stored, recomputed = _fingerprints(result.path)
+    assert stored == recomputed and stored.saved_model_checksum != 0
+    assert not [name for name in os.listdir(result.path) if "partial" in name]
+
+
+def test_fingerprint64_is_tensorflows_hash(tiny_saved_model):
+    # TensorFlow hashes the checkpoint index with the same Fingerprint64 into checkpoint_hash.
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    expected = fingerprint_pb2.FingerprintDef.FromString(
+        fingerprinting.CreateFingerprintDef(str(tiny_saved_model))).checkpoint_hash
+    with open(os.path.join(str(tiny_saved_model), "variables", "variables.index"), "rb") as handle:
+        assert held_weights.fingerprint64(handle.read()) == expected
+
+
 def test_batchnorm_is_folded_into_held_convolution_weights(held_conversion):
     result, _ = held_conversion
     summary = result.metadata["conversion_summary"]

@@ -99,21 +99,19 @@ class CpuBackend(ConversionBackend):
             function = graph_passes.rebuild_function(frozen, graph_def)
 
         def write(output_dir: str) -> None:
-            streamed = len(frozen.held) > 0
+            if len(frozen.held):
+                # The loaded model's variables hold a second copy of the weights: free them before
+                # the save streams the weights out and reads the file back to fingerprint it.
+                # write() runs once, and saving needs only the rebuilt function.
+                frozen.loaded = frozen.original_function = None
+                gc.collect()
             try:
                 graph_passes.save_function(function, output_dir, model.signature.key, frozen.held)
             except RuntimeError:
                 # A stand-in did not survive saving as one constant (never seen): save with the
                 # weights in the graph, the slow way.
-                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def))
+                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def), like=function)
                 graph_passes.save_function(classic, output_dir, model.signature.key)
-                return
-            if streamed:
-                # The weights are on disk: free the loaded model (its variables held them) before
-                # TensorFlow parses the written file to fingerprint it. write() runs once.
-                frozen.loaded = frozen.original_function = None
-                gc.collect()
-                held_weights.write_fingerprint(output_dir)
 
         from tftrt_toolkit.backends.runtime_requirements import runtime_requirements
 

@@ -352,12 +352,13 @@ def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
     return graph_def, records
 
 
-def rebuild_function(frozen: FrozenSignature, graph_def):
+def rebuild_function(frozen: FrozenSignature, graph_def, like=None):
     """A ConcreteFunction running ``graph_def`` with the original signature's input and output names.
 
     Held weights become one-element stand-in constants of their shape (``save_function`` writes
     the real values). Mirrors trt_convert._construct_function_from_graph_def: the structured
-    signature is copied from the original function so saving produces the same SignatureDef.
+    signature is copied from the original function (or from ``like``, a function rebuilt
+    earlier, once the original is freed) so saving produces the same SignatureDef.
     """
     from tensorflow.python.eager import wrap_function
     from tensorflow.python.util import nest
@@ -366,11 +367,12 @@ def rebuild_function(frozen: FrozenSignature, graph_def):
         graph_def = frozen.held.with_stand_ins(graph_def)
     function = wrap_function.function_from_graph_def(
         graph_def, frozen.input_tensor_names, frozen.output_tensor_names)
+    like = like if like is not None else frozen.original_function
     function.graph.structured_outputs = nest.pack_sequence_as(
-        frozen.original_function.graph.structured_outputs, function.graph.structured_outputs)
+        like.graph.structured_outputs, function.graph.structured_outputs)
     # TF 2.17 packs outputs through the function type: without it outputs become output_0..N.
-    function._function_type = frozen.original_function.function_type  # pylint: disable=protected-access
-    function.graph.structured_input_signature = frozen.original_function.structured_input_signature
+    function._function_type = like.function_type  # pylint: disable=protected-access
+    function.graph.structured_input_signature = like.structured_input_signature
     return function
 
 
