@@ -49,6 +49,9 @@ def parse_args(argv):
     parser.add_argument("--reference", default=None, help="compare the result with this earlier conversion")
     parser.add_argument("--before", default=None, help="an earlier JSON from this script, shown side by side")
     parser.add_argument("--note", default="", help="a sentence for the markdown (e.g. which code version ran)")
+    parser.add_argument("--tensorflow_allocator_pool", action="store_true",
+                        help="keep TensorFlow's oneDNN memory pool (freed memory stays resident), as before "
+                             "`tftrt convert` asked for the system allocator")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--steps_record", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -105,10 +108,12 @@ class StepMeter:
 
 
 def child(args) -> None:
-    try:  # as the tftrt command does: oneDNN's switch is read when TensorFlow is imported
+    try:  # as `tftrt convert` does: oneDNN's switches are read when TensorFlow is imported
         from tftrt_toolkit import onednn
 
         onednn.turn_on_before_tensorflow()
+        if not args.tensorflow_allocator_pool:
+            onednn.return_freed_memory_before_tensorflow()
     except ImportError:
         pass
     start = time.perf_counter()
@@ -132,6 +137,7 @@ def child(args) -> None:
 
     print(json.dumps({
         "onednn_enabled": bool(_pywrap_util_port.IsMklEnabled()),
+        "onednn_system_allocator": os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR") == "1",
         "convert_s": round(convert_s, 2), "peak_rss_mb": round(peak / MB), "tensorflow_import_s": round(import_s, 2),
         "baseline_rss_mb": round((meter.baseline_rss or 0) / MB),
         "steps": meter.steps + [{"step": "(between steps: probe, output checks, metadata)", "seconds": round(
@@ -196,6 +202,8 @@ def measure(args, precision: str) -> dict:
         output = keep or os.path.join(scratch, "model")
         argv = [f"--model={args.model}", f"--weights={args.weights}", f"--backend={args.backend}",
                 f"--calibration_data={args.calibration_data}", f"--keep_output={output}", f"--child={precision}"]
+        if args.tensorflow_allocator_pool:
+            argv.append("--tensorflow_allocator_pool")
         steps_record = os.path.join(scratch, "steps.jsonl")
         argv.append(f"--steps_record={steps_record}")
         load_before = os.getloadavg()
@@ -263,6 +271,10 @@ def markdown(report: dict) -> str:
     onednn = {run.get("onednn_enabled") for run in report["runs"]}
     if len(onednn) == 1 and None not in onednn:
         lines += [f"TensorFlow's oneDNN ops were {'on' if onednn.pop() else 'off'} in the converting process.", ""]
+    allocator = {run.get("onednn_system_allocator") for run in report["runs"]}
+    if len(allocator) == 1 and None not in allocator:
+        lines += ["Freed memory went back to the system (`TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1`, as `tftrt convert` sets)."
+                  if allocator.pop() else "TensorFlow's oneDNN memory pool kept freed memory resident.", ""]
     for run in report["runs"]:
         before = run.get("before")
         lines += [f"## {run['precision']}", "",

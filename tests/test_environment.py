@@ -81,6 +81,43 @@ def test_turning_on_respects_the_user_and_a_tensorflow_already_imported():
     assert child["TF_ENABLE_ONEDNN_OPTS"] == "0" and onednn.SET_BY_TOOLKIT not in child
 
 
+_FREED_TENSOR_SCRIPT = """
+import sys
+from tftrt_toolkit import onednn
+onednn.turn_on_before_tensorflow()
+asked = onednn.return_freed_memory_before_tensorflow() if sys.argv[1] == "convert" else False
+import tensorflow as tf
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
+
+before = rss_mb()
+weights = tf.random.uniform([64, 1024, 1024])  # 256 MB, freed next
+weights = None
+print(asked, rss_mb() - before)
+"""
+
+
+def _resident_after_freeing(mode):
+    environ = {key: value for key, value in os.environ.items()
+               if key not in ("TF_ENABLE_ONEDNN_OPTS", onednn.SET_BY_TOOLKIT, onednn.SYSTEM_ALLOCATOR)}
+    completed = subprocess.run([sys.executable, "-c", _FREED_TENSOR_SCRIPT, mode], env=environ,
+                               capture_output=True, text=True, check=True)
+    asked, grown = completed.stdout.split()
+    return asked == "True", int(grown)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident size from /proc")
+def test_converting_processes_give_freed_memory_back_to_the_system():
+    # With oneDNN on, TensorFlow pools freed tensors: a conversion's steps would stack their peaks.
+    asked, grown = _resident_after_freeing("convert")
+    assert asked and grown < 64, f"{grown} MB still resident after freeing a 256 MB tensor"
+    _, pooled = _resident_after_freeing("other")
+    assert pooled > 200, "TensorFlow's oneDNN pool no longer keeps freed memory: the system allocator may be moot"
+    assert not onednn.return_freed_memory_before_tensorflow({onednn.SYSTEM_ALLOCATOR: "0"})
+
+
 # ----------------------------------------------------------------------------- which precisions, by capability
 
 def _env(features, onednn_on=True):

@@ -55,6 +55,27 @@ def turn_on_before_tensorflow(environ=None) -> str:
     return "toolkit"
 
 
+# With oneDNN on, TensorFlow's CPU allocator keeps every large tensor's memory in a pool it
+# never hands back (measured: VGG16's 528 MB of weights stay resident after they are freed, and
+# the next step's buffers are added on top). oneDNN's own switch sends allocations to the system
+# allocator instead, which returns freed memory.
+SYSTEM_ALLOCATOR = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
+
+
+def return_freed_memory_before_tensorflow(environ=None) -> bool:
+    """For a process that converts: freed tensors go back to the system, so each step's peak is its own.
+
+    Only ``tftrt convert`` asks for it (its steps each hold the weights once, then free
+    them); processes that time models keep TensorFlow's default pool. Does nothing when the
+    user set the variable or TensorFlow is already imported. Returns whether it was set.
+    """
+    environ = os.environ if environ is None else environ
+    if SYSTEM_ALLOCATOR in environ or "tensorflow" in sys.modules:
+        return False
+    environ[SYSTEM_ALLOCATOR] = "1"
+    return True
+
+
 def in_toolkit_commands(environ=None) -> bool:
     """Whether ``tftrt`` commands run with oneDNN on here: yes, unless the user set the switch off."""
     environ = os.environ if environ is None else environ

@@ -108,6 +108,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from tftrt_toolkit import onednn
 
         onednn.turn_on_before_tensorflow()
+        if command == "convert":
+            onednn.return_freed_memory_before_tensorflow()
         _restart_with_tensorrt_libraries(argv)
 
     from absl import flags
