@@ -114,19 +114,42 @@ def test_each_step_is_reported_as_it_starts_and_ends(held_conversion):
     assert "freeze …" in messages and any(m.startswith("save done in ") for m in messages)
 
 
-def test_weights_past_the_graph_limit_are_refused_before_freezing(tiny_saved_model, tmp_path, monkeypatch):
-    # The tiny model stands in for a > 2 GB one: the budget is lowered below its weights.
+def _saved_variable_shapes(saved_model_dir):
+    reader = tf.train.load_checkpoint(os.path.join(saved_model_dir, "variables", "variables"))
+    return sorted(tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()
+                  if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH"))
+
+
+def test_weights_past_the_graph_limit_stay_variables_with_the_same_answers(tiny_saved_model, tmp_path, monkeypatch,
+                                                                          random_images):
+    # The tiny model stands in for a > 2 GB one: the limit is lowered below its held weights.
+    monkeypatch.setattr(held_weights, "MIN_HELD_ELEMENTS", 100)
+    monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
+    result = convert(str(tiny_saved_model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
+    assert result.metadata["conversion_summary"]["weights_stored_as"] == "variables"
+    np.testing.assert_allclose(_run(result.path, random_images), _run(tiny_saved_model, random_images),
+                               atol=1e-4, rtol=0)
+    # The weights are in the checkpoint (the 3x3x8x16 conv kernel among them), not graph constants.
+    assert (3, 3, 8, 16) in _saved_variable_shapes(result.path)
+    assert not any(n.op == "Const" and len(n.attr["value"].tensor.tensor_content) >= 3 * 3 * 8 * 16 * 4
+                   for n in _saved_graph_ops(result.path))
+
+
+def test_int8_past_the_graph_limit_is_refused_before_freezing(tiny_saved_model, tmp_path, monkeypatch):
     monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
     from tftrt_toolkit.backends import graph_passes
+    from tftrt_toolkit.backends.cpu import CpuBackend
+    from tftrt_toolkit.models.loader import load_model
 
     def must_not_freeze(*args, **kwargs):
         raise AssertionError("froze a model it should have refused")
 
     monkeypatch.setattr(graph_passes, "freeze_signature", must_not_freeze)
-    with pytest.raises(ConversionError, match="limits to 2 GB") as caught:
-        convert(str(tiny_saved_model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
-    assert "\n" not in str(caught.value)
-    assert not (tmp_path / "out").exists() and os.listdir(tmp_path) == []
+    with load_model(str(tiny_saved_model)) as model:
+        with pytest.raises(ConversionError, match="limits to 2 GB") as caught:
+            CpuBackend().convert(model, ConversionConfig(backend="cpu", precision="int8"),
+                                 calibration_input_fn=lambda: iter(()))
+    assert "\n" not in str(caught.value) and "--precision=fp32" in str(caught.value)
 
 
 def _free_memory_bytes() -> int:
@@ -143,10 +166,11 @@ BIG_MODEL_BYTES = 3 * BIG_LAYER_SHAPE[0] * BIG_LAYER_SHAPE[1] * 4
 
 @pytest.fixture(scope="module")
 def model_past_2gb(tmp_path_factory):
-    """A SavedModel of three large Dense layers (2.4 GB of float32 weights), built here."""
+    """A SavedModel of three large random Dense layers (2.4 GB of float32 weights), built here."""
     directory = tmp_path_factory.mktemp("big")
-    if _free_memory_bytes() < BIG_MODEL_BYTES + 4 * 2 ** 30:
-        pytest.skip(f"building the > 2 GB model needs {BIG_MODEL_BYTES / 2 ** 30 + 4:.1f} GiB of free memory")
+    # Converting holds the original and the converted weights, and the check loads both again.
+    if _free_memory_bytes() < 3 * BIG_MODEL_BYTES + 4 * 2 ** 30:
+        pytest.skip(f"converting the > 2 GB model needs {3 * BIG_MODEL_BYTES / 2 ** 30 + 4:.1f} GiB of free memory")
     if shutil.disk_usage(directory).free < BIG_MODEL_BYTES + 2 ** 30:
         pytest.skip(f"the > 2 GB model needs {BIG_MODEL_BYTES / 2 ** 30 + 1:.1f} GiB of free disk")
 
@@ -154,8 +178,9 @@ def model_past_2gb(tmp_path_factory):
         def __init__(self):
             super().__init__()
             rows, columns = BIG_LAYER_SHAPE
-            self.kernels = [tf.Variable(tf.zeros([rows, columns])), tf.Variable(tf.zeros([columns, rows])),
-                            tf.Variable(tf.zeros([rows, columns]))]
+            # Scaled so activations stay near 1 through three layers (zeros would make any answer match).
+            self.kernels = [tf.Variable(tf.random.normal(shape, stddev=shape[0] ** -0.5, seed=index))
+                            for index, shape in enumerate([(rows, columns), (columns, rows), (rows, columns)])]
 
         @tf.function(input_signature=[tf.TensorSpec([None, BIG_LAYER_SHAPE[0]], tf.float32, name="features")])
         def serve(self, features):
@@ -172,12 +197,17 @@ def model_past_2gb(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_model_past_2gb_is_refused_with_one_line_and_nothing_written(model_past_2gb, tmp_path):
-    with pytest.raises(ConversionError) as caught:
-        convert(model_past_2gb, str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
-    message = str(caught.value)
-    assert "\n" not in message and "2.42 GB" in message and "serve this model as it is" in message
-    assert os.listdir(tmp_path) == []
+def test_model_past_2gb_converts_with_its_weights_as_variables(model_past_2gb, tmp_path):
+    result = convert(model_past_2gb, str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
+    assert result.metadata["conversion_summary"]["weights_stored_as"] == "variables"
+    features = np.random.default_rng(0).standard_normal((2, BIG_LAYER_SHAPE[0])).astype(np.float32)
+    answers = []
+    for path in (model_past_2gb, result.path):
+        loaded = tf.saved_model.load(str(path))
+        answers.append(loaded.signatures["serving_default"](features=tf.constant(features))["scores"].numpy())
+        del loaded
+    assert np.abs(answers[0]).max() > 0
+    np.testing.assert_allclose(answers[1], answers[0], rtol=1e-4, atol=1e-3)
 
 
 def test_tensorrt_backend_refuses_weights_tftrt_would_freeze_past_2gb(tiny_saved_model, monkeypatch):

@@ -45,7 +45,8 @@ class CpuBackend(ConversionBackend):
                 calibration_input_fn: Optional[InputFn] = None,
                 build_input_fn: Optional[InputFn] = None) -> Conversion:
         timings = {}
-        _check_weights_fit_in_one_graph(model)
+        if config.precision is Precision.INT8:
+            _check_weights_fit_in_one_graph(model)
         start = time.perf_counter()
         with step("freeze"):
             frozen = graph_passes.freeze_signature(model.saved_model_dir, model.signature.key)
@@ -95,10 +96,25 @@ class CpuBackend(ConversionBackend):
             summary["int8"] = int8_summary
             summary["op_histogram"] = graph_passes.op_histogram(graph_def)
 
+        variables = ()
         with step("rebuild"):
-            function = graph_passes.rebuild_function(frozen, graph_def)
+            if frozen.held.nbytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES:
+                # Past protobuf's 2 GB the weights cannot all be constants of one graph: they
+                # become variables the graph reads, saved in the checkpoint. The loaded model
+                # goes first, so each weight is in memory once as it moves into its variable.
+                summary["weights_stored_as"] = "variables"
+                structure = graph_passes.SignatureStructure.of(frozen.original_function)
+                frozen.loaded = frozen.original_function = None
+                gc.collect()
+                function, variables = graph_passes.rebuild_function_reading_variables(frozen, graph_def, structure)
+            else:
+                summary["weights_stored_as"] = "graph constants"
+                function = graph_passes.rebuild_function(frozen, graph_def)
 
         def write(output_dir: str) -> None:
+            if variables:
+                graph_passes.save_function(function, output_dir, model.signature.key, variables=variables)
+                return
             if len(frozen.held):
                 # The loaded model's variables hold a second copy of the weights: free them before
                 # the save streams the weights out and reads the file back to fingerprint it.
@@ -110,7 +126,8 @@ class CpuBackend(ConversionBackend):
             except RuntimeError:
                 # A stand-in did not survive saving as one constant (never seen): save with the
                 # weights in the graph, the slow way.
-                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def), like=function)
+                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def),
+                                                         graph_passes.SignatureStructure.of(function))
                 graph_passes.save_function(classic, output_dir, model.signature.key)
 
         from tftrt_toolkit.backends.runtime_requirements import runtime_requirements
@@ -121,13 +138,17 @@ class CpuBackend(ConversionBackend):
 
 
 def _check_weights_fit_in_one_graph(model: LoadedModel) -> None:
-    """Refuse, before any heavy work, a model whose weights cannot be graph constants (protobuf's 2 GB)."""
+    """Refuse, before any heavy work, int8 for a model whose weights cannot be graph constants (protobuf's 2 GB).
+
+    fp32 and bf16 keep such weights as variables; the int8 quantizer rewrites every weight as a
+    constant of the one graph it quantizes.
+    """
     weight_bytes = held_weights.saved_weight_bytes(model.saved_model_dir)
     if weight_bytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES:
         raise ConversionError(
-            f"the model's weights take {weight_bytes / 1e9:.2f} GB, and the cpu backend stores weights as constants "
-            "in one graph, which protobuf limits to 2 GB; serve this model as it is (tf.saved_model.load and "
-            "TF Serving read its variables), or shrink its weights below 2 GB before converting."
+            f"the model's weights take {weight_bytes / 1e9:.2f} GB, and int8 conversion rewrites them as constants "
+            "of one graph, which protobuf limits to 2 GB; convert it with --precision=fp32 or bf16 (weights past "
+            "2 GB stay variables), or shrink its weights below 2 GB before converting to int8."
         )
 
 

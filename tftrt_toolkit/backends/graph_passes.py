@@ -352,39 +352,105 @@ def optimize_graph(frozen: FrozenSignature, stages: Sequence[Stage], *,
     return graph_def, records
 
 
-def rebuild_function(frozen: FrozenSignature, graph_def, like=None):
+@dataclasses.dataclass(frozen=True)
+class SignatureStructure:
+    """What a rebuilt function copies from the original one so saving writes the same SignatureDef.
+
+    Holds no tensors of the original (its outputs' nesting only), so the loaded model, whose
+    variables hold the weights, can be freed before the rebuilt function is saved.
+    """
+
+    structured_outputs: object
+    function_type: object
+    structured_input_signature: object
+
+    @classmethod
+    def of(cls, function) -> "SignatureStructure":
+        from tensorflow.python.util import nest
+
+        skeleton = nest.map_structure(lambda _: None, function.graph.structured_outputs)
+        return cls(skeleton, function.function_type, function.structured_input_signature)
+
+    def apply_to(self, function):
+        from tensorflow.python.util import nest
+
+        function.graph.structured_outputs = nest.pack_sequence_as(
+            self.structured_outputs, function.graph.structured_outputs)
+        # TF 2.17 packs outputs through the function type: without it outputs become output_0..N.
+        function._function_type = self.function_type  # pylint: disable=protected-access
+        function.graph.structured_input_signature = self.structured_input_signature
+        return function
+
+
+def rebuild_function(frozen: FrozenSignature, graph_def, structure: Optional[SignatureStructure] = None):
     """A ConcreteFunction running ``graph_def`` with the original signature's input and output names.
 
     Held weights become one-element stand-in constants of their shape (``save_function`` writes
     the real values). Mirrors trt_convert._construct_function_from_graph_def: the structured
-    signature is copied from the original function (or from ``like``, a function rebuilt
-    earlier, once the original is freed) so saving produces the same SignatureDef.
+    signature is copied from the original function (or ``structure``, taken from it before it
+    was freed) so saving produces the same SignatureDef.
     """
     from tensorflow.python.eager import wrap_function
-    from tensorflow.python.util import nest
 
     if len(frozen.held):
         graph_def = frozen.held.with_stand_ins(graph_def)
     function = wrap_function.function_from_graph_def(
         graph_def, frozen.input_tensor_names, frozen.output_tensor_names)
-    like = like if like is not None else frozen.original_function
-    function.graph.structured_outputs = nest.pack_sequence_as(
-        like.graph.structured_outputs, function.graph.structured_outputs)
-    # TF 2.17 packs outputs through the function type: without it outputs become output_0..N.
-    function._function_type = like.function_type  # pylint: disable=protected-access
-    function.graph.structured_input_signature = like.structured_input_signature
-    return function
+    return (structure or SignatureStructure.of(frozen.original_function)).apply_to(function)
 
 
-def save_function(function, output_dir: str, signature_key: str, held: Optional[HeldWeights] = None) -> None:
-    """Save one function as a SavedModel signature, with nothing else tracked (no variables left).
+def rebuild_function_reading_variables(frozen: FrozenSignature, graph_def,
+                                       structure: Optional[SignatureStructure] = None):
+    """Like ``rebuild_function``, but each held weight becomes a variable the function reads.
+
+    For weights past protobuf's 2 GB, which cannot all be constants of one graph: the saved
+    model keeps them in its checkpoint (variables/), as TF-TRT does when it does not freeze.
+    Returns (function, variables); ``frozen.held`` is emptied, weight by weight, as each moves
+    into its variable, so the model's memory is not held twice.
+    """
+    import tensorflow as tf
+    from tensorflow.core.framework import graph_pb2, types_pb2
+
+    rebuilt = graph_pb2.GraphDef()
+    rebuilt.CopyFrom(graph_def)
+    variables, captures = [], {}
+    for node in list(rebuilt.node):
+        if node.op != "Placeholder" or node.name not in frozen.held:
+            continue
+        value = frozen.held.values.pop(node.name)
+        variable = tf.Variable(value, trainable=False, name=node.name.replace("/", "_"))
+        del value
+        handle = rebuilt.node.add()
+        handle.name, handle.op = node.name + "/tftrt_variable", "Placeholder"
+        handle.attr["dtype"].type = types_pb2.DT_RESOURCE
+        dtype = node.attr["dtype"].type
+        node.Clear()
+        node.name, node.op = handle.name[:-len("/tftrt_variable")], "ReadVariableOp"
+        node.input.append(handle.name)
+        node.attr["dtype"].type = dtype
+        variables.append(variable)
+        captures[handle.name] = variable.handle
+    from tensorflow.python.eager import wrap_function
+
+    function = wrap_function.function_from_graph_def(
+        rebuilt, frozen.input_tensor_names, frozen.output_tensor_names, captures)
+    return (structure or SignatureStructure.of(frozen.original_function)).apply_to(function), variables
+
+
+def save_function(function, output_dir: str, signature_key: str, held: Optional[HeldWeights] = None,
+                  variables: Sequence[object] = ()) -> None:
+    """Save one function as a SavedModel signature, with nothing else tracked but ``variables``.
 
     With ``held``, the function holds stand-ins for those weights and their values are streamed
-    into the saved graph afterwards (held_weights.write_into_saved_model).
+    into the saved graph afterwards (held_weights.write_into_saved_model). With ``variables``
+    (weights past 2 GB), the function reads them and they are saved in the checkpoint.
     """
     import tensorflow as tf
 
-    tf.saved_model.save(tf.Module(), output_dir, signatures={signature_key: function})
+    root = tf.Module()
+    if variables:
+        root.weights = list(variables)
+    tf.saved_model.save(root, output_dir, signatures={signature_key: function})
     if held is not None and len(held):
         write_into_saved_model(output_dir, held)
 
