@@ -207,3 +207,62 @@ def test_missing_quantizer_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "neural_compressor.tensorflow", None)
     with pytest.raises(BackendUnavailable, match="neural-compressor-tf"):
         cpu_int8.check_available(None)
+
+
+def test_pair_sums_overflow_flags_exactly_the_channels_whose_int16_pair_sums_saturate():
+    # One row of unsigned codes: input channels 0 and 1 both at 255, channels 2 and 3 small.
+    codes = np.array([[255, 255, 10, 10]], dtype=np.int32)
+    weights = np.zeros((1, 1, 4, 4), dtype=np.int32)
+    weights[0, 0, :2, 0] = 127    # 255*127*2 = 64770: overflows
+    weights[0, 0, :2, 1] = 64     # 255*64*2 = 32640: just fits
+    weights[0, 0, :2, 2] = (127, -127)  # the pair cancels
+    weights[0, 0, :2, 3] = -127   # -64770: overflows the other way
+    weights[0, 0, 2:, :] = 127    # small activations: no overflow whatever the weights
+    assert cpu_int8.pair_sums_overflow(codes, weights).tolist() == [True, False, False, True]
+    # Channels 1 and 2 are not a pair (pairs are 0-1 and 2-3): large values there never add up.
+    assert not cpu_int8.pair_sums_overflow(np.array([[0, 255, 255, 0]], dtype=np.int32), weights[..., 1:2] * 0 + 127).any()
+    # A 3x3 filter: one kernel tap is enough.
+    spatial = np.zeros((3, 3, 2, 1), dtype=np.int32)
+    spatial[2, 1, :, 0] = 127
+    assert cpu_int8.pair_sums_overflow(np.array([[200, 200]], dtype=np.int32), spatial).tolist() == [True]
+    assert cpu_int8.pair_sums_overflow(np.array([[100, 100]], dtype=np.int32), spatial).tolist() == [False]
+
+
+def _build_overflowing_cnn():
+    """A ReLU layer then a 1x1 conv whose weights are all equal: its 8-bit pair sums leave int16."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)  # signed: the first conv is not checked
+    x = keras.layers.Conv2D(8, 1, activation="relu", kernel_initializer="ones", bias_initializer="zeros")(x)
+    x = keras.layers.Conv2D(4, 1, kernel_initializer=keras.initializers.Constant(0.5),
+                            bias_initializer=keras.initializers.Constant(0.1))(x)
+    outputs = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
+    return keras.Model(inputs, outputs, name="overflowing_cnn")
+
+
+@needs_int8
+@needs_inc
+def test_int8_narrows_the_weights_whose_products_overflow_int16_and_keeps_the_output(tmp_path):
+    saved = tmp_path / "overflowing_cnn"
+    _build_overflowing_cnn().export(str(saved))
+    images = _images(16, seed=7)
+    expected = _serve(saved, images)
+
+    guarded = pipeline.convert(str(saved), str(tmp_path / "guarded"), ConversionConfig(backend="cpu", precision="int8"),
+                               calibration_input_fn=_calibration_fn(64))
+    guard = guarded.metadata["conversion_summary"]["int8"]["int16_overflow_guard"]
+    # The second conv reads the ReLU's unsigned codes; equal weights are all 127, so every pair of
+    # bright pixels' channels reaches 2*255*127 > 32767: all 4 output channels get 7-bit weights.
+    assert guard["enabled"] is True and guard["layers_checked"] == 1
+    assert guard["layers_narrowed"] == 1 and guard["channels_narrowed"] == guard["channels_checked"] == 4
+    actual = _serve(guarded.path, images)
+    relative_error = np.linalg.norm(actual - expected) / np.linalg.norm(expected)
+    # Halved weights with doubled ranges are the same numbers to 7 bits: a wrong range would be 2x off.
+    assert relative_error < 0.05, f"int8 with narrowed weights differs from fp32 by {relative_error:.1%}"
+
+    plain = pipeline.convert(str(saved), str(tmp_path / "plain"),
+                             ConversionConfig(backend="cpu", precision="int8", int8_overflow_safe_weights=False),
+                             calibration_input_fn=_calibration_fn(64))
+    assert plain.metadata["conversion_summary"]["int8"]["int16_overflow_guard"] == {"enabled": False}

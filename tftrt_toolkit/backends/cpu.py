@@ -90,7 +90,9 @@ class CpuBackend(ConversionBackend):
             # The quantizer reads and rewrites the weights itself: it gets them back in the graph.
             frozen = dataclasses.replace(frozen, graph_def=frozen.held.restored(graph_def), held=HeldWeights())
             with step("quantize"):
-                graph_def, int8_summary = cpu_int8.quantize(frozen, model.signature, calibration_input_fn)
+                graph_def, int8_summary = cpu_int8.quantize(
+                    frozen, model.signature, calibration_input_fn,
+                    overflow_safe_weights=config.int8_overflow_safe_weights)
             frozen.graph_def = None  # the unquantized graph is no longer needed
             timings["quantize_s"] = time.perf_counter() - start
             summary["int8"] = int8_summary

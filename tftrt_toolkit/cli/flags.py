@@ -245,6 +245,8 @@ def define_conversion_flags() -> List[str]:
         *define_precision_flag(),
         *define_tensorrt_flags(),
         define("list", "bf16_keep_fp32_ops", ["Softmax"], "cpu bf16: op types kept in fp32."),
+        define("bool", "int8_overflow_safe_weights", True,
+               "cpu int8: 7-bit weights where 8-bit ones overflow int16 on the calibration data (CPUs without VNNI)."),
         *define_calibration_flags(),
         *define_batch_size_flag("int8 calibration: samples per calibration batch (--calibration_steps batches are fed)."),
         *define_serving_warmup_flags(),
@@ -273,6 +275,7 @@ def conversion_config_from_flags() -> ConversionConfig:
         calibration_steps=FLAGS.calibration_steps,
         batch_size=FLAGS.batch_size,
         bf16_keep_fp32_ops=tuple(FLAGS.bf16_keep_fp32_ops or ()),
+        int8_overflow_safe_weights=FLAGS.int8_overflow_safe_weights,
         warmup_data=FLAGS.warmup_data,
         warmup_batch_sizes=tuple(FLAGS.warmup_batch_sizes or ()),
     )
