@@ -27,3 +27,12 @@ def test_shipped_model_keeps_every_sample_class_after_bf16(tmp_path, capsys):
         top1 = {os.path.basename(r["image"]): r["predictions"][0]["class_id"] for r in predictions[model_name]["results"]}
         assert top1["cat.jpg"] in CAT_CLASSES, model_name
         assert top1 == expected, model_name
+
+
+def test_signature_flag_is_used_not_ignored(tiny_saved_model, tmp_path, run_cli):
+    # --signature picks the model's signature; a name the model lacks stops the run before any work.
+    result = run_cli("run", f"--model={tiny_saved_model}", "--signature=no_such_signature",
+                     f"--output_dir={tmp_path / 'report'}", "--data=synthetic:2", "--precisions=fp32",
+                     expect_exit=3)
+    assert "no_such_signature" in result.err and not (tmp_path / "report").exists()
+

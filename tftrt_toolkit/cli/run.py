@@ -44,6 +44,7 @@ def main() -> int:
         batch_sizes=cli_flags.batch_sizes_from_flags(), duration=FLAGS.duration, overwrite=FLAGS.overwrite,
         threads=cli_flags.threading_from_flags(), calibration_data=FLAGS.calibration_data,
         custom_objects=FLAGS.custom_objects or None, strict_data=FLAGS.strict_data,
+        signature_key=FLAGS.signature, unsafe_deserialization=FLAGS.unsafe_deserialization,
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     print()

@@ -35,6 +35,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             weights: Optional[str] = "imagenet", batch_sizes: Sequence[int] = (1, 8), duration: float = 3.0,
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
             calibration_data: Optional[str] = None, custom_objects=None, strict_data: bool = False,
+            signature_key: Optional[str] = None, unsafe_deserialization: bool = False,
             progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
@@ -54,7 +55,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
 
     Files of an image folder that are not used are listed in the report (``skipped_files``)
     and summed up in a note; ``strict_data`` refuses them (DataError) before any conversion.
-    ``custom_objects`` gives a Keras file's custom classes (see ``load_model``).
+    ``custom_objects``, ``signature_key`` and ``unsafe_deserialization`` are ``load_model``'s
+    (a Keras file's custom classes, which signature, Lambda layers).
 
     ``progress``: a bar over the six steps in a terminal or notebook (False: none); the step
     messages ("[2/6] convert: fp32") are logged at INFO either way (the CLI shows them).
@@ -99,7 +101,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     notes: List[str] = []
     files: Dict[str, str] = {}
     skipped_files: List[dict] = []
-    with load_model(model, weights=weights, custom_objects=custom_objects) as loaded, \
+    with load_model(model, weights=weights, custom_objects=custom_objects, signature_key=signature_key,
+                    unsafe_deserialization=unsafe_deserialization) as loaded, \
             artifacts.staged_output(target, overwrite=overwrite) as stage:
         if strict_data:  # every file checked now, not after the conversions
             from tftrt_toolkit.data import open_source
