@@ -89,3 +89,12 @@ def test_run_names_the_skipped_files_and_strict_data_refuses_them_before_convert
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [entry["reason"] for entry in report["skipped_files"]] == ["unreadable", "not an image"]
     assert any(SUMMARY in note for note in report["notes"])
+
+
+def test_tune_strict_data_refuses_them_before_converting(run_cli, tiny_saved_model, mixed_folder, tmp_path):
+    result = run_cli("tune", f"--model={tiny_saved_model}", f"--data={mixed_folder}", "--strict_data",
+                     "--candidates=cpu-fp32", f"--output={tmp_path / 'tuned'}", expect_exit=4)
+    error_lines = [line for line in result.err.splitlines() if line.startswith("tftrt tune: error:")]
+    assert len(error_lines) == 1 and SUMMARY in error_lines[0]
+    assert str(mixed_folder / "notes.txt") in error_lines[0]
+    assert not (tmp_path / "tuned").exists() and not (tmp_path / "tuned.tune").exists()

@@ -18,7 +18,7 @@ from tftrt_toolkit.cli import flags as cli_flags
 
 
 def define_flags():
-    names = cli_flags.define_model_flag() + cli_flags.define_weights_flag() + cli_flags.define_data_flag()
+    names = cli_flags.define_model_flags() + cli_flags.define_data_flag() + cli_flags.define_strict_data_flag()
     names += [n for n in cli_flags.define_calibration_flags() if n == "calibration_data"]
     names += cli_flags.define_output_flags("The directory the chosen model is written to (a SavedModel).")
     names += cli_flags.define_duration_flag(3.0, "Seconds of timed runs per candidate (interleaved with the original).",
@@ -35,7 +35,8 @@ def main() -> int:
             cli_flags.require("model"), cli_flags.data_from_flags(cli_flags.require("data")), cli_flags.require("output"),
             labels_csv=FLAGS.labels_csv, batch_size=FLAGS.batch_size, time_budget=FLAGS.time_budget,
             candidates=FLAGS.candidates or None, duration=FLAGS.duration, report_dir=FLAGS.report_dir,
-            calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite, weights=cli_flags.weights_from_flags(),
+            calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite, strict_data=FLAGS.strict_data,
+            **cli_flags.model_load_options_from_flags(),
             progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
             **cli_flags.tune_budget_from_flags(),
         )

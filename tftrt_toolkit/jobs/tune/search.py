@@ -36,7 +36,9 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
          min_top1_agreement: Optional[float] = None, batch_size: int = 8,
          time_budget: float = DEFAULT_TIME_BUDGET_S, candidates: Optional[Iterable[Union[Candidate, str]]] = None,
          progress: ProgressOption = True, duration: float = DEFAULT_DURATION_S, report_dir: Optional[str] = None,
-         calibration_data=None, overwrite: bool = False, weights: Optional[str] = "imagenet") -> TuneResult:
+         calibration_data=None, overwrite: bool = False, weights: Optional[str] = "imagenet",
+         signature_key: Optional[str] = None, unsafe_deserialization: bool = False, custom_objects=None,
+         strict_data: bool = False) -> TuneResult:
     """Find the fastest conversion of ``model`` inside an accuracy budget; write it to ``output``.
 
     Args:
@@ -53,6 +55,10 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
       duration: seconds of timed runs per candidate (shortened to fit ``time_budget``).
       report_dir: where tune.json/csv/png go (default ``OUTPUT.tune`` beside ``output``).
       calibration_data: int8 calibration data (default ``data``).
+      weights, signature_key, unsafe_deserialization, custom_objects: how to load ``model``
+        (``load_model``'s options).
+      strict_data: refuse (DataError) image folders with files that are not used, before any
+        conversion, instead of leaving them out with a note.
       progress: a bar in a terminal or notebook (False: none); each step's message is logged at
         INFO either way (the CLI shows them).
 
@@ -110,10 +116,17 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
     progress(f"tune: {len(candidate_list)} candidates at batch size {batch_size}, budget {budget.describe()}, "
              f"time budget {time_budget:g} s")
     owns_model = not isinstance(model, LoadedModel)
-    loaded = load_model(model, weights=weights) if owns_model else model
+    loaded = load_model(model, weights=weights, signature_key=signature_key,
+                        unsafe_deserialization=unsafe_deserialization,
+                        custom_objects=custom_objects) if owns_model else model
     runners: Dict[object, ModelRunner] = {}  # "original", then one per converted ConversionConfig
     notes: List[str] = []
     try:
+        if strict_data:  # every file checked now, not after the conversions
+            from tftrt_toolkit.data import open_source
+
+            for spec in {str(data): data, str(calibration_data): calibration_data}.values():
+                open_source(spec, loaded.signature, model_hint=loaded.model_info, strict=True)
         if classifier_output(loaded.signature) is None:
             raise ConfigError("tune's budget is about top-1 answers, so it needs a classifier (one output of "
                               f"shape [batch, classes]); this model returns {', '.join(loaded.signature.output_names)}.")
