@@ -1,0 +1,75 @@
+"""The files a run writes: OUTPUT.md (the table and its notes), OUTPUT.json (everything), OUTPUT.png (chart.py)."""
+
+from typing import Dict
+
+from tftrt_toolkit.errors import ConfigError
+from tftrt_toolkit.report import tables
+
+from .cells import AGREEMENT_FLAG_BELOW, agreement_text, format_ms, model_title, onednn_text, result_at
+from .chart import plot_peers
+from .rows import ONEDNN_SWITCH
+
+
+def markdown_table(report: dict) -> str:
+    batch_sizes = report["settings"]["batch_sizes"]
+    settings = report["settings"]
+    header = ["runtime", "stays a TF SavedModel", "top-1 vs plain TF", "TF oneDNN"]
+    for b in batch_sizes:
+        header += [f"bs{b} median", f"bs{b} speed-up"]
+    table = [header]
+    skipped = []
+    for row in report["rows"]:
+        if row["status"] != "measured":
+            skipped.append(f"- **{row['label']}** skipped: {row['reason']}")
+            continue
+        cells = [row["label"] if row["family"] != "tftrt_toolkit" else f"**{row['label']}**",
+                 "yes" if row["stays_tf_saved_model"] else "no", agreement_text(row), onednn_text(row)]
+        for b in batch_sizes:
+            cell = result_at(row, b)
+            cells += [format_ms(cell["latency_ms"]["p50"]), f"{cell['speedup_vs_tf']:.2f}×"] if cell else ["–", "–"]
+        table.append(cells)
+    runs = sorted({cell["runs"] for row in report["rows"] for cell in row.get("results", [])})
+    tf_agreement = report["rows"][0].get("agreement", {})
+    notes = [
+        f"Model {model_title(report)}; {settings['cpu_model']}, {settings['usable_cores']} cores, "
+        f"{settings['threads']} intra-op threads for every runtime; timing inputs: {settings['data']}.",
+        f"Median latency per batch over {runs[0]}{'' if runs[0] == runs[-1] else '–' + str(runs[-1])} timed runs "
+        "per runtime and batch size, "
+        f"from {settings['rounds']} interleaved rounds (first calls, warm-up and each block's wake-up call "
+        f"excluded); speed-up = plain TF median / row median. "
+        f"Top-1 vs plain TF on the same {tf_agreement.get('samples', '?')} inputs ({settings['agreement_data']})"
+        + (f", where plain TF predicted {tf_agreement['distinct_top1_classes']} distinct "
+           f"class{'es' if tf_agreement['distinct_top1_classes'] != 1 else ''}"
+           if "distinct_top1_classes" in tf_agreement else "")
+        + f" (⚠ below {AGREEMENT_FLAG_BELOW:.0%}); max |difference| of the output per row is in the JSON.",
+        "TF oneDNN: whether TF's oneDNN ops were on in the process that ran the row, and who decided "
+        f"({ONEDNN_SWITCH} is read once, when TF is imported). Plain TF is the reference as users run it by default"
+        + (f"; rows marked 'worker process' ran in a second process started with {ONEDNN_SWITCH}=1, "
+           "built and timed there block by block in the same interleaved rounds"
+           if "worker process" in settings.get("tf_onednn_by_process", {}) else "")
+        + ". ONNX Runtime, OpenVINO and TFLite have their own kernels: the switch does not apply to them (–).",
+        *([f"Int8 calibration: {settings['int8_calibration']}, from {settings['int8_calibration_data']}."]
+          if settings.get("int8_calibration") else []),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v) + ".",
+        f"Regenerate: `{report['command']}`",
+    ]
+    return "\n".join([tables.markdown(table)] + ([""] + skipped if skipped else []) + [""] + notes) + "\n"
+
+
+def write_outputs(report: dict, paths: Dict[str, str], *, overwrite: bool, plot: bool, log) -> dict:
+    from tftrt_toolkit.report.writers import write_json, write_text
+
+    title = f"# Peer benchmark: {model_title(report)}\n\n"
+    report["outputs"] = {"json": paths["json"], "markdown": paths["md"], "png": None}
+    if plot:
+        try:
+            plot_peers(report, paths["png"], overwrite=overwrite)
+            report["outputs"]["png"] = paths["png"]
+        except ConfigError as error:  # matplotlib missing: the numbers still get written
+            report["outputs"]["png_skipped"] = str(error)
+            log(str(error))
+    write_text(paths["md"], title + markdown_table(report), overwrite=overwrite)
+    write_json(paths["json"], report, overwrite=overwrite)
+    log(f"wrote {', '.join(p for p in (paths['json'], paths['md'], report['outputs']['png']) if p)}")
+    print(markdown_table(report))
+    return report
