@@ -76,6 +76,8 @@ class ConversionConfig:
       bf16_keep_fp32_ops: op types the cpu backend keeps in fp32 under bf16 (numerically sensitive ops).
       int8_overflow_safe_weights: cpu int8: 7-bit weights in the output channels whose 8-bit products
         would overflow int16 on the calibration data on CPUs without VNNI (which saturate them there).
+      int8_bias_correction: cpu int8: each conv's bias absorbs the mean shift its weight rounding causes
+        on the calibration data.
       warmup_data: data spec for TF Serving warmup records (image dir, .npy/.npz, "synthetic");
         None = the calibration or build data when the conversion has some, "none" = no warmup file.
       warmup_batch_sizes: one warmup request per batch size; () = the build shapes' batch sizes, else 1.
@@ -100,6 +102,7 @@ class ConversionConfig:
     # --- cpu ---
     bf16_keep_fp32_ops: Tuple[str, ...] = ("Softmax",)
     int8_overflow_safe_weights: bool = True
+    int8_bias_correction: bool = True
     # --- TF Serving warmup records (assets.extra/tf_serving_warmup_requests) ---
     warmup_data: Optional[str] = None
     warmup_batch_sizes: Tuple[int, ...] = ()

@@ -266,3 +266,42 @@ def test_int8_narrows_the_weights_whose_products_overflow_int16_and_keeps_the_ou
                              ConversionConfig(backend="cpu", precision="int8", int8_overflow_safe_weights=False),
                              calibration_input_fn=_calibration_fn(64))
     assert plain.metadata["conversion_summary"]["int8"]["int16_overflow_guard"] == {"enabled": False}
+
+
+def _build_pooled_cnn():
+    """Two convs after ReLUs, then the spatial mean: the output is each channel's mean, so a
+    systematic shift from weight rounding shows while rounding noise averages out."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(32, 1, activation="relu", bias_initializer=keras.initializers.Constant(0.5))(x)
+    # One weight of 1.0 per output channel sets the 8-bit step to 1/127; the others sit 0.4 step
+    # above a code (25.4/127), so each rounds down by 0.4 step and 31 positive inputs add that up.
+    weights = np.full((1, 1, 32, 4), 25.4 / 127, dtype=np.float32)
+    weights[0, 0, 0, :] = 1.0
+    x = keras.layers.Conv2D(4, 1, kernel_initializer=keras.initializers.Constant(weights))(x)
+    outputs = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
+    return keras.Model(inputs, outputs, name="pooled_cnn")
+
+
+@needs_int8
+@needs_inc
+def test_int8_bias_correction_takes_back_the_mean_shift_of_weight_rounding(tmp_path):
+    saved = tmp_path / "pooled_cnn"
+    _build_pooled_cnn().export(str(saved))
+    images = _images(16, seed=11)
+    expected = _serve(saved, images)
+    errors = {}
+    for corrected in (True, False):
+        config = ConversionConfig(backend="cpu", precision="int8", int8_bias_correction=corrected)
+        model = pipeline.convert(str(saved), str(tmp_path / f"int8_{corrected}"), config,
+                                 calibration_input_fn=_calibration_fn(64))
+        report = model.metadata["conversion_summary"]["int8"]["bias_correction"]
+        assert report["enabled"] is corrected
+        if corrected:
+            assert report["layers_corrected"] == 2 and report["largest_shift"] > 0
+        errors[corrected] = float(np.mean(np.abs(_serve(model.path, images) - expected)))
+    # Weight rounding shifts every pooled output down; the correction takes most of that back.
+    assert errors[True] < 0.5 * errors[False], errors

@@ -92,7 +92,8 @@ class CpuBackend(ConversionBackend):
             with step("quantize"):
                 graph_def, int8_summary = cpu_int8.quantize(
                     frozen, model.signature, calibration_input_fn,
-                    overflow_safe_weights=config.int8_overflow_safe_weights)
+                    overflow_safe_weights=config.int8_overflow_safe_weights,
+                    bias_correction=config.int8_bias_correction)
             frozen.graph_def = None  # the unquantized graph is no longer needed
             timings["quantize_s"] = time.perf_counter() - start
             summary["int8"] = int8_summary

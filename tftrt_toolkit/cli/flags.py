@@ -247,6 +247,8 @@ def define_conversion_flags() -> List[str]:
         define("list", "bf16_keep_fp32_ops", ["Softmax"], "cpu bf16: op types kept in fp32."),
         define("bool", "int8_overflow_safe_weights", True,
                "cpu int8: 7-bit weights where 8-bit ones overflow int16 on the calibration data (CPUs without VNNI)."),
+        define("bool", "int8_bias_correction", True,
+               "cpu int8: each conv's bias absorbs the mean shift its weight rounding causes on the calibration data."),
         *define_calibration_flags(),
         *define_batch_size_flag("int8 calibration: samples per calibration batch (--calibration_steps batches are fed)."),
         *define_serving_warmup_flags(),
@@ -276,6 +278,7 @@ def conversion_config_from_flags() -> ConversionConfig:
         batch_size=FLAGS.batch_size,
         bf16_keep_fp32_ops=tuple(FLAGS.bf16_keep_fp32_ops or ()),
         int8_overflow_safe_weights=FLAGS.int8_overflow_safe_weights,
+        int8_bias_correction=FLAGS.int8_bias_correction,
         warmup_data=FLAGS.warmup_data,
         warmup_batch_sizes=tuple(FLAGS.warmup_batch_sizes or ()),
     )
