@@ -305,3 +305,26 @@ def test_int8_bias_correction_takes_back_the_mean_shift_of_weight_rounding(tmp_p
         errors[corrected] = float(np.mean(np.abs(_serve(model.path, images) - expected)))
     # Weight rounding shifts every pooled output down; the correction takes most of that back.
     assert errors[True] < 0.5 * errors[False], errors
+
+
+@needs_int8
+@needs_inc
+def test_dense_relu_layers_are_quantized_and_checked(tmp_path):
+    # VGG-style heads (Dense + ReLU) become quantized MatMuls whose output type attr is not
+    # the convolutions' out_type; the drift check once crashed on them with a KeyError.
+    import keras
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    outputs = keras.layers.Dense(10, name="logits")(x)
+    source = tmp_path / "dense_relu"
+    keras.Model(inputs, outputs, name="dense_relu").export(str(source))
+    result = pipeline.convert(str(source), str(tmp_path / "int8"), ConversionConfig(backend="cpu", precision="int8"),
+                              calibration_input_fn=_calibration_fn(CALIBRATION_BATCH * CALIBRATION_STEPS))
+    summary = result.metadata["conversion_summary"]["int8"]
+    assert summary["layers_quantized"] == summary["layers_total"] == 3
+    assert any("fc1" in layer["layer"] for layer in summary["worst_layers"])

@@ -538,7 +538,7 @@ def _layer_taps(fp32_graph, int8_graph) -> List[Tuple[str, str, str]]:
     for node in int8_graph.node:
         if not node.name.endswith(suffix) or "Requantize" not in node.op or "Dequantize" in node.op:
             continue
-        if node.name in summands:
+        if node.name in summands or _output_type(node) is None:
             continue
         fp32 = fp32_nodes.get(node.name[: -len(suffix)])
         if fp32 is None:
@@ -552,6 +552,16 @@ def _layer_taps(fp32_graph, int8_graph) -> List[Tuple[str, str, str]]:
     return taps
 
 
+# The attr naming an int8 layer's output type: quantized convolutions call it out_type, the
+# quantized MatMuls Toutput (a Dense + ReLU head, e.g. VGG16's fc1) or Tout.
+_OUTPUT_TYPE_ATTRS = ("out_type", "Toutput", "Tout")
+
+
+def _output_type(node) -> Optional[int]:
+    # Read attrs only where present: indexing a protobuf map inserts an empty value.
+    return next((node.attr[name].type for name in _OUTPUT_TYPE_ATTRS if name in node.attr), None)
+
+
 def _with_dequantize_taps(int8_graph, taps):
     """A copy of ``int8_graph`` with a Dequantize after each tapped layer.
 
@@ -562,8 +572,7 @@ def _with_dequantize_taps(int8_graph, taps):
 
     graph = type(int8_graph)()
     graph.CopyFrom(int8_graph)
-    # Read attrs only where present: indexing a protobuf map inserts an empty value.
-    out_types = {node.name: node.attr["out_type"].type for node in graph.node if "out_type" in node.attr}
+    out_types = {node.name: _output_type(node) for node in graph.node}
     for _, tap, _ in taps:
         source = tap[: -len(TAP_SUFFIX)]
         node = graph.node.add()
