@@ -324,8 +324,9 @@ def narrow_overflowing_weights(int8_graph, input_name: str, batches: Sequence[tu
     fetches = [taps[source] + ":0" for source, _, _, _ in checked] + [source + ":2" for source, _, _, _ in checked]
     samples = np.concatenate([batch[0] for batch in batches])[:STATISTICS_SAMPLES]
     overflowing = [np.zeros(f.shape[-1], dtype=bool) for f in filters]
+    run = _runner(probe, input_name, fetches)
     for start in range(0, len(samples), STATISTICS_BATCH):
-        outputs = _run(probe, input_name, fetches, samples[start:start + STATISTICS_BATCH])
+        outputs = run(samples[start:start + STATISTICS_BATCH])
         for index in range(len(checked)):
             activations, top = outputs[index], float(np.max(outputs[len(checked) + index]))
             codes = np.round(activations.reshape(-1, activations.shape[-1]) * (255.0 / max(top, 1e-12)))
@@ -407,8 +408,9 @@ def correct_weight_rounding_bias(fp32_graph, int8_graph, input_name: str,
     fetches = [conv.input[0] if ":" in conv.input[0] else conv.input[0] + ":0" for conv, *_ in layers]
     samples = np.concatenate([batch[0] for batch in batches])[:STATISTICS_SAMPLES]
     sums, rows = [0.0] * len(layers), [0] * len(layers)
+    run = _runner(fp32_graph, input_name, fetches)
     for start in range(0, len(samples), STATISTICS_BATCH):
-        outputs = _run(fp32_graph, input_name, fetches, samples[start:start + STATISTICS_BATCH])
+        outputs = run(samples[start:start + STATISTICS_BATCH])
         for index, value in enumerate(outputs):
             flat = value.astype(np.float64).reshape(-1, value.shape[-1])
             sums[index] = sums[index] + flat.sum(axis=0)
@@ -586,11 +588,16 @@ def _with_dequantize_taps(int8_graph, taps):
 
 
 def _run(graph_def, input_name: str, fetches: Sequence[str], inputs: np.ndarray) -> List[np.ndarray]:
+    return _runner(graph_def, input_name, fetches)(inputs)
+
+
+def _runner(graph_def, input_name: str, fetches: Sequence[str]):
+    """A callable running ``graph_def`` on a batch; build it once per graph (importing costs seconds)."""
     import tensorflow as tf
     from tensorflow.python.eager import wrap_function
 
     function = wrap_function.function_from_graph_def(graph_def, [input_name + ":0"], list(fetches))
-    return [value.numpy() for value in function(tf.constant(inputs))]
+    return lambda inputs: [value.numpy() for value in function(tf.constant(inputs))]
 
 
 def _check_names(graph_def, names: Iterable[str]) -> None:
