@@ -47,6 +47,30 @@ def test_the_baseline_is_also_timed_as_plain_tf_runs_it_by_default(tiny_saved_mo
     assert len(report.csv_rows()) == 6
 
 
+def test_a_baseline_that_needs_onednn_is_not_timed_where_tf_default_has_it_off(tiny_fp32_conversion, tmp_path,
+                                                                               monkeypatch):
+    # Benchmarking one converted model against another: plain TF at its default (oneDNN off on
+    # AVX2-only CPUs) cannot run a baseline that needs oneDNN, so that row is left out, not fatal.
+    import dataclasses
+    import json
+    import shutil
+
+    from tftrt_toolkit import environment
+
+    baseline = tmp_path / "needs_onednn"
+    shutil.copytree(tiny_fp32_conversion, baseline)
+    metadata_path = baseline / "assets.extra" / "tftrt_toolkit.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["runtime"] = {"requires_onednn": True, "why": "oneDNN-only fusions"}
+    metadata_path.write_text(json.dumps(metadata))
+    plain = environment.probe()
+    monkeypatch.setattr(environment, "probe", lambda *a, **k: dataclasses.replace(plain, onednn_default=False))
+    report = benchmark(tiny_fp32_conversion, baseline=str(baseline), batch_sizes=(1,), warmup=1, iterations=3,
+                       progress=False, baseline_at_tf_default=True)
+    assert [m.role for m in report.results] == ["baseline", "optimized"]
+    assert report.settings["onednn"]["baseline_tf_default_measured"] is False
+
+
 def test_report_has_every_field_for_each_model_and_batch_size(report_with_baseline):
     report = report_with_baseline
     assert [(m.role, m.batch_size) for m in report.results] == [

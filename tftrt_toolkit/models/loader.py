@@ -353,18 +353,26 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
         ) from None
 
 
+def requires_onednn(saved_model_dir: str) -> bool:
+    """Whether the model needs TF's oneDNN ops to run, from the ``runtime`` record the toolkit
+    writes into its outputs' metadata (False for models it did not convert)."""
+    from tftrt_toolkit import artifacts
+
+    metadata = artifacts.read_metadata(saved_model_dir) or {}
+    return bool((metadata.get("runtime") or {}).get("requires_onednn"))
+
+
 def check_runtime_requirements(saved_model_dir: str) -> None:
     """BackendUnavailable (one line) when this process cannot run the model: it needs TF's oneDNN ops and they are off.
 
-    Reads the ``runtime`` record the toolkit writes into its outputs' metadata; models
-    without one (not converted by this toolkit) are not checked.
+    Models without a ``runtime`` record (not converted by this toolkit) are not checked.
     """
     from tftrt_toolkit import artifacts, onednn
     from tftrt_toolkit.errors import BackendUnavailable
 
     metadata = artifacts.read_metadata(saved_model_dir) or {}
     runtime = metadata.get("runtime") or {}
-    if runtime.get("requires_onednn") and not onednn.enabled_in_this_process():
+    if requires_onednn(saved_model_dir) and not onednn.enabled_in_this_process():
         what = f"the {metadata.get('precision', '')} model in {saved_model_dir!r} ({runtime.get('why', 'oneDNN-only ops')})"
         raise BackendUnavailable(onednn.off_message(what))
 

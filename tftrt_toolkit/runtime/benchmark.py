@@ -254,8 +254,14 @@ def _start_tf_default_workers(baseline: ModelRunner, batch_sizes, data, threads_
     """{batch size: ProcessWorker} timing the baseline as plain TF runs it by default; {} when not needed or possible."""
     from tftrt_toolkit.runtime.process_worker import ProcessWorker
 
+    from tftrt_toolkit.environment import probe
+    from tftrt_toolkit.models.loader import requires_onednn
+
     path = getattr(baseline.loaded_model, "saved_model_dir", None)
     if not path or not isinstance(data, (str, list)):
+        return {}
+    if requires_onednn(path) and not probe().onednn_default:
+        # A baseline converted by this toolkit that needs oneDNN cannot run at TF's default here.
         return {}
     workers = {}
     try:
