@@ -52,6 +52,9 @@ class CpuBackend(ConversionBackend):
             frozen = graph_passes.freeze_signature(model.saved_model_dir, model.signature.key)
         timings["freeze_s"] = time.perf_counter() - start
         nodes_frozen = len(frozen.graph_def.node)
+        # What the rebuilt function copies from the original: taken now, so the loaded model
+        # (whose variables are a second copy of the weights) can go as soon as nothing reads it.
+        structure = graph_passes.SignatureStructure.of(frozen.original_function)
 
         start = time.perf_counter()
         stages = graph_passes.CPU_BF16_STAGES if config.precision is Precision.BF16 else graph_passes.CPU_FP32_STAGES
@@ -87,14 +90,17 @@ class CpuBackend(ConversionBackend):
             if calibration_input_fn is None:
                 raise ConfigError("precision=int8 needs calibration data; pass --calibration_data=DIR|FILE.npz|synthetic.")
             start = time.perf_counter()
-            # The quantizer reads and rewrites the weights itself: it gets them back in the graph.
-            frozen = dataclasses.replace(frozen, graph_def=frozen.held.restored(graph_def), held=HeldWeights())
-            with step("quantize"):
-                graph_def, int8_summary = cpu_int8.quantize(
-                    frozen, model.signature, calibration_input_fn,
-                    overflow_safe_weights=config.int8_overflow_safe_weights,
-                    bias_correction=config.int8_bias_correction)
-            frozen.graph_def = None  # the unquantized graph is no longer needed
+            # The quantizer reads and rewrites the weights itself: it gets them back in the graph,
+            # and the loaded model's copy goes before Intel Neural Compressor copies the graph.
+            frozen = dataclasses.replace(frozen, graph_def=frozen.held.restored(graph_def), held=HeldWeights(),
+                                         loaded=None, original_function=None)
+            graph_def = None
+            gc.collect()
+            # quantize() reports its own steps (quantize, int16_overflow_guard, bias_correction, int8_check).
+            graph_def, int8_summary = cpu_int8.quantize(
+                frozen, model.signature, calibration_input_fn,
+                overflow_safe_weights=config.int8_overflow_safe_weights,
+                bias_correction=config.int8_bias_correction)
             timings["quantize_s"] = time.perf_counter() - start
             summary["int8"] = int8_summary
             summary["op_histogram"] = graph_passes.op_histogram(graph_def)
@@ -106,13 +112,12 @@ class CpuBackend(ConversionBackend):
                 # become variables the graph reads, saved in the checkpoint. The loaded model
                 # goes first, so each weight is in memory once as it moves into its variable.
                 summary["weights_stored_as"] = "variables"
-                structure = graph_passes.SignatureStructure.of(frozen.original_function)
                 frozen.loaded = frozen.original_function = None
                 gc.collect()
                 function, variables = graph_passes.rebuild_function_reading_variables(frozen, graph_def, structure)
             else:
                 summary["weights_stored_as"] = "graph constants"
-                function = graph_passes.rebuild_function(frozen, graph_def)
+                function = graph_passes.rebuild_function(frozen, graph_def, structure)
 
         def write(output_dir: str) -> None:
             if variables:
@@ -129,8 +134,7 @@ class CpuBackend(ConversionBackend):
             except RuntimeError:
                 # A stand-in did not survive saving as one constant (never seen): save with the
                 # weights in the graph, the slow way.
-                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def),
-                                                         graph_passes.SignatureStructure.of(function))
+                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def), structure)
                 graph_passes.save_function(classic, output_dir, model.signature.key)
 
         from tftrt_toolkit.backends.runtime_requirements import runtime_requirements

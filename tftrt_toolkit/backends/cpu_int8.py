@@ -37,6 +37,7 @@ import numpy as np
 from tftrt_toolkit.backends import graph_passes
 from tftrt_toolkit.environment import Environment
 from tftrt_toolkit.errors import BackendUnavailable, ConversionError, DataError, first_line
+from tftrt_toolkit.steps import step
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ def quantize(frozen, signature, calibration_input_fn, *, overflow_safe_weights: 
     batches, samples = collect_calibration_batches(calibration_input_fn, len(input_names))
 
     graph_def, folded_ops = fold_affine_ops(frozen.graph_def, keep=tuple(output_names))
+    frozen.graph_def = None  # the unfolded graph (every weight a constant) goes before INC copies this one
     layers_total = sum(1 for node in graph_def.node if node.op in QUANTIZABLE_OPS)
     if layers_total == 0:
         raise ConversionError(
@@ -195,7 +197,7 @@ def quantize(frozen, signature, calibration_input_fn, *, overflow_safe_weights: 
 
     check_batch = _check_batch(batches)
     config = StaticQuantConfig(weight_granularity="per_channel", weight_sym=True, act_algorithm="minmax")
-    with tempfile.TemporaryDirectory(prefix="tftrt_int8_") as workspace, _inc_session():
+    with step("quantize"), tempfile.TemporaryDirectory(prefix="tftrt_int8_") as workspace, _inc_session():
         # INC writes scratch files to its workspace (default ./nc_workspace in the caller's cwd).
         model = Model(graph_def, conf={"workspace_path": workspace})
         model.input_tensor_names = input_names
@@ -218,11 +220,13 @@ def quantize(frozen, signature, calibration_input_fn, *, overflow_safe_weights: 
             "support); use --precision=bf16."
         )
     if overflow_safe_weights:
-        int8_graph, guard = narrow_overflowing_weights(int8_graph, input_names[0], batches)
+        with step("int16_overflow_guard"):
+            int8_graph, guard = narrow_overflowing_weights(int8_graph, input_names[0], batches)
     else:
         guard = {"enabled": False}
     if bias_correction:
-        int8_graph, corrected = correct_weight_rounding_bias(graph_def, int8_graph, input_names[0], batches)
+        with step("bias_correction"):
+            int8_graph, corrected = correct_weight_rounding_bias(graph_def, int8_graph, input_names[0], batches)
     else:
         corrected = {"enabled": False}
     summary: Dict[str, object] = {
@@ -239,7 +243,8 @@ def quantize(frozen, signature, calibration_input_fn, *, overflow_safe_weights: 
         "int16_overflow_guard": guard,
         "bias_correction": corrected,
     }
-    summary.update(compare_with_fp32(graph_def, int8_graph, input_names[0], output_names, check_batch))
+    with step("int8_check"):
+        summary.update(compare_with_fp32(graph_def, int8_graph, input_names[0], output_names, check_batch))
     if summary["top1_agreement"] is not None and summary["top1_agreement"] < AGREEMENT_WARNING_THRESHOLD:
         summary["warning"] = (
             f"top-1 agreement with fp32 on {summary['check_samples']} calibration samples is "
