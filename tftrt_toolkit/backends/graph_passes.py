@@ -410,6 +410,7 @@ def rebuild_function_reading_variables(frozen: FrozenSignature, graph_def,
     """
     import tensorflow as tf
     from tensorflow.core.framework import graph_pb2, types_pb2
+    from tensorflow.python.eager import wrap_function
 
     rebuilt = graph_pb2.GraphDef()
     rebuilt.CopyFrom(graph_def)
@@ -417,21 +418,20 @@ def rebuild_function_reading_variables(frozen: FrozenSignature, graph_def,
     for node in list(rebuilt.node):
         if node.op != "Placeholder" or node.name not in frozen.held:
             continue
-        value = frozen.held.values.pop(node.name)
-        variable = tf.Variable(value, trainable=False, name=node.name.replace("/", "_"))
+        name, dtype = node.name, node.attr["dtype"].type
+        value = frozen.held.values.pop(name)
+        variable = tf.Variable(value, trainable=False, name=name.replace("/", "_"))
         del value
+        # The weight's Placeholder becomes a read of the variable, whose handle the function captures.
         handle = rebuilt.node.add()
-        handle.name, handle.op = node.name + "/tftrt_variable", "Placeholder"
+        handle.name, handle.op = name + "/tftrt_variable", "Placeholder"
         handle.attr["dtype"].type = types_pb2.DT_RESOURCE
-        dtype = node.attr["dtype"].type
         node.Clear()
-        node.name, node.op = handle.name[:-len("/tftrt_variable")], "ReadVariableOp"
+        node.name, node.op = name, "ReadVariableOp"
         node.input.append(handle.name)
         node.attr["dtype"].type = dtype
         variables.append(variable)
         captures[handle.name] = variable.handle
-    from tensorflow.python.eager import wrap_function
-
     function = wrap_function.function_from_graph_def(
         rebuilt, frozen.input_tensor_names, frozen.output_tensor_names, captures)
     return (structure or SignatureStructure.of(frozen.original_function)).apply_to(function), variables
