@@ -328,3 +328,24 @@ def test_dense_relu_layers_are_quantized_and_checked(tmp_path):
     summary = result.metadata["conversion_summary"]["int8"]
     assert summary["layers_quantized"] == summary["layers_total"] == 3
     assert any("fc1" in layer["layer"] for layer in summary["worst_layers"])
+
+
+@needs_int8
+@needs_inc
+@pytest.mark.parametrize("agreement, warns", [(0.625, False), (0.25, True)])
+def test_only_a_check_worse_than_even_odds_warns(residual_saved_model, tmp_path, monkeypatch, agreement, warns):
+    # Eight calibration samples cannot tell noise from loss: 5 of 8 is what the shipped crops give
+    # a model that keeps every top-1 on 750 ImageNet photos. Only a broken-looking check warns.
+    real = cpu_int8.compare_with_fp32
+
+    def with_agreement(*args, **kwargs):
+        return {**real(*args, **kwargs), "top1_agreement": agreement}
+
+    monkeypatch.setattr(cpu_int8, "compare_with_fp32", with_agreement)
+    result = pipeline.convert(str(residual_saved_model), str(tmp_path / "int8"),
+                              ConversionConfig(backend="cpu", precision="int8"),
+                              calibration_input_fn=_calibration_fn(CALIBRATION_BATCH * CALIBRATION_STEPS))
+    summary = result.metadata["conversion_summary"]["int8"]
+    assert ("warning" in summary) is warns
+    if warns:
+        assert "25.00%" in summary["warning"] and "--labels_csv" in summary["warning"]

@@ -80,11 +80,15 @@ RECIPE_MEASURED = {
 # Fewer samples than this give min/max ranges set by a handful of images: a few outliers
 # decide the scale of every layer. TF-TRT's INT8 examples calibrate on ~500; 32 is the floor.
 MIN_CALIBRATION_SAMPLES = 32
-# Held back from calibration to compare int8 with fp32 (the summary's accuracy figures).
+# Calibration samples int8 and fp32 are compared on (the summary's error and drift figures).
 CHECK_SAMPLES = 8
 WORST_LAYERS_REPORTED = 5
-# Below this top-1 agreement with fp32 on the check batch the summary carries a warning.
-AGREEMENT_WARNING_THRESHOLD = 0.99
+# Below this top-1 agreement with fp32 on the check samples the summary carries a warning. Eight
+# calibration samples (crops, noise, unlabelled photos) often give flat outputs whose top-1 flips
+# at the smallest change: on the shipped crops int8 agreed 5 of 8 while it agreed 95.5% with
+# fp32 and lost no top-1 on 750 ImageNet photos. So only a check worse than even odds warns;
+# the verdict on accuracy is validate's, on labelled data (tftrt run does it for every model).
+AGREEMENT_WARNING_THRESHOLD = 0.5
 INSTALL_HINT = "pip install 'neural-compressor-tf==3.10' 'setuptools<81'"
 # The ops a quantized layer comes from, and the ops INC turns them into.
 QUANTIZABLE_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -245,13 +249,17 @@ def quantize(frozen, signature, calibration_input_fn, *, overflow_safe_weights: 
     }
     with step("int8_check"):
         summary.update(compare_with_fp32(graph_def, int8_graph, input_names[0], output_names, check_batch))
-    if summary["top1_agreement"] is not None and summary["top1_agreement"] < AGREEMENT_WARNING_THRESHOLD:
+    agreement = summary["top1_agreement"]
+    if agreement is not None and agreement < AGREEMENT_WARNING_THRESHOLD:
         summary["warning"] = (
-            f"top-1 agreement with fp32 on {summary['check_samples']} calibration samples is "
-            f"{summary['top1_agreement']:.2%} (< {AGREEMENT_WARNING_THRESHOLD:.0%}); see worst_layers, "
-            "validate on real data, or use --precision=bf16."
+            f"top-1 agreement with fp32 on {summary['check_samples']} calibration samples is only {agreement:.2%}; "
+            "see worst_layers, validate on labelled data (tftrt validate --data=DIR --labels_csv=FILE), "
+            "or use --precision=bf16."
         )
         log.warning("int8: %s", summary["warning"])
+    elif agreement is not None and agreement < 1.0:
+        log.info("int8: top-1 agreement with fp32 on %d calibration samples is %.2f%% (too few to judge: "
+                 "validate on labelled data)", summary["check_samples"], 100 * agreement)
     return int8_graph, summary
 
 
