@@ -306,10 +306,7 @@ def narrow_overflowing_weights(int8_graph, input_name: str, batches: Sequence[tu
     graph = type(int8_graph)()
     graph.CopyFrom(int8_graph)
     nodes = {node.name: node for node in graph.node}
-    readers: Dict[str, int] = {}
-    for node in graph.node:
-        for tensor in node.input:
-            readers[_node_name(tensor)] = readers.get(_node_name(tensor), 0) + 1
+    readers = _reader_counts(graph)
     # A fused conv + sum adds into its summand's buffer in place: a second reader would see that.
     summands = {_node_name(node.input[9]) for node in graph.node if "Sum" in node.op and len(node.input) > 9}
     checked, unchecked = [], 0
@@ -318,7 +315,7 @@ def narrow_overflowing_weights(int8_graph, input_name: str, batches: Sequence[tu
         if not node.op.startswith("QuantizedConv2DWithBias") or len(node.input) < 7:
             continue
         source = nodes.get(_node_name(node.input[0]))
-        if source is None or _out_type(source) != types_pb2.DT_QUINT8:
+        if source is None or _output_type(source) != types_pb2.DT_QUINT8:
             continue
         weights, low, high = (nodes.get(_node_name(node.input[i])) for i in (1, 5, 6))
         measurable = source.name not in summands and ":" not in node.input[0]
@@ -333,7 +330,8 @@ def narrow_overflowing_weights(int8_graph, input_name: str, batches: Sequence[tu
         return graph, report
 
     filters = [tensor_util.MakeNdarray(w.attr["value"].tensor).view(np.int8).astype(np.int32) for _, w, _, _ in checked]
-    probe, taps = _with_input_taps(graph, [source for source, _, _, _ in checked])
+    taps = {source: source + "/overflow_check_dequantize" for source, _, _, _ in checked}
+    probe = _with_dequantize_taps(graph, taps)
     fetches = [taps[source] + ":0" for source, _, _, _ in checked] + [source + ":2" for source, _, _, _ in checked]
     samples = np.concatenate([batch[0] for batch in batches])[:STATISTICS_SAMPLES]
     overflowing = [np.zeros(f.shape[-1], dtype=bool) for f in filters]
@@ -385,10 +383,7 @@ def correct_weight_rounding_bias(fp32_graph, int8_graph, input_name: str,
     graph.CopyFrom(int8_graph)
     nodes = {node.name: node for node in graph.node}
     fp32_nodes = {node.name: node for node in fp32_graph.node}
-    readers: Dict[str, int] = {}
-    for node in graph.node:
-        for tensor in node.input:
-            readers[_node_name(tensor)] = readers.get(_node_name(tensor), 0) + 1
+    readers = _reader_counts(graph)
     suffix = "_eightbit_requantize"
     layers = []
     for node in graph.node:
@@ -475,32 +470,6 @@ def pair_sums_overflow(codes: np.ndarray, filter_codes: np.ndarray) -> np.ndarra
     return over
 
 
-def _out_type(node):
-    """The quantized type a node emits (requantizing ops say ``out_type``, QuantizeV2 and pooling ``T``)."""
-    for key in ("out_type", "T"):
-        if key in node.attr:
-            return node.attr[key].type
-    return None
-
-
-def _with_input_taps(int8_graph, sources: Sequence[str]):
-    """(copy of ``int8_graph`` with a Dequantize reading each unsigned int8 tensor in ``sources``, {source: tap})."""
-    from tensorflow.core.framework import types_pb2
-
-    graph = type(int8_graph)()
-    graph.CopyFrom(int8_graph)
-    taps = {}
-    for source in dict.fromkeys(sources):
-        node = graph.node.add()
-        node.name = taps[source] = source + "/overflow_check_dequantize"
-        node.op = "Dequantize"
-        node.input.extend([source, source + ":1", source + ":2"])
-        node.attr["T"].type = types_pb2.DT_QUINT8
-        node.attr["mode"].s = b"SCALED"
-        node.attr["dtype"].type = types_pb2.DT_FLOAT
-    return graph, taps
-
-
 def compare_with_fp32(fp32_graph, int8_graph, input_name: str, output_names: Sequence[str],
                       inputs: np.ndarray) -> Dict[str, object]:
     """Run both graphs on ``inputs``: output error, top-1 agreement and the layers that drifted most.
@@ -509,7 +478,7 @@ def compare_with_fp32(fp32_graph, int8_graph, input_name: str, output_names: Seq
     Dequantize added for the check only; it includes what earlier layers contributed.
     """
     taps = _layer_taps(fp32_graph, int8_graph)
-    probe_graph = _with_dequantize_taps(int8_graph, taps)
+    probe_graph = _with_dequantize_taps(int8_graph, {tap[: -len(TAP_SUFFIX)]: tap for _, tap, _ in taps})
     fp32_fetches = [name + ":0" for name in output_names] + [fp32 + ":0" for fp32, _, _ in taps]
     int8_fetches = [name + ":0" for name in output_names] + [tap + ":0" for _, tap, _ in taps]
     fp32_values = _run(fp32_graph, input_name, fp32_fetches, inputs)
@@ -567,9 +536,9 @@ def _layer_taps(fp32_graph, int8_graph) -> List[Tuple[str, str, str]]:
     return taps
 
 
-# The attr naming an int8 layer's output type: quantized convolutions call it out_type, the
-# quantized MatMuls Toutput (a Dense + ReLU head, e.g. VGG16's fc1) or Tout.
-_OUTPUT_TYPE_ATTRS = ("out_type", "Toutput", "Tout")
+# The attr naming the quantized type a node emits: requantizing convolutions say out_type, the
+# quantized MatMuls Toutput (a Dense + ReLU head, e.g. VGG16's fc1) or Tout, QuantizeV2 and pooling T.
+_OUTPUT_TYPE_ATTRS = ("out_type", "Toutput", "Tout", "T")
 
 
 def _output_type(node) -> Optional[int]:
@@ -577,8 +546,17 @@ def _output_type(node) -> Optional[int]:
     return next((node.attr[name].type for name in _OUTPUT_TYPE_ATTRS if name in node.attr), None)
 
 
-def _with_dequantize_taps(int8_graph, taps):
-    """A copy of ``int8_graph`` with a Dequantize after each tapped layer.
+def _reader_counts(graph_def) -> Dict[str, int]:
+    """Node name -> how many inputs in ``graph_def`` read one of its outputs."""
+    readers: Dict[str, int] = {}
+    for node in graph_def.node:
+        for tensor in node.input:
+            readers[_node_name(tensor)] = readers.get(_node_name(tensor), 0) + 1
+    return readers
+
+
+def _with_dequantize_taps(int8_graph, taps: Dict[str, str]):
+    """A copy of ``int8_graph`` with a Dequantize named ``taps[source]`` reading each int8 tensor ``source``.
 
     Fetching an int8 kernel's raw outputs directly crashes the oneDNN layout pass (segfault
     in TF 2.17); a Dequantize consumer is the form it supports.
@@ -588,8 +566,7 @@ def _with_dequantize_taps(int8_graph, taps):
     graph = type(int8_graph)()
     graph.CopyFrom(int8_graph)
     out_types = {node.name: _output_type(node) for node in graph.node}
-    for _, tap, _ in taps:
-        source = tap[: -len(TAP_SUFFIX)]
+    for source, tap in taps.items():
         node = graph.node.add()
         node.name = tap
         node.op = "Dequantize"
