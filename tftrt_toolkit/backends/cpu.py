@@ -52,9 +52,12 @@ class CpuBackend(ConversionBackend):
             frozen = graph_passes.freeze_signature(model.saved_model_dir, model.signature.key)
         timings["freeze_s"] = time.perf_counter() - start
         nodes_frozen = len(frozen.graph_def.node)
-        # What the rebuilt function copies from the original: taken now, so the loaded model
-        # (whose variables are a second copy of the weights) can go as soon as nothing reads it.
+        # What the rebuilt function copies from the original: taken now, so the loaded model can
+        # go. Its variables are a second copy of the weights the int8 quantizer copies again, and
+        # nothing below reads it; the held weights' arrays keep their own buffers alive.
         structure = graph_passes.SignatureStructure.of(frozen.original_function)
+        frozen.loaded = frozen.original_function = None
+        gc.collect()
 
         start = time.perf_counter()
         stages = graph_passes.CPU_BF16_STAGES if config.precision is Precision.BF16 else graph_passes.CPU_FP32_STAGES
@@ -90,12 +93,8 @@ class CpuBackend(ConversionBackend):
             if calibration_input_fn is None:
                 raise ConfigError("precision=int8 needs calibration data; pass --calibration_data=DIR|FILE.npz|synthetic.")
             start = time.perf_counter()
-            # The quantizer reads and rewrites the weights itself: it gets them back in the graph,
-            # and the loaded model's copy goes before Intel Neural Compressor copies the graph.
-            frozen = dataclasses.replace(frozen, graph_def=frozen.held.restored(graph_def), held=HeldWeights(),
-                                         loaded=None, original_function=None)
-            graph_def = None
-            gc.collect()
+            # The quantizer reads and rewrites the weights itself: it gets them back in the graph.
+            frozen = dataclasses.replace(frozen, graph_def=frozen.held.restored(graph_def), held=HeldWeights())
             # quantize() reports its own steps (quantize, int16_overflow_guard, bias_correction, int8_check).
             graph_def, int8_summary = cpu_int8.quantize(
                 frozen, model.signature, calibration_input_fn,
@@ -109,11 +108,8 @@ class CpuBackend(ConversionBackend):
         with step("rebuild"):
             if frozen.held.nbytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES:
                 # Past protobuf's 2 GB the weights cannot all be constants of one graph: they
-                # become variables the graph reads, saved in the checkpoint. The loaded model
-                # goes first, so each weight is in memory once as it moves into its variable.
+                # become variables the graph reads, saved in the checkpoint.
                 summary["weights_stored_as"] = "variables"
-                frozen.loaded = frozen.original_function = None
-                gc.collect()
                 function, variables = graph_passes.rebuild_function_reading_variables(frozen, graph_def, structure)
             else:
                 summary["weights_stored_as"] = "graph constants"
@@ -123,12 +119,6 @@ class CpuBackend(ConversionBackend):
             if variables:
                 graph_passes.save_function(function, output_dir, model.signature.key, variables=variables)
                 return
-            if len(frozen.held):
-                # The loaded model's variables hold a second copy of the weights: free them before
-                # the save streams the weights out and reads the file back to fingerprint it.
-                # write() runs once, and saving needs only the rebuilt function.
-                frozen.loaded = frozen.original_function = None
-                gc.collect()
             try:
                 graph_passes.save_function(function, output_dir, model.signature.key, frozen.held)
             except RuntimeError:

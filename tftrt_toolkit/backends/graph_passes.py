@@ -99,7 +99,7 @@ class FrozenSignature:
     are in ``held`` (see held_weights.py): ``held.restored(graph_def)`` is the classic frozen graph.
     """
 
-    loaded: object  # keeps the SavedModel's resources (and the held values' buffers) alive
+    loaded: object  # keeps the SavedModel's resources alive (the held arrays keep their own buffers)
     original_function: object
     graph_def: object
     input_tensor_names: List[str]
