@@ -16,6 +16,7 @@ Contract:
 - ``open_source(spec, signature, *, preprocess, input_shape, model_hint, seed, strict) -> Source``:
   spec is a directory of images, image path(s), FILE.npy, FILE.npz (keyed by input name),
   'synthetic' or 'synthetic:N'. Checks what it can at once; raises DataError otherwise.
+- ``refuse_skipped_files(specs, signature, *, model_hint)``: a job's --strict_data, every source at once.
 - ``Source.skipped_files`` lists the files of image folders not used (``SkippedFile``: path,
   reason, detail), ``Source.skipped_summary()`` is the one line about them (also logged once
   per folder); ``strict=True`` refuses them when the source is opened.
@@ -35,7 +36,7 @@ from tftrt_toolkit.data.preprocess import PREPROCESS_MODES, preprocess_mode_for_
 from tftrt_toolkit.data.shapes import ImageLayout, parse_input_shape
 from tftrt_toolkit.data.samples import Batch, Sample, Source
 from tftrt_toolkit.data.skipped import SkippedFile, skipped_summary
-from tftrt_toolkit.data.sources import open_source
+from tftrt_toolkit.data.sources import open_source, refuse_skipped_files
 
 __all__ = [
     "Batch",
@@ -51,6 +52,7 @@ __all__ = [
     "calibration_input_fn",
     "decode_image",
     "open_source",
+    "refuse_skipped_files",
     "parse_build_shapes",
     "parse_input_shape",
     "preprocess_mode_for_keras_application",

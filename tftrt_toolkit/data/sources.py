@@ -238,6 +238,13 @@ class ImageSource(Source):
         return preprocess_pixels(pixels, self.preprocess, channels_first=self.layout.channels_first).astype(self._input.np_dtype, copy=False)
 
 
+def refuse_skipped_files(specs: Sequence[DataSpec], signature, *, model_hint=None) -> None:
+    """--strict_data for a job that reads several sources: DataError listing the files any of
+    ``specs`` (each distinct spec once) would skip, before the job does any work."""
+    for spec in {str(spec): spec for spec in specs}.values():
+        open_source(spec, signature, model_hint=model_hint, strict=True)
+
+
 def names_images(spec: DataSpec) -> bool:
     """Whether a data spec names images (so samples have file names to look labels up by), not arrays or synthetic data."""
     if isinstance(spec, (list, tuple)):

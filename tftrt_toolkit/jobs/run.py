@@ -105,12 +105,12 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                     unsafe_deserialization=unsafe_deserialization) as loaded, \
             artifacts.staged_output(target, overwrite=overwrite) as stage:
         if strict_data:  # every file checked now, not after the conversions
-            from tftrt_toolkit.data import open_source
+            from tftrt_toolkit.data import refuse_skipped_files
 
             # The shipped folders keep their provenance (SOURCES.md, labels.csv) beside the photos.
-            for spec in {str(data): data, str(calibration_data): calibration_data}.values():
-                if spec not in (DEFAULT_SAMPLES, SHIPPED_CALIBRATION):
-                    open_source(spec, loaded.signature, model_hint=loaded.model_info, strict=True)
+            refuse_skipped_files([spec for spec in (data, calibration_data)
+                                  if spec not in (DEFAULT_SAMPLES, SHIPPED_CALIBRATION)],
+                                 loaded.signature, model_hint=loaded.model_info)
         # ---- 2. convert
         rows = [ModelRow(name="original", path=model, backend="-", precision=_source_precision(loaded))]
         for precision in precisions:

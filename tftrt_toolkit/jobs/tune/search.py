@@ -123,10 +123,9 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
     notes: List[str] = []
     try:
         if strict_data:  # every file checked now, not after the conversions
-            from tftrt_toolkit.data import open_source
+            from tftrt_toolkit.data import refuse_skipped_files
 
-            for spec in {str(data): data, str(calibration_data): calibration_data}.values():
-                open_source(spec, loaded.signature, model_hint=loaded.model_info, strict=True)
+            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info)
         if classifier_output(loaded.signature) is None:
             raise ConfigError("tune's budget is about top-1 answers, so it needs a classifier (one output of "
                               f"shape [batch, classes]); this model returns {', '.join(loaded.signature.output_names)}.")
