@@ -353,13 +353,18 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
         ) from None
 
 
-def requires_onednn(saved_model_dir: str) -> bool:
-    """Whether the model needs TF's oneDNN ops to run, from the ``runtime`` record the toolkit
-    writes into its outputs' metadata (False for models it did not convert)."""
+def _runtime_record(saved_model_dir: str) -> Tuple[dict, dict]:
+    """(the toolkit's metadata, its ``runtime`` record) for a model; empty for models it did not convert."""
     from tftrt_toolkit import artifacts
 
     metadata = artifacts.read_metadata(saved_model_dir) or {}
-    return bool((metadata.get("runtime") or {}).get("requires_onednn"))
+    return metadata, metadata.get("runtime") or {}
+
+
+def requires_onednn(saved_model_dir: str) -> bool:
+    """Whether the model needs TF's oneDNN ops to run, from the ``runtime`` record the toolkit
+    writes into its outputs' metadata (False for models it did not convert)."""
+    return bool(_runtime_record(saved_model_dir)[1].get("requires_onednn"))
 
 
 def check_runtime_requirements(saved_model_dir: str) -> None:
@@ -367,12 +372,11 @@ def check_runtime_requirements(saved_model_dir: str) -> None:
 
     Models without a ``runtime`` record (not converted by this toolkit) are not checked.
     """
-    from tftrt_toolkit import artifacts, onednn
+    from tftrt_toolkit import onednn
     from tftrt_toolkit.errors import BackendUnavailable
 
-    metadata = artifacts.read_metadata(saved_model_dir) or {}
-    runtime = metadata.get("runtime") or {}
-    if requires_onednn(saved_model_dir) and not onednn.enabled_in_this_process():
+    metadata, runtime = _runtime_record(saved_model_dir)
+    if runtime.get("requires_onednn") and not onednn.enabled_in_this_process():
         what = f"the {metadata.get('precision', '')} model in {saved_model_dir!r} ({runtime.get('why', 'oneDNN-only ops')})"
         raise BackendUnavailable(onednn.off_message(what))
 
