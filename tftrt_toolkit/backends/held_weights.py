@@ -271,7 +271,9 @@ class _Chunks:
     def write_to(self, handle) -> None:
         for part in self.parts:
             if isinstance(part, np.ndarray):
-                handle.write(memoryview(np.ascontiguousarray(part)).cast("B"))
+                # As raw bytes: the buffer protocol has no format for ml_dtypes' bfloat16 (nor for
+                # the quantized types), so memoryview(...).cast("B") refuses those arrays.
+                handle.write(memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8)))
             else:
                 handle.write(part)
 
