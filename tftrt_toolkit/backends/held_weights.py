@@ -195,12 +195,18 @@ class HeldWeights:
 
 def _append_value(tensor, numpy_dtype, fill: int) -> None:
     # A TensorProto with one value and a larger shape means "every element is this value".
+    from tensorflow.python.framework import dtypes, tensor_util
+
+    dtype = dtypes.as_dtype(tensor.dtype)
     if numpy_dtype == np.float64:
         tensor.double_val.append(float(fill))
     elif numpy_dtype == np.float32:
         tensor.float_val.append(float(fill))
-    else:  # half and bfloat16 travel as int bit patterns
+    elif dtype.is_floating:  # half and bfloat16 travel as int bit patterns
         tensor.half_val.append(fill & 0x7BFF)
+    else:  # integers, bool, the quantized types: the passes hold only floats, but the writer streams any dtype
+        one = np.array(bool(fill % 2) if dtype == dtypes.bool else fill % 128, dtype=dtype.as_numpy_dtype)
+        tensor.MergeFrom(tensor_util.make_tensor_proto(one, dtype=dtype, shape=[]))
 
 
 def fold_weight_casts(graph_def, held: HeldWeights) -> Tuple[object, int]:
