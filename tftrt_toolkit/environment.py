@@ -60,6 +60,11 @@ class Environment:
         return "avx512_bf16" in self.cpu_features or "amx_bf16" in self.cpu_features
 
     @property
+    def cpu_has_avx512(self) -> bool:
+        # What TF's oneDNN ops need to run bf16 at all (AVX512 emulates it; AVX2 has no bf16 kernels).
+        return "avx512f" in self.cpu_features and "avx512bw" in self.cpu_features
+
+    @property
     def cpu_has_int8_dot(self) -> bool:
         # VNNI/AMX make int8 dot products one instruction; oneDNN's int8 kernels also run on
         # AVX2 (three instructions), where they were still the fastest thing measured.
@@ -107,6 +112,7 @@ class Environment:
         data["recommended_backend"] = backend
         data["recommended_backend_reason"] = why
         data["cpu_has_bf16"] = self.cpu_has_bf16
+        data["cpu_has_avx512"] = self.cpu_has_avx512
         data["cpu_has_int8_dot"] = self.cpu_has_int8_dot
         return data
 

@@ -115,3 +115,14 @@ def off_message(what: str) -> str:
     return (f"{what} needs TensorFlow's oneDNN ops, which are off in this process (TF turns them on by default only "
             f"on CPUs with AVX512-VNNI/BF16, AVX-VNNI or AMX); start Python with {SWITCH}=1 set before TensorFlow is "
             "imported (tftrt commands do this themselves)")
+
+
+def bf16_without_avx512_message(what: str, needs_onednn: bool) -> str:
+    """One line for a bf16 model in a process whose oneDNN ops are on, on a CPU without AVX512."""
+    if needs_onednn:
+        return (f"{what} needs TF's oneDNN ops, and oneDNN runs bf16 only on CPUs with AVX512 (natively with "
+                "AVX512-BF16 or AMX), which this CPU lacks; serve it on such a CPU, or convert with --precision=fp32")
+    return (f"{what} cannot run with TF's oneDNN ops on this CPU: oneDNN runs bf16 only on CPUs with AVX512 "
+            f"(natively with AVX512-BF16 or AMX); start Python with {SWITCH}=0 set before TensorFlow is imported to "
+            "run it on TF's Eigen bf16 kernels (slowly), or serve it on a CPU with AVX512-BF16/AMX")
+

@@ -4,8 +4,10 @@ Decided by capability, from the facts ``environment`` reads off TensorFlow and t
 never by a guess about speed (where it is unclear which is faster, ``tftrt tune`` measures):
 
 - cpu fp32: everywhere.
-- cpu bf16: only where the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); elsewhere
-  oneDNN would emulate it, and the cpu backend's bf16 pass rewrites nothing.
+- cpu bf16: only where the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16) and TF's
+  oneDNN ops are on in this process (grappler's bf16 pass is a oneDNN pass). The models run
+  anywhere: with oneDNN on AVX512 CPUs, with TF's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0) on
+  any CPU, slowly — so tests prove bf16 everywhere, but users are offered it only where it pays.
 - cpu int8: wherever TF's oneDNN int8 kernels run: an x86 CPU with AVX2 (oneDNN's int8
   convolutions have AVX2, VNNI and AMX implementations), TF's oneDNN ops on in this process
   (int8 graphs use oneDNN-only ops), and Intel Neural Compressor installed to convert.
@@ -52,14 +54,17 @@ def _cpu_offers(env: Environment, inc_installed: Optional[bool] = None) -> List[
     inc_installed = _inc_installed() if inc_installed is None else inc_installed
     features = set(env.cpu_features)
     offers = [PrecisionOffer("cpu", "fp32", True, "every CPU")]
-    if "amx_bf16" in features or "avx512_bf16" in features:
-        native = "AMX-BF16" if "amx_bf16" in features else "AVX512-BF16"
-        offers.append(PrecisionOffer("cpu", "bf16", True, f"this CPU computes bf16 natively ({native})",
-                                     requires_onednn=True))
-    else:
+    if "amx_bf16" not in features and "avx512_bf16" not in features:
         offers.append(PrecisionOffer("cpu", "bf16", False, "this CPU has neither AVX512-BF16 nor AMX-BF16 "
-                                     "(oneDNN would emulate bf16, and nothing in the graph would change)",
-                                     requires_onednn=True))
+                                     "(bf16 would run emulated or on Eigen's kernels, slower than fp32)"))
+    elif not env.onednn_enabled:
+        # Measured: with oneDNN off grappler's bf16 pass (auto_mixed_precision_onednn_bfloat16) changes nothing.
+        offers.append(PrecisionOffer("cpu", "bf16", False, "converting to bf16 uses grappler's oneDNN pass, and TF's "
+                                     "oneDNN ops are off in this process: start it with TF_ENABLE_ONEDNN_OPTS=1 set "
+                                     "before TensorFlow is imported"))
+    else:
+        native = "AMX-BF16" if "amx_bf16" in features else "AVX512-BF16"
+        offers.append(PrecisionOffer("cpu", "bf16", True, f"this CPU computes bf16 natively ({native})"))
     int8_kernels = ("AMX-INT8" if "amx_int8" in features else "AVX512-VNNI" if "avx512_vnni" in features
                     else "AVX-VNNI" if "avx_vnni" in features else "AVX2" if "avx2" in features else None)
     if int8_kernels is None:

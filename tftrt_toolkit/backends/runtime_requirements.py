@@ -47,14 +47,32 @@ def onednn_only_ops(graph_def) -> Dict[str, int]:
     return found
 
 
+# bf16 graphs run in two ways, measured on a Sapphire Rapids Xeon capped with ONEDNN_MAX_CPU_ISA:
+# with TF's oneDNN ops on, oneDNN needs AVX512 (natively AVX512-BF16/AMX, emulated on plain
+# AVX512) and a bf16 Conv2D aborts on an AVX2 cap; with them off (TF_ENABLE_ONEDNN_OPTS=0), TF's
+# Eigen bf16 kernels run them on any x86-64 CPU, slowly, with the same top-1.
+BF16_ONEDNN_NEEDS = "AVX512"
+
+
 def runtime_requirements(graph_def, precision: str) -> dict:
-    """The ``runtime`` record of a converted model's metadata: {"requires_onednn", "why"}."""
+    """The ``runtime`` record of a converted model's metadata: {"requires_onednn", "why", ...}.
+
+    bf16 models also carry ``onednn_needs_cpu`` ("AVX512"): what TF's oneDNN ops need to run
+    them, so a process with oneDNN on and a smaller CPU can say so in one line.
+    """
     ops = onednn_only_ops(graph_def)
-    if precision in ("int8", "bf16"):
-        why = f"{precision} compute runs only in TF's oneDNN kernels"
+    if precision == "int8":
+        record = {"requires_onednn": True, "why": "int8 compute runs only in TF's oneDNN kernels", "onednn_only_ops": ops}
     elif ops:
         listed = ", ".join(f"{op} x{count}" for op, count in sorted(ops.items(), key=lambda item: -item[1])[:3])
-        why = f"fused ops only TF's oneDNN kernels implement: {listed}"
+        record = {"requires_onednn": True, "why": f"fused ops only TF's oneDNN kernels implement: {listed}",
+                  "onednn_only_ops": ops}
+    elif precision == "bf16":
+        record = {"requires_onednn": False,
+                  "why": "bf16 runs in TF's oneDNN kernels on AVX512 CPUs (natively with AVX512-BF16 or AMX), and in "
+                         "TF's Eigen kernels (slowly) on any CPU with TF_ENABLE_ONEDNN_OPTS=0"}
     else:
         return {"requires_onednn": False, "why": "every op has a kernel with oneDNN on or off"}
-    return {"requires_onednn": True, "why": why, "onednn_only_ops": ops}
+    if precision == "bf16":
+        record["onednn_needs_cpu"] = BF16_ONEDNN_NEEDS
+    return record

@@ -368,17 +368,23 @@ def requires_onednn(saved_model_dir: str) -> bool:
 
 
 def check_runtime_requirements(saved_model_dir: str) -> None:
-    """BackendUnavailable (one line) when this process cannot run the model: it needs TF's oneDNN ops and they are off.
+    """BackendUnavailable (one line) when this process cannot run the model: it needs TF's oneDNN ops and
+    they are off, or they are on and need a CPU this is not (bf16 with oneDNN needs AVX512).
 
     Models without a ``runtime`` record (not converted by this toolkit) are not checked.
     """
     from tftrt_toolkit import onednn
+    from tftrt_toolkit.environment import probe
     from tftrt_toolkit.errors import BackendUnavailable
 
     metadata, runtime = _runtime_record(saved_model_dir)
+    what = f"the {metadata.get('precision', '')} model in {saved_model_dir!r}"
     if runtime.get("requires_onednn") and not onednn.enabled_in_this_process():
-        what = f"the {metadata.get('precision', '')} model in {saved_model_dir!r} ({runtime.get('why', 'oneDNN-only ops')})"
-        raise BackendUnavailable(onednn.off_message(what))
+        raise BackendUnavailable(onednn.off_message(f"{what} ({runtime.get('why', 'oneDNN-only ops')})"))
+    if (runtime.get("onednn_needs_cpu") == "AVX512" and onednn.enabled_in_this_process()
+            and not probe().cpu_has_avx512):
+        # oneDNN has no AVX2 bf16 kernels: TF would abort at the first call with "Graph execution error".
+        raise BackendUnavailable(onednn.bf16_without_avx512_message(what, runtime.get("requires_onednn", False)))
 
 
 def _unreadable_variables(saved_model_dir: str) -> Optional[str]:
