@@ -167,11 +167,14 @@ def models_of(report: dict) -> List[dict]:
     for row in report["rows"][1:]:
         speedup = _by_batch(row.get("speedup") or {})
         accuracy = row.get("accuracy") or {}
+        note = str(row.get("note") or row.get("error") or "")
         model = {"precision": row.get("precision"), "speedup": speedup,
                  "speedup_vs_tf_default": _by_batch(row.get("speedup_vs_tf_default") or {}),
                  "top1": (accuracy.get("optimized") or {}).get("top1"),
-                 "status": "measured" if speedup else "not timed", "note": row.get("note") or ""}
-        if row.get("validation_passed") is False or (row.get("note") or "").startswith("rejected"):
+                 "status": "measured" if speedup else "not timed", "note": note}
+        if row.get("error") or row.get("status") == "failed" or note.startswith("failed"):
+            model["status"] = "failed"  # a precision that failed in the run (its reason is the note)
+        elif row.get("validation_passed") is False or note.startswith("rejected"):
             model["status"] = "measured, rejected" if speedup else "rejected"
         models.append(model)
     tried = {model["precision"] for model in models}
