@@ -59,7 +59,7 @@ CLASSES = (
     ("AVX512", "AVX512 without VNNI: Intel Skylake-SP Xeon"),
     ("AVX512-VNNI", "AVX512-VNNI, no BF16: Intel Cascade Lake and Ice Lake Xeon"),
     ("AVX512-BF16/VNNI", "AVX512-BF16 + VNNI: AMD EPYC Zen 4/5, Intel Cooper Lake Xeon"),
-    ("AMX", "AMX (BF16 and INT8 tiles): Intel Sapphire Rapids and later Xeon"),
+    ("AMX", "AMX-BF16/INT8 tiles: Intel Sapphire Rapids and later Xeon"),
 )
 CLASS_NAMES = tuple(name for name, _ in CLASSES)
 BATCH_SIZES = (1, 8)  # the main job's default, and the ledger's columns
@@ -322,8 +322,11 @@ def _peer(row: dict) -> str:
     best = peers["best"]
     labels = {best[b]["label"] for b in best}
     if len(labels) == 1:
-        return f"{labels.pop()} {_times({b: best[b]['speedup'] for b in best})}"
-    return "; ".join(f"bs{b} {best[b]['label']} {best[b]['speedup']:.2f}×" for b in best)
+        text = f"{labels.pop()} {_times({b: best[b]['speedup'] for b in best})}"
+    else:
+        text = "; ".join(f"bs{b} {best[b]['label']} {best[b]['speedup']:.2f}×" for b in best)
+    measured = (peers.get("started_at") or "")[:10]
+    return text + (f" (peers run {measured})" if measured and measured != row["date"] else "")
 
 
 def _measured(row: dict) -> str:
