@@ -423,9 +423,13 @@ def parse_args(argv):
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of timing per model and batch size (run's default)")
     parser.add_argument("--keep_report", default=None, help="keep the run's tftrt-report in this (new) directory")
     parser.add_argument("--note", action="append", default=[], help="a note for this row (repeatable), e.g. the machine's load")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: rewrite the .md and README's table from the ledger's .json (after editing its notes)")
     parser.add_argument("--ledger", default=DEFAULT_LEDGER, help="path prefix of the ledger (.json and .md)")
     parser.add_argument("--readme", default=DEFAULT_README, help="the README whose table to update ('none': leave it)")
     args = parser.parse_args(argv)
+    if args.render and (args.from_report or args.peers_json or args.note or args.keep_report):
+        parser.error("--render measures nothing and records no row; give it only --ledger and --readme")
     if args.from_report and (args.keep_report or args.duration != 3.0):
         parser.error("--keep_report and --duration are for a new run; --from_report reads one that exists")
     if args.duration <= 0:
@@ -461,6 +465,10 @@ def main(argv=None) -> dict:
             readme_text = handle.read()
         table_in(readme_text, readme)
     peers_data = _read_json(args.peers_json, "peers JSON") if args.peers_json else None
+    if args.render:
+        if not os.path.exists(ledger_json):
+            raise _fail(f"{ledger_json} does not exist: there is nothing to render.")
+        return _write_ledger(ledger, ledger_json, ledger_md, readme, readme_text)
 
     notes = list(args.note)
     if args.from_report:
@@ -477,8 +485,11 @@ def main(argv=None) -> dict:
     row_class = cpu_class(machine.cpu_features)
     peers = best_peer(peers_data, args.peers_json, row_class) if peers_data is not None else None
     ledger = with_row(ledger, make_row(report, machine, peers=peers, source=source, notes=notes))
+    return _write_ledger(ledger, ledger_json, ledger_md, readme, readme_text)
 
-    _write_atomically(ledger_json, json.dumps(ledger, indent=2) + "\n")
+
+def _write_ledger(ledger: dict, ledger_json: str, ledger_md: str, readme: Optional[str], readme_text: Optional[str]) -> dict:
+    _write_atomically(ledger_json, json.dumps(ledger, indent=2, ensure_ascii=False) + "\n")
     _write_atomically(ledger_md, markdown(ledger))
     if readme:
         _write_atomically(readme, with_table(readme_text, table(ledger), readme))

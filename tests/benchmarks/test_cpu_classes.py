@@ -144,6 +144,28 @@ def test_a_run_of_another_model_is_refused(cpu_classes, tiny_run_report, tmp_pat
     assert os.listdir(tmp_path) == []
 
 
+def test_render_rewrites_the_markdown_and_the_readme_from_the_json_only(cpu_classes, tmp_path):
+    ledger = {"command": cpu_classes.COMMAND, "rows": _other_class_rows(cpu_classes, "AMX")}
+    (tmp_path / "cc.json").write_text(json.dumps(ledger))
+    readme = _readme(tmp_path, cpu_classes)
+
+    cpu_classes.main(["--render", f"--ledger={tmp_path / 'cc'}", f"--readme={readme}"])
+
+    assert json.loads((tmp_path / "cc.json").read_text()) == ledger
+    assert (tmp_path / "cc.md").read_text() == cpu_classes.markdown(ledger)
+    assert cpu_classes.table_in(readme.read_text(), "README") == cpu_classes.table(ledger)
+    with pytest.raises(SystemExit):  # --render records no row: a report or a peers file with it is a mistake
+        cpu_classes.main(["--render", "--from_report=x.json", f"--ledger={tmp_path / 'cc'}"])
+
+
+def test_a_readme_without_the_table_markers_is_refused_before_any_work(cpu_classes, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no table here\n")
+    with pytest.raises(SystemExit, match="no cpu-classes table markers"):
+        cpu_classes.main([f"--ledger={tmp_path / 'cc'}", f"--readme={readme}"])
+    assert sorted(os.listdir(tmp_path)) == ["README.md"]
+
+
 def test_cpu_class_names_the_instruction_sets_that_matter(cpu_classes):
     assert cpu_classes.cpu_class(["sse4_1", "avx", "avx2", "fma"]) == "AVX2"
     assert cpu_classes.cpu_class(["avx2", "fma", "avx_vnni"]) == "AVX2-VNNI"
@@ -170,10 +192,10 @@ def test_the_readme_table_is_the_ledgers_and_the_ledger_is_rendered_from_its_jso
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         readme = handle.read()
 
-    assert markdown == cpu_classes.markdown(ledger), "cpu-classes.md was edited by hand: re-run the script"
+    assert markdown == cpu_classes.markdown(ledger), "cpu-classes.md differs from its JSON: run python benchmarks/cpu_classes.py --render"
     assert cpu_classes.table_in(readme, "README.md") == cpu_classes.table_in(markdown, "cpu-classes.md"), (
         "README's 'What each CPU gets' table differs from benchmarks/results/cpu-classes.md: "
-        "run python benchmarks/cpu_classes.py --from_report=... (or copy the table)")
+        "run python benchmarks/cpu_classes.py --render")
     assert readme.index("## What each CPU gets") < readme.index(cpu_classes.TABLE_START)
     assert cpu_classes.REFRESH_RULE in readme and cpu_classes.REFRESH_RULE in markdown
     rows = ledger["rows"]
