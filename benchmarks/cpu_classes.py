@@ -271,8 +271,18 @@ def read_ledger(path: str) -> dict:
     return ledger
 
 
+def refuse_imitation_over_real_row(ledger: dict, row_class: str, cap: Optional[str]) -> None:
+    """An imitated class (ONEDNN_MAX_CPU_ISA) never replaces a row measured on a real CPU of that class."""
+    for row in ledger["rows"]:
+        if cap and row["cpu_class"] == row_class and not row.get("onednn_max_cpu_isa"):
+            raise _fail(f"the {row_class} row was measured on a real {row_class} CPU ({row['cpu_model']}); a run with "
+                        f"ONEDNN_MAX_CPU_ISA={cap} imitates that class on a bigger CPU and does not replace it: "
+                        "unset ONEDNN_MAX_CPU_ISA, or run on a real CPU of that class.")
+
+
 def with_row(ledger: dict, row: dict) -> dict:
     """The ledger with ``row`` in its class's place (replacing that class's row), classes smallest first."""
+    refuse_imitation_over_real_row(ledger, row["cpu_class"], row.get("onednn_max_cpu_isa"))
     rows = [r for r in ledger["rows"] if r["cpu_class"] != row["cpu_class"]] + [row]
     order = {name: i for i, name in enumerate(CLASS_NAMES)}
     return dict(ledger, command=COMMAND, rows=sorted(rows, key=lambda r: order.get(r["cpu_class"], len(order))))
@@ -342,7 +352,7 @@ def table(ledger: dict) -> str:
     examples = dict(CLASSES)
     lines = ["| CPU class (examples) | TF's oneDNN default | cpu precisions tftrt offers | main job p50 speed-up "
              "over the original, bs1 / bs8 | over plain TF at its default | top-1 on labelled samples | "
-             "peers' best on the shipped model, bs1 / bs8 | measured (date, version, CPU) |",
+             "peers' best over plain TF (shipped model), bs1 / bs8 | measured (date, version, CPU) |",
              "|---|---|---|---|---|---|---|---|"]
     for row in ledger["rows"]:
         default = "on" if row["onednn_default"] else "off"
@@ -471,6 +481,8 @@ def main(argv=None) -> dict:
         return _write_ledger(ledger, ledger_json, ledger_md, readme, readme_text)
 
     notes = list(args.note)
+    if not args.from_report and os.environ.get("ONEDNN_MAX_CPU_ISA"):  # refused now, not after the run
+        refuse_imitation_over_real_row(ledger, cpu_class(_probe().cpu_features), os.environ["ONEDNN_MAX_CPU_ISA"])
     if args.from_report:
         report_path, source = args.from_report, f"`{COMMAND} --from_report=...` (an existing `tftrt run`)"
     else:

@@ -144,6 +144,24 @@ def test_a_run_of_another_model_is_refused(cpu_classes, tiny_run_report, tmp_pat
     assert os.listdir(tmp_path) == []
 
 
+def test_an_imitated_class_does_not_replace_a_real_cpus_row(cpu_classes, tiny_is_shipped, tiny_run_report, tmp_path,
+                                                            monkeypatch):
+    here = cpu_classes.cpu_class(probe().cpu_features)
+    [real] = [dict(row, cpu_class=here) for row in _other_class_rows(cpu_classes, here)[:1]]
+    (tmp_path / "cc.json").write_text(json.dumps({"command": cpu_classes.COMMAND, "rows": [real]}))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # "imitating" this class on this CPU
+
+    with pytest.raises(SystemExit, match=f"the {here} row was measured on a real {here} CPU"):
+        cpu_classes.main([f"--from_report={tiny_run_report}", f"--ledger={tmp_path / 'cc'}", "--readme=none"])
+    assert json.loads((tmp_path / "cc.json").read_text())["rows"] == [real]
+    assert not (tmp_path / "cc.md").exists()
+
+    # Over no row (or an imitated one), an imitation is recorded, and says so.
+    (tmp_path / "cc.json").unlink()
+    [row] = cpu_classes.main([f"--from_report={tiny_run_report}", f"--ledger={tmp_path / 'cc'}", "--readme=none"])["rows"]
+    assert row["onednn_max_cpu_isa"] == "AVX512_CORE_AMX" and row["notes"][0].startswith("imitated")
+
+
 def test_render_rewrites_the_markdown_and_the_readme_from_the_json_only(cpu_classes, tmp_path):
     ledger = {"command": cpu_classes.COMMAND, "rows": _other_class_rows(cpu_classes, "AMX")}
     (tmp_path / "cc.json").write_text(json.dumps(ledger))
@@ -197,7 +215,7 @@ def test_the_readme_table_is_the_ledgers_and_the_ledger_is_rendered_from_its_jso
         "README's 'What each CPU gets' table differs from benchmarks/results/cpu-classes.md: "
         "run python benchmarks/cpu_classes.py --render")
     assert readme.index("## What each CPU gets") < readme.index(cpu_classes.TABLE_START)
-    assert cpu_classes.REFRESH_RULE in readme and cpu_classes.REFRESH_RULE in markdown
+    assert cpu_classes.REFRESH_RULE in " ".join(readme.split()) and cpu_classes.REFRESH_RULE in markdown
     rows = ledger["rows"]
     assert len({row["cpu_class"] for row in rows}) == len(rows) >= 3
     assert all(row["date"] and row["toolkit_version"] and row["tensorflow_version"] and row["cpu_model"] for row in rows)
