@@ -103,11 +103,14 @@ def _fail(message: str) -> SystemExit:
 def _read_json(path: str, what: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            data = json.load(handle)
     except FileNotFoundError:
         raise _fail(f"{what} {path} does not exist; {'run `tftrt run` first' if 'report' in what else 'check the path'}.")
     except (OSError, ValueError) as error:
         raise _fail(f"{what} {path} is not readable JSON ({error}); give the file that tool wrote.")
+    if not isinstance(data, dict):
+        raise _fail(f"{what} {path} holds a JSON {type(data).__name__}, not an object; give the file that tool wrote.")
+    return data
 
 
 def _same_model(path: str, shipped: str) -> bool:
@@ -149,12 +152,13 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def offered_here(machine: Machine) -> List[str]:
-    """The cpu precisions the toolkit offers on ``machine``: ``offered_precisions``, on the features the run recorded."""
-    from tftrt_toolkit.backends.precisions import offered_precisions
+def offers_here(machine: Machine):
+    """(offered, {precision: why not}) for the cpu backend on ``machine``: ``precision_offers`` on the run's features."""
+    from tftrt_toolkit.backends.precisions import offered_precisions, precision_offers
 
     env = dataclasses.replace(_probe(), cpu_features=machine.cpu_features, onednn_enabled=machine.onednn_enabled)
-    return list(offered_precisions(env, "cpu"))
+    offered = list(offered_precisions(env, "cpu"))
+    return offered, {offer.precision: offer.reason for offer in precision_offers(env, "cpu") if not offer.available}
 
 
 def _by_batch(values: dict) -> Dict[str, float]:
@@ -235,6 +239,7 @@ def make_row(report: dict, machine: Machine, *, peers: Optional[dict], source: s
     accuracy = original.get("accuracy") or {}
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     row_notes = list(notes)
+    offered, not_offered = offers_here(machine)
     if cap:
         row_notes.insert(0, f"imitated: ONEDNN_MAX_CPU_ISA={cap} capped the features of this CPU "
                             "(speed is the bigger CPU's with those kernels, not a real CPU of this class)")
@@ -244,7 +249,8 @@ def make_row(report: dict, machine: Machine, *, peers: Optional[dict], source: s
         "cpu_features": list(machine.cpu_features),
         "onednn_max_cpu_isa": cap,
         "onednn_default": onednn.default_for(machine.cpu_features),
-        "precisions_offered": offered_here(machine),
+        "precisions_offered": offered,
+        "not_offered": not_offered,
         "models": models_of(report),
         "original": {"top1": accuracy.get("top1"),
                      "speedup_vs_tf_default": _by_batch(original.get("speedup_vs_tf_default") or {})},
@@ -307,7 +313,8 @@ def _times(values: Dict[str, float]) -> str:
 
 
 def _speedups(row: dict, key: str) -> str:
-    cells = [f"{m['precision']} {_times(m[key])}" for m in row["models"] if m[key]]
+    cells = [f"{m['precision']} {_times(m[key])}" + (" (rejected)" if "rejected" in m["status"] else "")
+             for m in row["models"] if m[key]]
     cells += [f"{m['precision']} {m['status']}" for m in row["models"] if not m["speedup"]]
     return "; ".join(cells) or "–"
 
@@ -389,6 +396,8 @@ def markdown(ledger: dict) -> str:
             where = f"`{peers['file']}`" if os.path.exists(os.path.join(ROOT, peers["file"])) else peers["file"]
             lines.append(f"- peers: {where} (run {peers.get('started_at') or 'date not recorded'}, "
                          f"{peers.get('threads') or '?'} threads){': ' + best if best else ''}")
+        for precision, why in (row.get("not_offered") or {}).items():
+            lines.append(f"- {precision} not offered: {why}")
         for model in row["models"]:
             if model["note"]:
                 lines.append(f"- {model['precision']}: {model['note']}")

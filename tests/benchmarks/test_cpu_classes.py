@@ -73,6 +73,7 @@ def test_a_run_writes_its_class_row_and_leaves_the_others(cpu_classes, tiny_is_s
     assert [r for r in written["rows"] if r["cpu_class"] != here] == sorted(
         others, key=lambda r: cpu_classes.CLASS_NAMES.index(r["cpu_class"]))
     assert row["precisions_offered"] == list(offered_precisions(probe(), "cpu"))
+    assert set(row["precisions_offered"]) | set(row["not_offered"]) == {"fp32", "bf16", "int8"}
     assert row["toolkit_version"] == __version__ and row["tensorflow_version"]
     assert row["date"] == datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     assert row["cpu_model"] == (probe().cpu_model or "unknown CPU")
@@ -182,6 +183,23 @@ def test_a_readme_without_the_table_markers_is_refused_before_any_work(cpu_class
     with pytest.raises(SystemExit, match="no cpu-classes table markers"):
         cpu_classes.main([f"--ledger={tmp_path / 'cc'}", f"--readme={readme}"])
     assert sorted(os.listdir(tmp_path)) == ["README.md"]
+
+
+def test_failed_and_rejected_precisions_are_shown_with_their_reason(cpu_classes):
+    report = {"rows": [
+        {"name": "original", "precision": "fp32", "speedup_vs_tf_default": {}},
+        {"name": "cpu-fp32", "precision": "fp32", "speedup": {"1": 1.5, "8": 1.7}, "validation_passed": True, "note": ""},
+        {"name": "cpu-int8", "precision": "int8", "speedup": {"1": 2.0, "8": 3.0}, "validation_passed": True,
+         "note": "rejected: below the int8 accuracy threshold"},
+    ], "notes": ["bf16: not converted, the run goes on without it: the converter ran out of memory"]}
+
+    models = cpu_classes.models_of(report)
+
+    assert [(m["precision"], m["status"]) for m in models] == [
+        ("fp32", "measured"), ("int8", "measured, rejected"), ("bf16", "failed")]
+    assert models[2]["note"] == "not converted, the run goes on without it: the converter ran out of memory"
+    row = {"models": models}
+    assert cpu_classes._speedups(row, "speedup") == "fp32 1.50× / 1.70×; int8 2.00× / 3.00× (rejected); bf16 failed"
 
 
 def test_cpu_class_names_the_instruction_sets_that_matter(cpu_classes):
