@@ -44,6 +44,7 @@ class RunFailed(ToolkitError):
         self.report = report
         self.exit_code = exit_code
 
+
 @reports_progress("run", total=6)
 def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR, data: Optional[str] = None,
             labels_csv: Optional[str] = None, precisions: Optional[Sequence[str]] = None, backend: str = "auto",
@@ -150,7 +151,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 reason = tried.failure.reason.split(". ")[0].rstrip(".")
                 notes.append(f"int8 left out: {reason}; tftrt run calibrates int8 on {calibration_data}: "
                              "pass --calibration_data=DIR with 32+ images to try it")
-                progress("      int8 skipped: too few calibration images (see the notes)")
+                progress("      int8 skipped: not enough usable calibration images (see the notes)")
                 continue
             backend_name = result.backend if not tried.failure else (
                 base_config.backend.value if base_config.backend.value != "auto" else env.recommended_backend()[0])
