@@ -53,6 +53,10 @@ class ValidationFailed(ToolkitError):
     exit_code = 8
 
 
+# An error that is none of the above (a bug, or a foreign library's unexpected error): sysexits.h's
+# EX_SOFTWARE. The CLI prints one line and writes the traceback to a file (or stderr with --debug).
+INTERNAL_ERROR_EXIT_CODE = 70
+
 
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first non-empty line of ``error``'s message, at most ``limit`` characters; its type name when it has none.

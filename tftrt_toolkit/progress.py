@@ -161,19 +161,21 @@ class _TqdmWriteHandler(logging.Handler):
             self.handleError(record)
 
 
-def log_to_stderr(prefix: str = "") -> logging.Handler:
+def log_to_stderr(prefix: str = "", *, debug: bool = False) -> logging.Handler:
     """Show the toolkit's step messages (and its warnings) on stderr, one line each, ``prefix`` first.
 
+    ``debug``: every record down to DEBUG, tracebacks included (``tftrt --debug``).
     The CLI calls this once per command; returns the handler (``remove_log_handler`` undoes it).
     """
     handler = _TqdmWriteHandler()
-    handler.addFilter(lambda record: getattr(record, STEP_RECORD, False) or record.levelno >= logging.WARNING)
+    if not debug:
+        handler.addFilter(lambda record: getattr(record, STEP_RECORD, False) or record.levelno >= logging.WARNING)
     handler.setFormatter(logging.Formatter(prefix.replace("%", "%%") + "%(message)s"))
     logger = logging.getLogger("tftrt_toolkit")
     # What to put back when the command ends (in-process callers: tests, notebooks).
     handler.previous_settings = (logger.level, logger.propagate)
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
     # Not to the root logger too: libraries we import (Intel Neural Compressor) call
     # logging.basicConfig, which would print every line a second time as "INFO:tftrt_toolkit...".
     logger.propagate = False

@@ -164,8 +164,10 @@ def tiny_tune(tiny_saved_model, tmp_path_factory):
     names = ["cpu-fp32"] + (["cpu-bf16"] if probe().cpu_has_bf16 else []) + ["cpu-fp32@1x1", "cpu-int8"]
     out = tmp_path_factory.mktemp("tune") / "tuned"
     lines = []
+    # The time budget is not under test here (see test_a_spent_time_budget_...): a generous one, so a
+    # slow or loaded machine never skips the thread subprocess these tests look at.
     result = tune(str(tiny_saved_model), "synthetic:16", str(out), candidates=names, duration=0.2,
-                  progress=lines.append)
+                  progress=lines.append, time_budget=3600)
     return result, out, lines
 
 
@@ -226,7 +228,7 @@ def test_table_files_and_notebook_views_agree(tiny_tune):
 
 def test_only_other_threads_the_original_paces_the_rounds(tiny_saved_model, tmp_path):
     result = tune(str(tiny_saved_model), "synthetic:8", str(tmp_path / "tuned"), candidates=["cpu-fp32@1x1"],
-                  duration=0.1, progress=lambda m: None)
+                  duration=0.1, progress=lambda m: None, time_budget=3600)  # generous: see tiny_tune
     assert result.chosen["candidate"] == "cpu-fp32 intra=1 inter=1"
     assert result.table[0]["p50_ms"] > 0 and result.table[0]["status"] == "original"
     assert json.loads((tmp_path / "tuned" / "assets.extra" / "tftrt_toolkit.json").read_text())["chosen_by"]["threads"] == {

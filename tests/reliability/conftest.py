@@ -2,6 +2,7 @@
 
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,23 @@ import pytest
 # runs may share the machine's two cores.
 START_TIMEOUT_S = 180
 FINISH_TIMEOUT_S = 180
+HELD_TFTRT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "held_tftrt.py")
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises_keyboard_interrupt():
+    """SIGINT raises KeyboardInterrupt here and in the `tftrt` children, however pytest was started.
+
+    A shell starts a background job (`pytest &`, `nohup pytest &`, many CI and agent runners)
+    with SIGINT ignored, and Python then leaves it ignored instead of installing its
+    KeyboardInterrupt handler: a test's SIGINT would do nothing at all (this, not the CPU, made
+    test_sigint_during_calibration_leaves_nothing fail on one machine and pass on another).
+    With Python's handler installed in this process, children start with SIGINT at its default
+    (exec resets handled signals, not ignored ones), so their Python installs it too.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")
@@ -31,13 +49,22 @@ def mid_size_saved_model(tmp_path_factory):
 
 
 class TftrtProcess:
-    """`python -m tftrt_toolkit.cli.main ARGS` as a child process with its own TMPDIR."""
+    """`python -m tftrt_toolkit.cli.main ARGS` as a child process with its own TMPDIR.
 
-    def __init__(self, args, temp_dir):
+    With ``hold`` (see held_tftrt.py) the child stops at that point and waits for a signal;
+    ``wait_until_held()`` returns once it is there.
+    """
+
+    def __init__(self, args, temp_dir, hold=None, marker=None):
         env = dict(os.environ, TMPDIR=str(temp_dir), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
         self.args = list(args)
-        self.popen = subprocess.Popen([sys.executable, "-m", "tftrt_toolkit.cli.main", *self.args],
+        self.marker = marker
+        command = [HELD_TFTRT, hold, str(marker)] if hold else ["-m", "tftrt_toolkit.cli.main"]
+        self.popen = subprocess.Popen([sys.executable, *command, *self.args],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+    def wait_until_held(self, timeout: float = START_TIMEOUT_S) -> None:
+        self.wait_for(lambda: os.path.exists(self.marker), f"the hold point ({self.marker})", timeout)
 
     def wait_for(self, condition, what: str, timeout: float = START_TIMEOUT_S) -> None:
         """Poll ``condition()`` until true; fail (with the child's stderr) if the child ends first or time runs out."""
@@ -64,14 +91,19 @@ class TftrtProcess:
 
 
 @pytest.fixture
-def start_tftrt(tmp_path):
-    """Start `tftrt ARGS...` processes; each gets TMPDIR=tmp_path/tmp (checked empty by the tests)."""
+def start_tftrt(tmp_path, tmp_path_factory):
+    """Start `tftrt ARGS...` processes; each gets TMPDIR=tmp_path/tmp (checked empty by the tests).
+
+    ``start(*args, hold="step:freeze")`` starts one that stops there (held_tftrt.py); its marker
+    file lives outside tmp_path, which the tests check for leftovers.
+    """
     temp_dir = tmp_path / "tmp"
     temp_dir.mkdir()
     started = []
 
-    def start(*args):
-        process = TftrtProcess(args, temp_dir)
+    def start(*args, hold=None):
+        marker = tmp_path_factory.mktemp("held") / "reached" if hold else None
+        process = TftrtProcess(args, temp_dir, hold, marker)
         started.append(process)
         return process
 

@@ -1,14 +1,20 @@
 """Ctrl-C and SIGTERM while converting: exit 130/143, one line saying nothing was written, nothing left behind.
 
-The subprocess tests signal a real `tftrt convert` once its staging directory exists (it is
-converting: MobileNetV2 takes seconds to freeze and optimise). A signal that arrives while
-TensorFlow's C++ code runs is handled when control returns to Python; the tests only wait
-(bounded) for the outcome, never for a moment. The in-process tests deliver real signals
-from inside the save and calibration phases, which are too short to hit from outside.
+Nothing here depends on the machine's speed. The subprocess tests start a real `tftrt convert`
+that stops at a known point after real work (held_tftrt.py: the graph frozen inside the staged
+output, or the Keras export written) and signal it only once it is there; before, they
+signalled "once the staging directory exists" and hoped the conversion would still be running.
+The in-process tests raise real signals from inside the save and calibration phases with
+``signal.raise_signal``: directed at the calling (main) thread, whose Python handler runs before
+the call returns. ``os.kill(os.getpid(), ...)`` is directed at the process, which the kernel may
+hand to any of TensorFlow's threads, the handler then running later in the main thread. The
+``ctrl_c_raises_keyboard_interrupt`` fixture (conftest.py) makes SIGINT raise KeyboardInterrupt
+even where pytest was started as a background job (SIGINT ignored).
 """
 
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -42,8 +48,10 @@ def test_signal_while_converting(mid_size_saved_model, start_tftrt, tree_hash, s
                                  signum, code, line):
     output = tmp_path / "serving" / "out"
     before = tree_hash(mid_size_saved_model)
-    process = start_tftrt("convert", f"--model={mid_size_saved_model}", f"--output={output}", "--backend=cpu")
-    process.wait_for(lambda: staging_dirs(output), "staging directory beside the output")
+    process = start_tftrt("convert", f"--model={mid_size_saved_model}", f"--output={output}", "--backend=cpu",
+                          hold="step:freeze")
+    process.wait_until_held()  # converting: the graph is frozen, inside the staged output
+    assert staging_dirs(output), "the staging directory beside the output exists"
     process.popen.send_signal(signum)
     got, out, err = process.finish()
     assert got == code, err
@@ -57,10 +65,9 @@ def test_sigint_while_loading_removes_the_temporary_export(start_tftrt, staging_
     """keras:NAME is exported to a temporary SavedModel first; Ctrl-C during that export removes it."""
     output = tmp_path / "out"
     process = start_tftrt("convert", "--model=keras:MobileNetV2", "--weights=none", f"--output={output}",
-                          "--backend=cpu")
-    # The export directory appears while Keras writes MobileNetV2 (seconds), before conversion starts.
-    process.wait_for(lambda: any(name.startswith("tftrt-export-") for name in os.listdir(tmp_path / "tmp")),
-                     "temporary Keras export")
+                          "--backend=cpu", hold="tftrt_toolkit.models.keras_export:export_keras_model")
+    process.wait_until_held()  # Keras has written the export; the model is still loading
+    assert any(name.startswith("tftrt-export-") for name in os.listdir(tmp_path / "tmp")), "temporary Keras export"
     process.popen.send_signal(signal.SIGINT)
     got, _, err = process.finish()
     assert got == 130, err
@@ -76,7 +83,7 @@ def test_sigterm_while_saving_leaves_nothing(tiny_saved_model, tmp_path, monkeyp
     def save_then_sigterm(function, output_dir, signature_key, *held):
         real_save(function, output_dir, signature_key, *held)
         written.extend(os.listdir(output_dir))
-        os.kill(os.getpid(), signal.SIGTERM)  # main()'s handler raises here
+        signal.raise_signal(signal.SIGTERM)  # main()'s handler raises here, in this thread
 
     monkeypatch.setattr(graph_passes, "save_function", save_then_sigterm)
     before = tree_hash(tiny_saved_model)
@@ -106,11 +113,15 @@ class CalibratingBackend(ConversionBackend):
     def convert(self, model, config, *, calibration_input_fn=None, build_input_fn=None):
         for batch in calibration_input_fn():
             self.batches.append(batch)
-            os.kill(os.getpid(), signal.SIGINT)
-        raise AssertionError("the interrupt should have stopped calibration")
+            # raise_signal runs the handler (KeyboardInterrupt) before it returns, but only in the main thread.
+            assert threading.current_thread() is threading.main_thread(), "calibration moved off the main thread"
+            signal.raise_signal(signal.SIGINT)
+            raise AssertionError("Python's SIGINT handler did not raise KeyboardInterrupt")
+        raise AssertionError("calibration gave no batch")
 
 
 def test_sigint_during_calibration_leaves_nothing(tiny_saved_model, tmp_path, tree_hash):
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "see ctrl_c_raises_keyboard_interrupt"
     backend = CalibratingBackend()
     before = tree_hash(tiny_saved_model)
     with pytest.raises(KeyboardInterrupt):

@@ -11,12 +11,22 @@ from tftrt_toolkit.runtime.timing import MIN_ROUNDS
 
 
 class CountingRunner(ModelRunner):
-    """A real runner that records which threads called it and how many calls overlapped at most."""
+    """A real runner that records which threads called it and how many calls overlapped at most.
+
+    Two clients (threads tftrt-client-1 and -2, which exist only with 3+ clients) meet inside
+    the model once before running it: if clients really run concurrently they overlap there
+    by construction, not by the luck of the scheduler; if calls were serialized, the meeting
+    times out and ``most_at_once`` stays 1.
+    """
+
+    MEETING = ("tftrt-client-1", "tftrt-client-2")
 
     def __init__(self, model):
         super().__init__(model)
         self.lock = threading.Lock()
         self.threads, self.active, self.most_at_once, self.calls = set(), 0, 0, 0
+        self.meeting = threading.Barrier(len(self.MEETING), timeout=60)
+        self.met = False
 
     def run_prepared(self, tensors):
         with self.lock:
@@ -25,6 +35,12 @@ class CountingRunner(ModelRunner):
             self.calls += 1
             self.most_at_once = max(self.most_at_once, self.active)
         try:
+            if threading.current_thread().name in self.MEETING and not self.met:
+                try:
+                    self.meeting.wait()
+                    self.met = True
+                except threading.BrokenBarrierError:
+                    self.met = True  # serialized clients: the assertion on most_at_once says so
             return super().run_prepared(tensors)
         finally:
             with self.lock:
@@ -53,7 +69,7 @@ def test_one_result_per_batch_size_and_concurrency(measured):
 def test_clients_are_concurrent_threads_on_one_model(measured):
     report, runner = measured
     assert len(runner.threads) >= 3  # each client is its own thread
-    assert runner.most_at_once >= 2  # requests overlapped (TF releases the GIL while a call runs)
+    assert runner.most_at_once >= 2  # two clients were inside the model at once (their meeting)
     timed = sum(r.requests for r in report.results)
     assert runner.calls >= timed  # plus the untimed warm-up calls
 

@@ -14,7 +14,11 @@ Commands:
   batch-predict  predictions over many files with Apache Beam
   serving-config  TF Serving's models.config and batching_parameters.txt (from measurements when given)
 
-`tftrt COMMAND --help` shows a command's flags.
+`tftrt COMMAND --help` shows a command's flags. `--debug` (any command) prints the full
+traceback of an unexpected error on stderr instead of writing it to a file.
+
+Exit codes: 0 ok, 2 config, 3 model, 4 data, 5 backend, 6 conversion, 7 output, 8 validation,
+70 internal error (a bug: one line, the traceback in a file), 130/143 interrupted (Ctrl-C/SIGTERM).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import importlib
 import os
 import signal
 import sys
+import tempfile
+import traceback
 from typing import List, Optional
 
 COMMANDS = {
@@ -91,9 +97,38 @@ def _print_help(command: str, module) -> None:
     print("  --flagfile: read flags from a file (see configs/).")
 
 
+def _internal_error(command: str, argv: List[str], debug: bool) -> int:
+    """An exception that is no ToolkitError (a bug): one line on stderr, the traceback in a file (or on stderr with --debug)."""
+    from tftrt_toolkit.errors import INTERNAL_ERROR_EXIT_CODE, first_line
+
+    error = sys.exc_info()[1]
+    reason = first_line(error)
+    reason = reason if reason == type(error).__name__ else f"{type(error).__name__}: {reason}"
+    trace = traceback.format_exc()
+    if debug:
+        sys.stderr.write(trace)
+        print(f"tftrt {command}: internal error: {reason}", file=sys.stderr)
+        return INTERNAL_ERROR_EXIT_CODE
+    try:
+        handle, path = tempfile.mkstemp(prefix=f"tftrt-{command}-", suffix=".trace.txt")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(f"tftrt {' '.join(argv[1:])}\n\n{trace}")
+        where = f"full trace in {path}"
+    except OSError as write_error:
+        where = f"the trace could not be written ({write_error.strerror or write_error}); rerun with --debug to see it"
+    print(f"tftrt {command}: internal error: {reason}; {where}", file=sys.stderr)
+    return INTERNAL_ERROR_EXIT_CODE
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run one subcommand; returns the exit code (0 ok, ToolkitError codes, 130/143 when interrupted)."""
+    """Run one subcommand; returns the exit code (0 ok, ToolkitError codes, 70 internal error, 130/143 when interrupted).
+
+    No traceback reaches the user: a ToolkitError is its one line, anything else one "internal
+    error" line naming a file with the traceback (``--debug``: the traceback on stderr).
+    """
     argv = list(sys.argv if argv is None else argv)
+    debug = "--debug" in argv[1:]
+    argv = argv[:1] + [arg for arg in argv[1:] if arg != "--debug"]
     _quiet_tensorflow()
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(__doc__.strip())
@@ -102,7 +137,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command not in COMMANDS:
         print(f"tftrt: unknown command {command!r}; run `tftrt --help` for the list.", file=sys.stderr)
         return 2
+    try:
+        return _run_command(command, argv, debug)
+    except KeyboardInterrupt:  # before the command's own handling (e.g. while TensorFlow is imported)
+        print(f"tftrt {command}: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001  (the last stop: a bug becomes one line and a trace file, never a traceback)
+        return _internal_error(command, argv, debug)
 
+
+def _run_command(command: str, argv: List[str], debug: bool) -> int:
     if command != "doctor":
         # Before TensorFlow is imported; doctor reports what a plain TF process here gets instead.
         from tftrt_toolkit import onednn
@@ -140,7 +184,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         pass  # not the main thread (e.g. called from a worker): keep the default handler
     # The library logs what it is doing (never prints); the CLI shows those step lines on stderr.
     # run's and tune's lines name their step already ("[2/6] convert: fp32", "tune: ...").
-    log_handler = progress.log_to_stderr("" if command in ("run", "tune") else f"tftrt {command}: ")
+    log_handler = progress.log_to_stderr("" if command in ("run", "tune") else f"tftrt {command}: ", debug=debug)
     try:
         if passes_unknown_flags:
             return int(module.main(remaining[1:]) or 0)

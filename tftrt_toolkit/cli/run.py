@@ -13,6 +13,10 @@ free photos; for other models, --data). With labelled images (--labels_csv, or W
 the file names) the report gives each model's top-1 accuracy and the drop with its 95% interval.
 Files of the --data folder that were not used are named in a note and in report.json
 (skipped_files); --strict_data refuses them before any conversion (exit 4).
+A precision that fails at any step (convert, load, predict, validate, benchmark) gets a row with
+the step and the error's first line, and the run goes on; the exit is 0 when at least one
+optimized model passed, and non-zero when a precision named in --precisions failed (that
+failure's code: 6 conversion, 70 internal error, ...) or none passed.
 """
 
 from tftrt_toolkit.cli import flags as cli_flags
@@ -35,6 +39,18 @@ def define_flags():
 
 
 def main() -> int:
+    from tftrt_toolkit.jobs.run import RunFailed
+
+    try:
+        report = _run_job_from_flags()
+    except RunFailed as failed:  # the report is written: show its table; main() prints the one error line
+        _print_summary(failed.report)
+        raise
+    _print_summary(report)
+    return 0
+
+
+def _run_job_from_flags():
     from tftrt_toolkit.jobs.run import run_job
 
     FLAGS = cli_flags.FLAGS
@@ -47,9 +63,12 @@ def main() -> int:
         signature_key=FLAGS.signature, unsafe_deserialization=FLAGS.unsafe_deserialization,
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
+    return report
+
+
+def _print_summary(report) -> None:
     print()
     print("\n".join(report.table_lines()))
     for note in report.notes:
         print(f"note: {note}")
     print(f"\nreport: {report.output_dir}/report.md")
-    return 0

@@ -12,12 +12,14 @@ half-finished run leaves nothing behind.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Dict, List, Optional, Sequence
 
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.config import ConversionConfig
-from tftrt_toolkit.errors import ConfigError, DataError, ToolkitError
+from tftrt_toolkit.errors import ConfigError, DataError, ToolkitError, ValidationFailed
+from tftrt_toolkit.jobs.attempts import Failure, attempt, together_then_each
 from tftrt_toolkit.progress import ProgressOption, reports_progress
 from tftrt_toolkit.data.sources import names_images
 from tftrt_toolkit.report.run_report import ModelRow, RunReport, markdown_report
@@ -28,6 +30,20 @@ DEFAULT_OUTPUT_DIR = "tftrt-report"
 INT8_MIN_TOP1_AGREEMENT = 0.99
 # With labelled images, int8 may lose at most this much top-1 accuracy (a share: 0.01 = one point).
 INT8_MAX_TOP1_DROP = 0.01
+
+
+class RunFailed(ToolkitError):
+    """The run wrote its report, but a precision named in ``precisions`` failed, or no optimized model passed.
+
+    ``report`` is the RunReport (written whole to its ``output_dir``); ``exit_code`` is that of
+    the failure that decided it (6 conversion, 8 validation, 70 an internal error, ...).
+    """
+
+    def __init__(self, message: str, report: RunReport, exit_code: int):
+        super().__init__(message)
+        self.report = report
+        self.exit_code = exit_code
+
 
 @reports_progress("run", total=6)
 def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR, data: Optional[str] = None,
@@ -43,9 +59,13 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     predicts ``data`` before and after, validates each optimized model against the original,
     benchmarks them (interleaved with the original, at each batch size for ``duration``
     seconds), and writes report.md/.json, predictions.json/.csv, benchmark.json/.csv/.png and
-    the converted models under ``output_dir``. A precision that fails to convert, or an int8
-    model that loses too much (with labels: top-1 accuracy drop > INT8_MAX_TOP1_DROP; without:
-    top-1 agreement < INT8_MIN_TOP1_AGREEMENT), is reported with its reason and the run goes on.
+    the converted models under ``output_dir``. A precision whose conversion, loading,
+    prediction, validation or timing raises anything gets a row with the step and the error's
+    first line (``row.failure``, a note, a progress line) and the run goes on with the others
+    (``jobs.attempts``); an int8 model that loses too much (with labels: top-1 accuracy drop >
+    INT8_MAX_TOP1_DROP; without: top-1 agreement < INT8_MIN_TOP1_AGREEMENT) is reported with
+    its reason. int8 offered by default but without enough calibration images is left out
+    with a one-line note.
 
     int8 calibrates on ``calibration_data`` (default: for the shipped model, the shipped
     calibration crops of free photos, disjoint from the samples; otherwise ``data``). Where the
@@ -61,7 +81,9 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     ``progress``: a bar over the six steps in a terminal or notebook (False: none); the step
     messages ("[2/6] convert: fp32") are logged at INFO either way (the CLI shows them).
 
-    Raises ConfigError/OutputError before any work when the options or output are unusable.
+    Raises ConfigError/OutputError before any work when the options or output are unusable;
+    RunFailed, after writing the report, when a precision named in ``precisions`` failed or no
+    optimized model passed validation.
     """
     from tftrt_toolkit.backends.precisions import offered_precisions
     from tftrt_toolkit.environment import probe
@@ -90,6 +112,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     env = probe()
     progress(f"[1/6] doctor: {env.one_line()}")
     progress.advance()
+    named = list(precisions or [])  # asked for by name: their failure fails the run
     precisions = list(precisions or offered_precisions(env))
     base_config = ConversionConfig(backend=backend)
     for precision in precisions:  # refuse impossible combinations before any work
@@ -113,35 +136,51 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                                  loaded.signature, model_hint=loaded.model_info)
         # ---- 2. convert
         rows = [ModelRow(name="original", path=model, backend="-", precision=_source_precision(loaded))]
+        failed: List[ModelRow] = []  # precisions that failed at some step: in the report, out of later steps
         for precision in precisions:
             progress(f"[2/6] convert: {precision}")
-            config = base_config.replace(precision=precision)
-            if precision == "int8":
-                config = calibration_sized_to(config, calibration_data, loaded)
-            try:
+            with attempt("convert") as tried:
+                config = base_config.replace(precision=precision)
+                if precision == "int8":
+                    config = calibration_sized_to(config, calibration_data, loaded)
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
                                  calibration_data=calibration_data if precision == "int8" else None, progress=False)
-            except ToolkitError as error:
-                if precision == "int8" and isinstance(error, DataError):
-                    error = (f"{error} (tftrt run calibrates int8 on {calibration_data}: pass "
-                             "--calibration_data=DIR with 32+ images to try int8)")
-                notes.append(f"{precision}: not converted, the run goes on without it: {error}")
-                progress(f"      {precision} skipped: {error}")
+            if tried.failure and precision == "int8" and precision not in named \
+                    and tried.failure.exit_code == DataError.exit_code:
+                # Too few (or unreadable) calibration images: int8 was only offered, so leave it out.
+                reason = tried.failure.reason.split(". ")[0].rstrip(".")
+                notes.append(f"int8 left out: {reason}; tftrt run calibrates int8 on {calibration_data}: "
+                             "pass --calibration_data=DIR with 32+ images to try it")
+                progress("      int8 skipped: not enough usable calibration images (see the notes)")
                 continue
-            rows.append(ModelRow(name=f"{result.backend}-{precision}",
+            backend_name = result.backend if not tried.failure else (
+                base_config.backend.value if base_config.backend.value != "auto" else env.recommended_backend()[0])
+            rows.append(ModelRow(name=f"{backend_name}-{precision}",
                                  path=os.path.join(os.path.basename(target), "models", precision),
-                                 backend=result.backend, precision=precision))
+                                 backend=backend_name, precision=precision))
+            if tried.failure:
+                _fail(rows[-1], tried.failure, rows, failed, notes, progress)
 
-        runners = {row.name: ModelRunner(loaded if row.name == "original" else
-                                         os.path.join(stage.path, "models", row.precision)).load()
-                   for row in rows}
+        runners = {"original": ModelRunner(loaded).load()}
         try:
+            for row in list(rows[1:]):
+                with attempt("load") as tried:
+                    runners[row.name] = ModelRunner(os.path.join(stage.path, "models", row.precision)).load()
+                if tried.failure:
+                    _fail(row, tried.failure, rows, failed, notes, progress)
             # ---- 3. predict
             progress.advance()
             progress(f"[3/6] predict: {len(rows)} model(s) on {data}")
             predictions = {}
-            for row in rows:
-                result = predict(runners[row.name], data, top_k=top_k)
+            for row in list(rows):
+                if row.name == "original":  # its failure (the data, the model itself) stops the run
+                    result = predict(runners[row.name], data, top_k=top_k)
+                else:
+                    with attempt("predict") as tried:
+                        result = predict(runners[row.name], data, top_k=top_k)
+                    if tried.failure:
+                        _fail(row, tried.failure, rows, failed, notes, progress)
+                        continue
                 predictions[row.name] = result
                 if row.name == "original" and result.skipped_files:
                     skipped_files = result.skipped_files
@@ -155,16 +194,20 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             progress.advance()
             progress("[4/6] validate: each optimized model against the original")
             validations = {}
-            for row in rows[1:]:
-                report = validate(runners["original"], runners[row.name], data=data, top_k=top_k,
-                                  labels_csv=labels_csv if names_images(data) else None, progress=False)
-                validations[row.name] = report.to_json()
-                row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
-                row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
-                if report.accuracy:
-                    row.accuracy = report.accuracy
-                    rows[0].accuracy = dict(report.accuracy["original"], labelled_samples=report.accuracy["labelled_samples"])
-                    _record_accuracy(os.path.join(stage.path, "models", row.precision), report.accuracy)
+            for row in list(rows[1:]):
+                with attempt("validate") as tried:
+                    report = validate(runners["original"], runners[row.name], data=data, top_k=top_k,
+                                      labels_csv=labels_csv if names_images(data) else None, progress=False)
+                    validations[row.name] = report.to_json()
+                    row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
+                    row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
+                    if report.accuracy:
+                        row.accuracy = report.accuracy
+                        rows[0].accuracy = dict(report.accuracy["original"], labelled_samples=report.accuracy["labelled_samples"])
+                        _record_accuracy(os.path.join(stage.path, "models", row.precision), report.accuracy)
+                if tried.failure:
+                    _fail(row, tried.failure, rows, failed, notes, progress)
+                    continue
                 if not report:
                     row.note = "validation failed: " + "; ".join(report.failures)
             for row in [r for r in rows[1:] if r.precision == "int8"]:
@@ -184,9 +227,17 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             progress(f"[5/6] benchmark: batch sizes {', '.join(map(str, batch_sizes))}, interleaved with the original")
             # One interleaved run for all models: they share the original's measurements, so the
             # speed-ups (and the chart's baseline bars) are comparable across precisions.
-            reports = benchmark_many({row.name: runners[row.name] for row in rows[1:]}, baseline=runners["original"],
-                                     batch_sizes=batch_sizes, duration=duration, data=data,
-                                     progress=False) if len(rows) > 1 else {}
+            # A model that cannot be timed is found by a single call at each batch size, and left out.
+            reports, benchmark_failures = together_then_each(
+                [row.name for row in rows[1:]],
+                lambda names: benchmark_many({name: runners[name] for name in names}, baseline=runners["original"],
+                                             batch_sizes=batch_sizes, duration=duration, data=data, progress=False),
+                lambda name: benchmark_many({name: runners[name]}, batch_sizes=batch_sizes, iterations=1, warmup=0,
+                                            data=data, progress=False, baseline_at_tf_default=False),
+                "benchmark")
+            for row in list(rows[1:]):
+                if row.name in benchmark_failures:
+                    _fail(row, benchmark_failures[row.name], rows, failed, notes, progress)
             benchmarks = [(row, reports[row.name]) for row in rows[1:]]
             for row, bench in benchmarks:
                 for batch_size in batch_sizes:
@@ -216,6 +267,10 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 runner.close()
 
         # ---- 6. report
+        for row in failed:  # a model that failed after it was saved is not shipped with the report
+            shutil.rmtree(os.path.join(stage.path, "models", row.precision), ignore_errors=True)
+            row.path = "-"
+        rows[1:] = sorted(rows[1:] + failed, key=lambda row: precisions.index(row.precision))
         report = RunReport(output_dir=target, model=model, data=data, environment=env.one_line(),
                            batch_sizes=list(batch_sizes), rows=rows, files=files,
                            seconds=time.perf_counter() - started, notes=notes,
@@ -226,7 +281,33 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     progress.advance()
     progress(f"[6/6] report: {target}/report.md ({report.seconds:.0f} s)")
     progress.advance()
+    _check_outcome(report, named)
     return report
+
+
+def _fail(row: ModelRow, failure: Failure, rows: List[ModelRow], failed: List[ModelRow], notes: List[str],
+          progress) -> None:
+    """Record ``failure`` on ``row`` (the table, report.json, a note, a progress line) and take it out of later steps."""
+    row.failure = failure.to_json()
+    row.note = failure.describe()
+    rows.remove(row)
+    failed.append(row)
+    notes.append(f"{row.name}: {failure.describe()}; the run went on without it")
+    progress(f"      {row.name} {failure.describe()}; the run goes on without it")
+
+
+def _check_outcome(report: RunReport, named: List[str]) -> None:
+    """Raise RunFailed when a precision asked for by name failed, or when no optimized model passed."""
+    failed_named = [row for row in report.optimized if row.failure and row.precision in named]
+    if failed_named:
+        row = failed_named[0]
+        raise RunFailed(f"{row.precision} was asked for (--precisions) and {row.note}; "
+                        f"the report is in {report.output_dir}/report.md", report, row.failure["exit_code"])
+    if not any(row.failure is None and row.validation_passed for row in report.optimized):
+        first = next((row for row in report.optimized if row.failure), None)
+        what = "; ".join(f"{row.name} {row.note or 'not validated'}" for row in report.optimized) or "none converted"
+        raise RunFailed(f"no optimized model passed ({what}); the report is in {report.output_dir}/report.md", report,
+                        first.failure["exit_code"] if first else ValidationFailed.exit_code)
 
 
 def _record_accuracy(model_dir: str, accuracy: dict) -> None:

@@ -32,6 +32,8 @@ class ModelRow:
     # from the run's own (AVX2-only CPUs: TF leaves oneDNN off, tftrt turns it on).
     speedup_vs_tf_default: Dict[int, float] = dataclasses.field(default_factory=dict)
     note: str = ""
+    # Set when a step raised for this model: {"step", "reason", "error_type", "exit_code"} (jobs.attempts.Failure).
+    failure: Optional[dict] = None
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -78,6 +80,9 @@ class RunReport:
         against_default = any(row.speedup_vs_tf_default for row in self.rows)
         if against_default:
             header += [f"vs plain TF default bs{b}" for b in self.batch_sizes]
+        any_failed = any(row.failure for row in self.rows)
+        if any_failed:
+            header.append("failed")
         rows = [header]
         for row in self.rows:
             top1 = f"{row.top1['label']} ({row.top1['probability']:.2f})" if row.top1 else "-"
@@ -91,6 +96,8 @@ class RunReport:
             if against_default:
                 cells += [f"{row.speedup_vs_tf_default[b]:.2f}x" if b in row.speedup_vs_tf_default else "-"
                           for b in self.batch_sizes]
+            if any_failed:
+                cells.append(f"at {row.failure['step']}: {row.failure['reason']}" if row.failure else "-")
             rows.append(cells)
         return rows
 
@@ -113,7 +120,7 @@ class RunReport:
 
         if not self.benchmarks:
             raise ConfigError("this run benchmarked no optimized model (see its notes); there is nothing to plot.")
-        return benchmark_figure(self.benchmarks, names=[row.name for row in self.optimized])
+        return benchmark_figure(self.benchmarks, names=[row.name for row in self.optimized if not row.failure])
 
     def to_json(self) -> dict:
         return {
@@ -164,7 +171,7 @@ def markdown_report(report: RunReport, env) -> str:
         agreement = "-" if row.top1_agreement is None else f"{row.top1_agreement:.1%}"
         topk = "-" if row.topk_agreement is None else f"{row.topk_agreement:.1%}"
         error = "-" if row.max_abs_error is None else f"{row.max_abs_error:.3g}"
-        verdict = {True: "pass", False: "FAIL", None: "-"}[row.validation_passed]
+        verdict = "FAILED" if row.failure else {True: "pass", False: "FAIL", None: "-"}[row.validation_passed]
         lines.append(f"- **{row.name}**: {verdict}; top-1 agreement {agreement}, top-5 {topk}, max abs error {error}"
                      + (f" — {row.note}" if row.note else ""))
     labelled = [row for row in report.optimized if row.accuracy]

@@ -14,7 +14,8 @@ from typing import Dict, Iterable, List, Optional, Union
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.data.sources import names_images
-from tftrt_toolkit.errors import ConfigError, ToolkitError, first_line
+from tftrt_toolkit.errors import ConfigError
+from tftrt_toolkit.jobs.attempts import Failure, attempt, together_then_each
 from tftrt_toolkit.jobs.tune.candidates import Candidate, Threads, default_candidates
 from tftrt_toolkit.jobs.tune.choice import (
     DEFAULT_MAX_TOP1_DROP, DEFAULT_MIN_TOP1_AGREEMENT, EPSILON, FAILED, MEASURED, ORIGINAL, SKIPPED, TABLE_COLUMNS, Budget,
@@ -222,19 +223,22 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
         key = config
         step_started = time.monotonic()
         path = os.path.join(work, f"{number:02d}-{config.backend.value}-{config.precision.value}")
-        try:
+        # Whatever one candidate raises (a ToolkitError or a bug) fails its row only; the search goes on.
+        with attempt("convert") as tried:
             if config.needs_calibration:
                 config = calibration_sized_to(config, calibration_data, loaded)
             convert(loaded, path, config, calibration_data=calibration_data if config.needs_calibration else None,
                     env=env, progress=False)
             convert_s = time.monotonic() - step_started
+            tried.step = "load"
             runner = ModelRunner(path, name=label).load()
             runners[key] = runner
+            tried.step = "validate"
             report = validate(original, runner, data=data, labels_csv=labels_csv, batch_size=batch_size, progress=False)
-        except ToolkitError as error:
+        if tried.failure:
             for row in mine:
-                row.update(status=FAILED, reason=first_line(error))
-            progress(f"[{number}/{len(configs)}] {label}: failed: {first_line(error)}")
+                row.update(status=FAILED, reason=tried.failure.reason)
+            progress(f"[{number}/{len(configs)}] {label}: {tried.failure.describe()}")
             slowest_step = max(slowest_step, time.monotonic() - step_started)
             continue
         slowest_step = max(slowest_step, time.monotonic() - step_started)
@@ -295,22 +299,22 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
                      "(TF sets threads once per process)")
             worker = ProcessWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
                                   threads=threads, data=data, batch_size=batch_size)
-            try:
+            with attempt("benchmark") as tried:
                 worker.start(timeout=max(1.0, time_left()))
-            except ToolkitError as error:
+            if tried.failure:
                 worker.close()
-                _fail(group, rows, error, progress)
+                _fail(group, rows, tried.failure, progress)
                 continue
             workers[threads] = worker
 
         def between_rounds(_batch_size: int) -> None:
             for threads, worker in list(workers.items()):
-                try:
+                with attempt("benchmark") as tried:
                     worker.round()
-                except ToolkitError as error:  # this setting is lost; the others go on
+                if tried.failure:  # this setting is lost; the others go on
                     worker.close()
                     del workers[threads]
-                    _fail(by_threads[threads], rows, error, progress)
+                    _fail(by_threads[threads], rows, tried.failure, progress)
 
         # Each model (and each original) gets about ``seconds`` of timed runs; every round runs all of them.
         in_process = len(main) + 1
@@ -324,28 +328,42 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
                  + (f" across {len(workers) + 1} processes" if workers else ""))
         # With no candidate at TF's threads, the original alone paces the rounds.
         models = {c.name: runners[c.config] for c in main} or {"original": runners["original"]}
-        reports = benchmark_many(models, baseline=runners["original"] if main else None, batch_sizes=(batch_size,),
-                                 duration=seconds * everyone / in_process, data=data, progress=False,
-                                 between_rounds=between_rounds if workers else None,
-                                 # tune ranks candidates against each other, all at this process's oneDNN setting.
-                                 baseline_at_tf_default=False)
+        # A candidate that cannot be timed is found with one call of each alone, and the others timed together.
+        reports, failures = together_then_each(
+            list(models),
+            lambda names: benchmark_many({name: models[name] for name in names},
+                                         baseline=runners["original"] if main else None, batch_sizes=(batch_size,),
+                                         duration=seconds * everyone / in_process, data=data, progress=False,
+                                         between_rounds=between_rounds if workers else None,
+                                         # tune ranks candidates against each other, all at this process's oneDNN setting.
+                                         baseline_at_tf_default=False),
+            lambda name: benchmark_many({name: models[name]}, batch_sizes=(batch_size,), iterations=1, warmup=0,
+                                        data=data, progress=False, baseline_at_tf_default=False),
+            "benchmark")
+        for candidate in main:
+            if candidate.name in failures:
+                _fail([candidate], rows, failures[candidate.name], progress)
         where = f"this process (threads {threads_text}), interleaved with the original"
         for candidate in main:
+            if candidate.name in failures:
+                continue
             report = reports[candidate.name]
             measurement = report.result("optimized", batch_size)
             _fill_timing(rows[candidate.name], measurement.latency_ms["p50"], measurement.throughput,
                          report.speedup(batch_size)["p50_speedup"], where)
             progress(f"  {_timing_text(rows[candidate.name])}")
-        first = next(iter(reports.values()))
-        baseline = first.result("baseline" if main else "optimized", batch_size)
-        _fill_timing(original_row, baseline.latency_ms["p50"], baseline.throughput, 1.0, f"this process (threads {threads_text})")
+        if reports:
+            first = next(iter(reports.values()))
+            baseline = first.result("baseline" if main else "optimized", batch_size)
+            _fill_timing(original_row, baseline.latency_ms["p50"], baseline.throughput, 1.0,
+                         f"this process (threads {threads_text})")
         original_row["status"] = ORIGINAL
 
         for threads, worker in workers.items():
-            try:
+            with attempt("benchmark") as tried:
                 measured = worker.finish()
-            except ToolkitError as error:
-                _fail(by_threads[threads], rows, error, progress)
+            if tried.failure:
+                _fail(by_threads[threads], rows, tried.failure, progress)
                 continue
             where = (f"subprocess at intra={threads[0]} inter={threads[1]}, its rounds interleaved with this "
                      "process's; speed-up vs the original at those threads")
@@ -358,10 +376,10 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
             worker.close()
 
 
-def _fail(candidates, rows, error: BaseException, progress) -> None:
+def _fail(candidates, rows, failure: Failure, progress) -> None:
     for candidate in candidates:
-        rows[candidate.name].update(status=FAILED, reason=first_line(error))
-        progress(f"  {candidate.name}: failed: {first_line(error)}")
+        rows[candidate.name].update(status=FAILED, reason=failure.reason)
+        progress(f"  {candidate.name}: {failure.describe()}")
 
 
 def _fill_timing(row: dict, p50_ms: float, throughput: float, speedup: float, where: str) -> None:
