@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tftrt_toolkit import ConversionConfig, convert
-from tftrt_toolkit.backends import held_weights
+from tftrt_toolkit.backends.frozen import held_weights
 from tftrt_toolkit.errors import ConversionError
 
 
@@ -137,8 +137,8 @@ def test_weights_past_the_graph_limit_stay_variables_with_the_same_answers(tiny_
 
 def test_int8_past_the_graph_limit_is_refused_before_freezing(tiny_saved_model, tmp_path, monkeypatch):
     monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
-    from tftrt_toolkit.backends import graph_passes
-    from tftrt_toolkit.backends.cpu import CpuBackend
+    from tftrt_toolkit.backends.frozen import grappler as graph_passes
+    from tftrt_toolkit.backends.cpu.backend import CpuBackend
     from tftrt_toolkit.models.loader import load_model
 
     def must_not_freeze(*args, **kwargs):
@@ -211,7 +211,7 @@ def test_model_past_2gb_converts_with_its_weights_as_variables(model_past_2gb, t
 
 
 def test_tensorrt_backend_refuses_weights_tftrt_would_freeze_past_2gb(tiny_saved_model, monkeypatch):
-    from tftrt_toolkit.backends.tensorrt import TensorRTBackend
+    from tftrt_toolkit.backends.tensorrt.backend import TensorRTBackend
     from tftrt_toolkit.models.loader import load_model
 
     monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)

@@ -12,7 +12,7 @@ import pytest
 
 from tftrt_toolkit import pipeline
 from tftrt_toolkit import onednn
-from tftrt_toolkit.backends import cpu_int8
+from tftrt_toolkit.backends.cpu.int8 import quantize as cpu_int8
 from tftrt_toolkit.backends.precisions import offer_for
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.environment import probe

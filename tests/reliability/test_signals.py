@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tftrt_toolkit import ConversionConfig, convert
-from tftrt_toolkit.backends import graph_passes
+from tftrt_toolkit.backends.frozen import grappler as graph_passes
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend
 from tftrt_toolkit.cli.main import main
 

@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends import graph_passes
+from tftrt_toolkit.backends.frozen import grappler as graph_passes
 from tftrt_toolkit.environment import Environment
 from tftrt_toolkit.errors import BackendUnavailable, ConversionError, DataError, first_line
 from tftrt_toolkit.steps import step
@@ -178,7 +178,7 @@ def quantize(frozen, signature, calibration_input_fn, *, overflow_safe_weights: 
     Raises BackendUnavailable (INC missing), DataError (too few or malformed calibration
     samples), ConversionError (nothing quantizable, or the quantizer failed).
     """
-    from tftrt_toolkit.backends.affine_folds import fold_affine_ops
+    from tftrt_toolkit.backends.cpu.folds import fold_affine_ops
 
     StaticQuantConfig, quantize_model, Model = _import_inc()
     input_names = [_node_name(t) for t in frozen.input_tensor_names]

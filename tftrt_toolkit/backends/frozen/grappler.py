@@ -15,7 +15,7 @@ import os
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from tftrt_toolkit.backends.held_weights import HeldWeights, write_into_saved_model
+from tftrt_toolkit.backends.frozen.held_weights import HeldWeights, write_into_saved_model
 from tftrt_toolkit.steps import step
 from tftrt_toolkit.errors import ConversionError, first_line
 
@@ -51,7 +51,7 @@ LAYOUT = Stage("layout", ("layout", "constfold"), skip_reason=_no_channels_first
 
 
 def _fold_affine(graph_def, keep, held):
-    from tftrt_toolkit.backends.affine_folds import fold_affine_ops
+    from tftrt_toolkit.backends.cpu.folds import fold_affine_ops
 
     return fold_affine_ops(graph_def, keep=tuple(keep), held=held)
 
@@ -72,7 +72,7 @@ BF16 = Stage("bf16", (BF16_PASS, "constfold", "arithmetic", "dependency"))
 
 
 def _fold_weight_casts(graph_def, keep, held):
-    from tftrt_toolkit.backends.held_weights import fold_weight_casts
+    from tftrt_toolkit.backends.frozen.held_weights import fold_weight_casts
 
     return fold_weight_casts(graph_def, held)
 

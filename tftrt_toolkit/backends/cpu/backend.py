@@ -13,9 +13,9 @@ import gc
 import time
 from typing import Optional
 
-from tftrt_toolkit.backends import graph_passes
-from tftrt_toolkit.backends import held_weights
-from tftrt_toolkit.backends.held_weights import HeldWeights
+from tftrt_toolkit.backends.frozen import grappler as graph_passes
+from tftrt_toolkit.backends.frozen import held_weights
+from tftrt_toolkit.backends.frozen.held_weights import HeldWeights
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend, InputFn
 from tftrt_toolkit.config import Backend, ConversionConfig, Precision
 from tftrt_toolkit.steps import step
@@ -37,7 +37,7 @@ class CpuBackend(ConversionBackend):
             raise BackendUnavailable(f"precision={config.precision.value} on the cpu backend cannot run here: "
                                      f"{offer.reason}; this machine offers {here}.")
         if config.precision is Precision.INT8:
-            from tftrt_toolkit.backends import cpu_int8
+            from tftrt_toolkit.backends.cpu.int8 import quantize as cpu_int8
 
             cpu_int8.check_available(env)
 
@@ -62,7 +62,7 @@ class CpuBackend(ConversionBackend):
         start = time.perf_counter()
         stages = graph_passes.CPU_BF16_STAGES if config.precision is Precision.BF16 else graph_passes.CPU_FP32_STAGES
         if config.precision is Precision.INT8:
-            from tftrt_toolkit.backends import cpu_int8
+            from tftrt_toolkit.backends.cpu.int8 import quantize as cpu_int8
 
             # The int8 quantizer matches plain Conv2D/BiasAdd/Relu, not the remapper's _FusedConv2D.
             stages = cpu_int8.PREQUANTIZE_STAGES
@@ -88,7 +88,7 @@ class CpuBackend(ConversionBackend):
             summary["kept_fp32_ops"] = list(config.bf16_keep_fp32_ops)
 
         if config.precision is Precision.INT8:
-            from tftrt_toolkit.backends import cpu_int8
+            from tftrt_toolkit.backends.cpu.int8 import quantize as cpu_int8
 
             if calibration_input_fn is None:
                 raise ConfigError("precision=int8 needs calibration data; pass --calibration_data=DIR|FILE.npz|synthetic.")

@@ -120,7 +120,7 @@ class TensorRTBackend(ConversionBackend):
             # TF-TRT keeps the converted GraphDef after convert(); set the real engines beside the prediction.
             converted_graph_def = getattr(converter, "_converted_graph_def", None)
             if converted_graph_def is not None:
-                from tftrt_toolkit.backends.tensorrt_plan import compare_with_conversion
+                from tftrt_toolkit.analysis.tensorrt_plan import compare_with_conversion
 
                 summary["segment_plan_vs_conversion"] = compare_with_conversion(plan, converted_graph_def).to_json()
 
@@ -135,7 +135,7 @@ def _check_weights_fit_tftrt(model: LoadedModel, config: ConversionConfig) -> No
     """Refuse a model whose weights TF-TRT would freeze past protobuf's 2 GB, before any heavy work."""
     import os
 
-    from tftrt_toolkit.backends import held_weights
+    from tftrt_toolkit.backends.frozen import held_weights
 
     keeps_variables = config.use_dynamic_shape and "disable_graph_freezing" in os.environ.get(
         "TF_TRT_EXPERIMENTAL_FEATURES", "").split(",")
@@ -150,7 +150,7 @@ def _check_weights_fit_tftrt(model: LoadedModel, config: ConversionConfig) -> No
 
 def _predict_segments(model: LoadedModel, config: ConversionConfig):
     """The segment plan for this conversion, or None when the graph can't be planned (never fatal)."""
-    from tftrt_toolkit.backends.tensorrt_plan import plan_for_model
+    from tftrt_toolkit.analysis.tensorrt_plan import plan_for_model
     from tftrt_toolkit.errors import ToolkitError
 
     try:

@@ -4,7 +4,7 @@ Mirrors ``tensorflow/compiler/tf2tensorrt/convert/convert_nodes.cc``: ``TrtNodeV
 IsTensorRTCandidate`` (``validate_node``) and ``ConvertToTensorOrWeights``
 (``to_tensor_or_weights``), with the op converter registry (``convert/op_converter_registry.cc``)
 as data: the registered op types, their dtypes, precisions and input roles are shipped in
-``backends/data/tftrt_supported_ops_tf2.17.json`` (see its ``source`` and ``derivation``).
+``analysis/tensorrt_plan/data/tftrt_supported_ops_tf2.17.json`` (see its ``source`` and ``derivation``).
 The per-op converter rules the table names live in ``op_converters.py``.
 """
 
@@ -16,7 +16,7 @@ import json
 from importlib import resources
 from typing import Any, Mapping, Optional
 
-from tftrt_toolkit.backends.tensorrt_plan.graph import (
+from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     CALL_OP_TYPES,
     REMAPPER_FUSED_OP_TYPES,
     Node,
@@ -24,7 +24,7 @@ from tftrt_toolkit.backends.tensorrt_plan.graph import (
     attr_dtype_name,
     node_attr,
 )
-from tftrt_toolkit.backends.tensorrt_plan.op_converters import CHECKS, CandidateContext, NotConvertible, Operand
+from tftrt_toolkit.analysis.tensorrt_plan.op_converters import CHECKS, CandidateContext, NotConvertible, Operand
 
 OP_TABLE_FILE = "tftrt_supported_ops_tf2.17.json"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -49,7 +49,7 @@ class OpSupportTable:
 @functools.lru_cache(maxsize=None)
 def load_op_table(file_name: str = OP_TABLE_FILE) -> OpSupportTable:
     """The shipped TF-TRT op table (read once per process)."""
-    text = resources.files("tftrt_toolkit.backends").joinpath("data", file_name).read_text(encoding="utf-8")
+    text = resources.files("tftrt_toolkit.analysis.tensorrt_plan").joinpath("data", file_name).read_text(encoding="utf-8")
     data = json.loads(text)
     return OpSupportTable(
         tensorflow_version=data["tensorflow_version"],

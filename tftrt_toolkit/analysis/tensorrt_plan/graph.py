@@ -258,7 +258,7 @@ def graph_for_model(model, build_shapes=None):
     (None without ``build_shapes``, e.g. "1,8" or ((1, 224, 224, 3),)); ``output_names`` are
     the frozen function's outputs, the nodes TF-TRT fetches.
     """
-    from tftrt_toolkit.backends import graph_passes
+    from tftrt_toolkit.backends.frozen import grappler as graph_passes
 
     graph_def, frozen = graph_passes.graph_for_inspection(model.saved_model_dir, model.signature.key)
     # The frozen function's inputs follow the signature's (sorted) input order.

@@ -14,7 +14,7 @@ import collections
 import dataclasses
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from tftrt_toolkit.backends.tensorrt_plan.graph import (
+from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     CALL_OP_TYPES,
     NON_COMPUTE_OP_TYPES,
     REMAPPER_FUSED_OP_TYPES,
@@ -25,9 +25,9 @@ from tftrt_toolkit.backends.tensorrt_plan.graph import (
     op_histogram,
     read_nodes,
 )
-from tftrt_toolkit.backends.tensorrt_plan.op_converters import CandidateContext
-from tftrt_toolkit.backends.tensorrt_plan.op_rules import PRECISIONS, load_op_table
-from tftrt_toolkit.backends.tensorrt_plan.segmenter import (
+from tftrt_toolkit.analysis.tensorrt_plan.op_converters import CandidateContext
+from tftrt_toolkit.analysis.tensorrt_plan.op_rules import PRECISIONS, load_op_table
+from tftrt_toolkit.analysis.tensorrt_plan.segmenter import (
     build_segments,
     classify_node,
     explicitly_on_cpu,
