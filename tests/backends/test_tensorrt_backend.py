@@ -12,7 +12,7 @@ import pytest
 from tensorflow.python.compiler.tensorrt import trt_convert
 
 from tftrt_toolkit import ConversionConfig, convert
-from tftrt_toolkit.backends.tensorrt.backend import NOT_BUILT_WITH_TENSORRT, TensorRTBackend
+from tftrt_toolkit.backends.tensorrt import NOT_BUILT_WITH_TENSORRT, TensorRTBackend
 from tftrt_toolkit.config import PROFILE_STRATEGIES
 from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import BackendUnavailable, ConfigError
@@ -86,9 +86,9 @@ class RecordingConverter:
         self.calls.append(("convert", calibration_input_fn is not None))
         if self.kwargs.get("precision_mode") == "FP32":
             # Like TF-TRT, keep the converted graph; this one has no engines, so the plan must disagree.
-            from tftrt_toolkit.backends.frozen import grappler as graph_passes
+            from tftrt_toolkit.backends.frozen.freeze import freeze_signature
 
-            self._converted_graph_def = graph_passes.freeze_signature(
+            self._converted_graph_def = freeze_signature(
                 self.kwargs["input_saved_model_dir"], self.kwargs["input_saved_model_signature_key"]).graph_def
         if calibration_input_fn is not None:
             self._drain(calibration_input_fn)

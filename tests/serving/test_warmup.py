@@ -222,7 +222,7 @@ def test_tensorrt_warmup_records_cover_every_build_shape(tiny_saved_model, tmp_p
     # prepared (one per build shape) must be loaded by some record, whatever batch sizes were asked for.
     import dataclasses
 
-    from tftrt_toolkit.backends.tensorrt.backend import TensorRTBackend
+    from tftrt_toolkit.backends.tensorrt import TensorRTBackend
     from tftrt_toolkit.environment import probe
 
     recording = _recording_converter()

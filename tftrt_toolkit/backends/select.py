@@ -11,7 +11,7 @@ from tftrt_toolkit.environment import Environment
 
 def backend_named(name: Backend) -> ConversionBackend:
     if name is Backend.TENSORRT:
-        from tftrt_toolkit.backends.tensorrt.backend import TensorRTBackend
+        from tftrt_toolkit.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend()
     from tftrt_toolkit.backends.cpu.backend import CpuBackend

@@ -73,7 +73,7 @@ from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     Shape,
 )
 from tftrt_toolkit.analysis.tensorrt_plan.op_converters import CHECKS
-from tftrt_toolkit.analysis.tensorrt_plan.op_rules import OP_TABLE_FILE, PRECISIONS, OpSupportTable, load_op_table
+from tftrt_toolkit.analysis.tensorrt_plan.op_table import OP_TABLE_FILE, PRECISIONS, OpSupportTable, load_op_table
 from tftrt_toolkit.analysis.tensorrt_plan.plan import (
     NOT_A_BREAKER,
     Breaker,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     LARGE_CONSTANT_ELEMENTS,
@@ -23,9 +23,7 @@ from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     constant_element_count,
     node_attr,
 )
-
-if TYPE_CHECKING:
-    from tftrt_toolkit.analysis.tensorrt_plan.op_rules import OpSupportTable
+from tftrt_toolkit.analysis.tensorrt_plan.op_table import OpSupportTable
 
 
 @dataclasses.dataclass(frozen=True)
