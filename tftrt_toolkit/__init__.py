@@ -15,7 +15,7 @@ function needs it.
 _API = ("convert", "OptimizedModel", "validate", "benchmark", "predict", "run", "tune",
         "ValidationReport", "BenchmarkReport", "PredictionResult")
 
-__version__ = "0.1.0"
+from tftrt_toolkit.version import __version__  # noqa: E402  (lives in a core module; re-exported here)
 
 from tftrt_toolkit.config import Backend, ConversionConfig, Precision  # noqa: E402
 from tftrt_toolkit.errors import (  # noqa: E402

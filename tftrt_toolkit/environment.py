@@ -19,7 +19,8 @@ import os
 import platform
 from typing import Dict, Optional, Tuple
 
-from tftrt_toolkit import __version__, onednn, tensorrt_libraries
+from tftrt_toolkit import onednn, tensorrt_libraries
+from tftrt_toolkit.version import __version__
 from tftrt_toolkit.tensorrt_libraries import LibrarySearch
 
 

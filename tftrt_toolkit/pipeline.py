@@ -12,7 +12,8 @@ import logging
 import time
 from typing import Optional, Union
 
-from tftrt_toolkit import __version__, artifacts
+from tftrt_toolkit import artifacts
+from tftrt_toolkit.version import __version__
 from tftrt_toolkit.backends.base import InputFn
 from tftrt_toolkit.backends.select import choose_backend
 from tftrt_toolkit.config import ConversionConfig

@@ -15,9 +15,9 @@ that appeared or disappeared so a person reviews them.
 
 Usage:
     python tools/extract_tftrt_op_table.py --tf-source /path/to/tensorflow \
-        --merge-into tftrt_toolkit/backends/data/tftrt_supported_ops_tf2.17.json
+        --merge-into tftrt_toolkit/analysis/tensorrt_plan/data/tftrt_supported_ops_tf2.17.json
     python tools/extract_tftrt_op_table.py --tf-source /path/to/tensorflow --check \
-        --merge-into tftrt_toolkit/backends/data/tftrt_supported_ops_tf2.17.json
+        --merge-into tftrt_toolkit/analysis/tensorrt_plan/data/tftrt_supported_ops_tf2.17.json
 """
 
 from __future__ import annotations

@@ -10,14 +10,11 @@ import dataclasses
 import importlib
 import os
 import subprocess
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from .rows import PEERS_INSTALL_HINT, Skipped
-
-if TYPE_CHECKING:
-    from .onednn_worker import OneDNNWorker
 
 
 @dataclasses.dataclass
@@ -34,7 +31,9 @@ class Context:
     calibration_batches: List[Dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
     cpu_has_int8_dot: bool = False  # VNNI/AMX: ONNX Runtime's int8 needs reduce_range without them
     onednn_here: bool = True  # TF's oneDNN ops are on in this process (IsMklEnabled)
-    worker: Optional["OneDNNWorker"] = None  # runs the oneDNN-on rows when onednn_here is False
+    # An onednn_worker.OneDNNWorker, which runs the oneDNN-on rows when onednn_here is False (not
+    # imported here: the worker builds rows from a Context, so onednn_worker imports this module).
+    worker: Optional[object] = None
     cache: dict = dataclasses.field(default_factory=dict)  # conversions shared by several rows
 
 

@@ -13,7 +13,9 @@ import pytest
 import tensorflow as tf
 
 from tftrt_toolkit import ConversionConfig, convert
-from tftrt_toolkit.backends import held_weights
+from tftrt_toolkit.backends import weights_size
+from tftrt_toolkit.backends.cpu import savedmodel_stream
+from tftrt_toolkit.backends.frozen import held_weights
 from tftrt_toolkit.errors import ConversionError
 
 
@@ -73,7 +75,7 @@ def test_streamed_weights_get_the_fingerprint_tensorflow_computes(tiny_saved_mod
     def must_not_parse(saved_model_dir):
         raise AssertionError("recomputed the fingerprint by parsing the whole saved_model.pb")
 
-    monkeypatch.setattr(held_weights, "_write_fingerprint_by_parsing", must_not_parse)
+    monkeypatch.setattr(savedmodel_stream, "_write_fingerprint_by_parsing", must_not_parse)
     result = convert(str(tiny_saved_model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
     stored, recomputed = _fingerprints(result.path)
     assert stored == recomputed and stored.saved_model_checksum != 0
@@ -88,7 +90,7 @@ def test_fingerprint64_is_tensorflows_hash(tiny_saved_model):
     expected = fingerprint_pb2.FingerprintDef.FromString(
         fingerprinting.CreateFingerprintDef(str(tiny_saved_model))).checkpoint_hash
     with open(os.path.join(str(tiny_saved_model), "variables", "variables.index"), "rb") as handle:
-        assert held_weights.fingerprint64(handle.read()) == expected
+        assert savedmodel_stream.fingerprint64(handle.read()) == expected
 
 
 def test_batchnorm_is_folded_into_held_convolution_weights(held_conversion):
@@ -124,7 +126,7 @@ def test_weights_past_the_graph_limit_stay_variables_with_the_same_answers(tiny_
                                                                           random_images):
     # The tiny model stands in for a > 2 GB one: the limit is lowered below its held weights.
     monkeypatch.setattr(held_weights, "MIN_HELD_ELEMENTS", 100)
-    monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
+    monkeypatch.setattr(weights_size, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
     result = convert(str(tiny_saved_model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
     assert result.metadata["conversion_summary"]["weights_stored_as"] == "variables"
     np.testing.assert_allclose(_run(result.path, random_images), _run(tiny_saved_model, random_images),
@@ -136,15 +138,15 @@ def test_weights_past_the_graph_limit_stay_variables_with_the_same_answers(tiny_
 
 
 def test_int8_past_the_graph_limit_is_refused_before_freezing(tiny_saved_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
-    from tftrt_toolkit.backends import graph_passes
-    from tftrt_toolkit.backends.cpu import CpuBackend
+    monkeypatch.setattr(weights_size, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
+    from tftrt_toolkit.backends.cpu import backend as cpu_backend
+    from tftrt_toolkit.backends.cpu.backend import CpuBackend
     from tftrt_toolkit.models.loader import load_model
 
     def must_not_freeze(*args, **kwargs):
         raise AssertionError("froze a model it should have refused")
 
-    monkeypatch.setattr(graph_passes, "freeze_signature", must_not_freeze)
+    monkeypatch.setattr(cpu_backend, "freeze_signature", must_not_freeze)
     with load_model(str(tiny_saved_model)) as model:
         with pytest.raises(ConversionError, match="limits to 2 GB") as caught:
             CpuBackend().convert(model, ConversionConfig(backend="cpu", precision="int8"),
@@ -214,7 +216,7 @@ def test_tensorrt_backend_refuses_weights_tftrt_would_freeze_past_2gb(tiny_saved
     from tftrt_toolkit.backends.tensorrt import TensorRTBackend
     from tftrt_toolkit.models.loader import load_model
 
-    monkeypatch.setattr(held_weights, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
+    monkeypatch.setattr(weights_size, "GRAPH_CONSTANTS_BUDGET_BYTES", 1000)
     built = []
 
     def converter_factory(**kwargs):

@@ -12,7 +12,10 @@ import pytest
 
 from tftrt_toolkit import pipeline
 from tftrt_toolkit import onednn
-from tftrt_toolkit.backends import cpu_int8
+from tftrt_toolkit.backends.cpu import int8 as cpu_int8
+from tftrt_toolkit.backends.cpu.int8 import fp32_check
+from tftrt_toolkit.backends.cpu.int8.overflow_guard import pair_sums_overflow
+from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
 from tftrt_toolkit.backends.precisions import offer_for
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.environment import probe
@@ -28,7 +31,7 @@ needs_int8 = pytest.mark.skipif(not _INT8.available, reason=f"cpu int8 cannot ru
 
 def _have_inc() -> bool:
     try:
-        cpu_int8._import_inc()
+        _import_inc()
     except BackendUnavailable:
         return False
     return True
@@ -218,14 +221,14 @@ def test_pair_sums_overflow_flags_exactly_the_channels_whose_int16_pair_sums_sat
     weights[0, 0, :2, 2] = (127, -127)  # the pair cancels
     weights[0, 0, :2, 3] = -127   # -64770: overflows the other way
     weights[0, 0, 2:, :] = 127    # small activations: no overflow whatever the weights
-    assert cpu_int8.pair_sums_overflow(codes, weights).tolist() == [True, False, False, True]
+    assert pair_sums_overflow(codes, weights).tolist() == [True, False, False, True]
     # Channels 1 and 2 are not a pair (pairs are 0-1 and 2-3): large values there never add up.
-    assert not cpu_int8.pair_sums_overflow(np.array([[0, 255, 255, 0]], dtype=np.int32), weights[..., 1:2] * 0 + 127).any()
+    assert not pair_sums_overflow(np.array([[0, 255, 255, 0]], dtype=np.int32), weights[..., 1:2] * 0 + 127).any()
     # A 3x3 filter: one kernel tap is enough.
     spatial = np.zeros((3, 3, 2, 1), dtype=np.int32)
     spatial[2, 1, :, 0] = 127
-    assert cpu_int8.pair_sums_overflow(np.array([[200, 200]], dtype=np.int32), spatial).tolist() == [True]
-    assert cpu_int8.pair_sums_overflow(np.array([[100, 100]], dtype=np.int32), spatial).tolist() == [False]
+    assert pair_sums_overflow(np.array([[200, 200]], dtype=np.int32), spatial).tolist() == [True]
+    assert pair_sums_overflow(np.array([[100, 100]], dtype=np.int32), spatial).tolist() == [False]
 
 
 def _build_overflowing_cnn():
@@ -336,12 +339,12 @@ def test_dense_relu_layers_are_quantized_and_checked(tmp_path):
 def test_only_a_check_worse_than_even_odds_warns(residual_saved_model, tmp_path, monkeypatch, agreement, warns):
     # Eight calibration samples cannot tell noise from loss: 5 of 8 is what the shipped crops give
     # a model that keeps every top-1 on 750 ImageNet photos. Only a broken-looking check warns.
-    real = cpu_int8.compare_with_fp32
+    real = fp32_check.compare_with_fp32
 
     def with_agreement(*args, **kwargs):
         return {**real(*args, **kwargs), "top1_agreement": agreement}
 
-    monkeypatch.setattr(cpu_int8, "compare_with_fp32", with_agreement)
+    monkeypatch.setattr(fp32_check, "compare_with_fp32", with_agreement)
     result = pipeline.convert(str(residual_saved_model), str(tmp_path / "int8"),
                               ConversionConfig(backend="cpu", precision="int8"),
                               calibration_input_fn=_calibration_fn(CALIBRATION_BATCH * CALIBRATION_STEPS))

@@ -86,9 +86,9 @@ class RecordingConverter:
         self.calls.append(("convert", calibration_input_fn is not None))
         if self.kwargs.get("precision_mode") == "FP32":
             # Like TF-TRT, keep the converted graph; this one has no engines, so the plan must disagree.
-            from tftrt_toolkit.backends import graph_passes
+            from tftrt_toolkit.backends.frozen.freeze import freeze_signature
 
-            self._converted_graph_def = graph_passes.freeze_signature(
+            self._converted_graph_def = freeze_signature(
                 self.kwargs["input_saved_model_dir"], self.kwargs["input_saved_model_signature_key"]).graph_def
         if calibration_input_fn is not None:
             self._drain(calibration_input_fn)

@@ -16,7 +16,7 @@ import zipfile
 
 import pytest
 
-from tftrt_toolkit.backends.graph_passes import freeze_signature
+from tftrt_toolkit.backends.frozen.freeze import freeze_signature
 from tftrt_toolkit.errors import ModelLoadError, ToolkitError
 from tftrt_toolkit.models.loader import load_model
 

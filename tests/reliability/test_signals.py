@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tftrt_toolkit import ConversionConfig, convert
-from tftrt_toolkit.backends import graph_passes
+from tftrt_toolkit.backends.cpu import rebuild
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend
 from tftrt_toolkit.cli.main import main
 
@@ -77,7 +77,7 @@ def test_sigint_while_loading_removes_the_temporary_export(start_tftrt, staging_
 def test_sigterm_while_saving_leaves_nothing(tiny_saved_model, tmp_path, monkeypatch, capsys, tree_hash):
     """A real SIGTERM after TensorFlow has written the SavedModel into the staging dir, before the rename."""
     output = tmp_path / "out"
-    real_save = graph_passes.save_function
+    real_save = rebuild.save_function
     written = []
 
     def save_then_sigterm(function, output_dir, signature_key, *held):
@@ -85,7 +85,7 @@ def test_sigterm_while_saving_leaves_nothing(tiny_saved_model, tmp_path, monkeyp
         written.extend(os.listdir(output_dir))
         signal.raise_signal(signal.SIGTERM)  # main()'s handler raises here, in this thread
 
-    monkeypatch.setattr(graph_passes, "save_function", save_then_sigterm)
+    monkeypatch.setattr(rebuild, "save_function", save_then_sigterm)
     before = tree_hash(tiny_saved_model)
     previous = signal.getsignal(signal.SIGTERM)
     code = main(["tftrt", "convert", f"--model={tiny_saved_model}", f"--output={output}", "--backend=cpu"])

@@ -14,7 +14,7 @@ def backend_named(name: Backend) -> ConversionBackend:
         from tftrt_toolkit.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend()
-    from tftrt_toolkit.backends.cpu import CpuBackend
+    from tftrt_toolkit.backends.cpu.backend import CpuBackend
 
     return CpuBackend()
 

@@ -35,7 +35,7 @@ def main() -> int:
         if not model.is_temporary_export:
             lines.append(_warmup_line(model.saved_model_dir, info))
         if FLAGS.plan == "tensorrt":
-            from tftrt_toolkit.backends.tensorrt_plan import plan_for_model
+            from tftrt_toolkit.analysis.tensorrt_plan import plan_for_model
 
             plan = plan_for_model(model, precision=FLAGS.precision, minimum_segment_size=FLAGS.minimum_segment_size,
                                   use_dynamic_shape=FLAGS.use_dynamic_shape, build_shapes=FLAGS.build_shapes)

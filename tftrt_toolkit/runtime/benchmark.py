@@ -43,7 +43,7 @@ from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError
 from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
-from tftrt_toolkit.runtime.timing import MIN_ROUNDS, prepared_call, time_calls, time_rounds
+from tftrt_toolkit.runtime.timing import MIN_ROUNDS, latency_stats, prepared_call, time_calls, time_rounds
 from tftrt_toolkit.runtime.validate import check_same_signature
 
 DEFAULT_BATCH_SIZES = (1, 8, 32)
@@ -60,20 +60,6 @@ CSV_COLUMNS = (
     *(f"latency_{stat}_ms" for stat in LATENCY_STATS),
     "throughput", "peak_rss_mb", "p50_speedup", "throughput_speedup",
 )
-
-
-def latency_stats(latencies_s: Sequence[float]) -> Dict[str, float]:
-    """min/mean/p50/p90/p99/max in milliseconds of per-run latencies given in seconds."""
-    ms = np.asarray(latencies_s, dtype=np.float64) * 1000.0
-    stats = {
-        "min": ms.min(),
-        "mean": ms.mean(),
-        "p50": np.percentile(ms, 50),
-        "p90": np.percentile(ms, 90),
-        "p99": np.percentile(ms, 99),
-        "max": ms.max(),
-    }
-    return {name: round(float(value), 4) for name, value in stats.items()}
 
 
 def peak_rss_mb() -> Optional[float]:
@@ -433,7 +419,7 @@ def _settings(batch_sizes, warmup, iterations, duration, requested_threads, thre
               interleaved: bool, started_at: str, tf_default_baseline: bool = False) -> dict:
     import tensorflow as tf
 
-    from tftrt_toolkit import __version__
+    from tftrt_toolkit.version import __version__
     from tftrt_toolkit.environment import probe
 
     env = probe()

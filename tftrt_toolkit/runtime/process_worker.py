@@ -128,7 +128,7 @@ def _worker_main() -> int:
     """The subprocess side of ``ProcessWorker``: a JSON request, then "round"/"finish" lines on stdin; JSON lines back."""
     from tftrt_toolkit.data import open_source
     from tftrt_toolkit.data.samples import filled_batch
-    from tftrt_toolkit.runtime.benchmark import latency_stats
+    from tftrt_toolkit.runtime.timing import latency_stats
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
     from tftrt_toolkit.runtime.timing import prepared_call, time_rounds
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numbers
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from tftrt_toolkit.errors import ConfigError
 
@@ -134,3 +134,19 @@ def _check_amount(count: Optional[int], duration: Optional[float]) -> None:
         raise ConfigError(f"{count!r} timed calls is not valid; use a whole number >= 1.")
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, numbers.Real) or not duration > 0):
         raise ConfigError(f"duration={duration!r} is not valid; use a number of seconds > 0.")
+
+
+def latency_stats(latencies_s: Sequence[float]) -> Dict[str, float]:
+    """min/mean/p50/p90/p99/max in milliseconds of per-run latencies given in seconds."""
+    import numpy as np
+
+    ms = np.asarray(latencies_s, dtype=np.float64) * 1000.0
+    stats = {
+        "min": ms.min(),
+        "mean": ms.mean(),
+        "p50": np.percentile(ms, 50),
+        "p90": np.percentile(ms, 90),
+        "p99": np.percentile(ms, 99),
+        "max": ms.max(),
+    }
+    return {name: round(float(value), 4) for name, value in stats.items()}

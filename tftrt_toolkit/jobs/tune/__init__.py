@@ -11,7 +11,7 @@ What is tried (``default_candidates``), simplest first so a short ``time_budget`
 measures the safe choices:
 - every backend x precision this machine can run: TensorRT fp32/fp16/int8 (only where
   ``env.tensorrt_usable``), then cpu fp32, bf16 (native-BF16 CPUs), int8 (when
-  ``cpu_int8.check_available`` passes; calibrated on ``calibration_data``, default ``data``);
+  ``backends.cpu.int8.check_available`` passes; calibrated on ``calibration_data``, default ``data``);
 - TensorRT settings per precision: ``minimum_segment_size=10`` (fewer, larger engines) and
   explicit-batch dynamic shapes with the "Optimal" profile built for ``batch_size``.
   ``maximum_cached_engines`` is not searched: engines are cached per input shape and tune

@@ -15,23 +15,14 @@ real arithmetic, a float rounding difference in practice.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
+from tftrt_toolkit.backends.graphdef import consumers as _consumers
+from tftrt_toolkit.backends.graphdef import node_name as _name
+
 CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
-
-
-def _name(tensor: str) -> str:
-    return tensor.lstrip("^").split(":")[0]
-
-
-def _consumers(graph_def) -> Dict[str, List[str]]:
-    result: Dict[str, List[str]] = {}
-    for node in graph_def.node:
-        for tensor in node.input:
-            result.setdefault(_name(tensor), []).append(node.name)
-    return result
 
 
 def _const_value(node, held=None) -> Optional[np.ndarray]:
@@ -67,12 +58,12 @@ def _const_operand(node, nodes) -> Tuple[Optional[np.ndarray], Optional[str]]:
     return None, None
 
 
-def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[object, int]:
-    """Return (new graph_def, how many Mul/Add/BiasAdd ops were folded into convolutions).
+def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[object, int, object]:
+    """Return (new graph_def, how many Mul/Add/BiasAdd ops were folded into convolutions, new held weights).
 
     ``keep`` names nodes that must survive (the signature's outputs). Only folds through
     nodes with a single consumer, on NHWC convolutions whose filter is a Const or a weight
-    in ``held`` (whose value is then replaced there).
+    in ``held`` (a new HeldWeights carries its folded value; None stays None).
     """
     from tensorflow.python.framework import tensor_util
 
@@ -80,6 +71,7 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> T
     consumers = _consumers(graph_def)
     removed = set()
     new_consts = {}
+    new_held = {}
     rewritten_conv = {}
     folded = 0
 
@@ -134,7 +126,7 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> T
         else:
             new_weights = weights * scale
         if held is not None and filter_node.name in held:
-            held.values[filter_node.name] = new_weights.astype(np.float32)
+            new_held[filter_node.name] = new_weights.astype(np.float32)
         else:
             new_consts[filter_node.name] = new_weights.astype(np.float32)
         bias_name = conv.name + "/folded_bias"
@@ -145,7 +137,7 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> T
         folded += len(chain)
 
     if not rewritten_conv:
-        return graph_def, 0
+        return graph_def, 0, held
 
     from tensorflow.core.framework import graph_pb2
 
@@ -175,7 +167,7 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> T
             bias_add.input.extend([node.name, bias_name])
             bias_add.attr["T"].CopyFrom(node.attr["T"])
             bias_add.attr["data_format"].s = b"NHWC"
-    return result, folded
+    return result, folded, (held.with_values(new_held) if new_held else held)
 
 
 def hoist_offsets_out_of_sums(graph_def, held=None) -> Tuple[object, int]:
@@ -304,12 +296,45 @@ def add_missing_bias(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[
     return result, len(targets)
 
 
-def fold_affine_ops(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[object, int]:
-    """All rewrites: offsets out of sums, affine ops into convolutions, a bias on every conv.
+def fold_affine_ops(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[object, int, object]:
+    """All the folds above, in order: (new graph_def, ops rewritten, new held weights).
 
-    ``held``: the weights held out of the graph (held_weights.HeldWeights), read and updated there.
+    ``held``: the weights held out of the graph (frozen.held_weights.HeldWeights), read there;
+    the folded values come back in the new HeldWeights returned (None when ``held`` is None).
     """
     graph_def, hoisted = hoist_offsets_out_of_sums(graph_def, held)
-    graph_def, folded = fold_affine_into_conv(graph_def, keep, held)
+    graph_def, folded, held = fold_affine_into_conv(graph_def, keep, held)
     graph_def, biased = add_missing_bias(graph_def, keep, held)
-    return graph_def, hoisted + folded + biased
+    return graph_def, hoisted + folded + biased, held
+
+
+def fold_weight_casts(graph_def, held) -> Tuple[object, int, object]:
+    """Cast held weights ahead of time: ``Cast(W)`` becomes a held weight of the cast's type.
+
+    Grappler's constant folding did this when the weights were constants (bf16 stores its
+    weights as bf16); with the weights held aside we do it, with numpy's rounding to nearest
+    even, as TensorFlow's Cast does. Returns (new graph_def, casts folded, new held weights).
+    """
+    from tensorflow.python.framework import dtypes
+
+    from tftrt_toolkit.backends.frozen.held_weights import make_placeholder
+    from tftrt_toolkit.backends.graphdef import copy
+
+    graph_def = copy(graph_def)
+    cast_values = {}
+    for node in graph_def.node:
+        if node.op != "Cast" or not node.input or not (node.input[0] in held or node.input[0] in cast_values):
+            continue
+        source = cast_values[node.input[0]] if node.input[0] in cast_values else held.values[node.input[0]]
+        cast_values[node.name] = source.astype(dtypes.as_dtype(node.attr["DstT"].type).as_numpy_dtype)
+        make_placeholder(node, cast_values[node.name])
+    if not cast_values:
+        return graph_def, 0, held
+    held = held.with_values(cast_values)
+    # A weight read only through its casts is no longer needed in its original type.
+    still_used = {_name(tensor) for node in graph_def.node for tensor in node.input}
+    keep = [node for node in graph_def.node
+            if not (node.op == "Placeholder" and node.name in held and node.name not in still_used)]
+    del graph_def.node[:]
+    graph_def.node.extend(keep)
+    return graph_def, len(cast_values), held.used_by(graph_def)

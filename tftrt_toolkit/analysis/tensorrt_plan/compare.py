@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Optional, Tuple
 
-from tftrt_toolkit.backends.tensorrt_plan.graph import op_histogram
-from tftrt_toolkit.backends.tensorrt_plan.plan import SegmentPlan, to_plain_json
+from tftrt_toolkit.analysis.tensorrt_plan.graph import op_histogram
+from tftrt_toolkit.analysis.tensorrt_plan.plan import SegmentPlan, to_plain_json
 from tftrt_toolkit.errors import ModelLoadError
 
 

@@ -3,7 +3,7 @@
 Mirrors the ``Convert*`` functions of ``tensorflow/compiler/tf2tensorrt/convert/convert_nodes.cc``
 and ``convert/ops/*.cc`` (TF 2.17) in ``validation_only`` mode: each ``_check_*`` raises
 ``NotConvertible`` with the reason the converter gives, and ``CHECKS`` names them the way
-the op table (``backends/data/tftrt_supported_ops_tf2.17.json``, each op's ``checks``)
+the op table (``analysis/tensorrt_plan/data/tftrt_supported_ops_tf2.17.json``, each op's ``checks``)
 refers to them. ``Operand`` is ``TRT_TensorOrWeights``; ``CandidateContext`` holds what
 ``OpConverterParams`` gives a converter (precision, batch mode) plus the segmenter's settings.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
-from tftrt_toolkit.backends.tensorrt_plan.graph import (
+from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     LARGE_CONSTANT_ELEMENTS,
     Node,
     NodeOutput,
@@ -23,9 +23,7 @@ from tftrt_toolkit.backends.tensorrt_plan.graph import (
     constant_element_count,
     node_attr,
 )
-
-if TYPE_CHECKING:
-    from tftrt_toolkit.backends.tensorrt_plan.op_rules import OpSupportTable
+from tftrt_toolkit.analysis.tensorrt_plan.op_table import OpSupportTable
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,19 +4,15 @@ Mirrors ``tensorflow/compiler/tf2tensorrt/convert/convert_nodes.cc``: ``TrtNodeV
 IsTensorRTCandidate`` (``validate_node``) and ``ConvertToTensorOrWeights``
 (``to_tensor_or_weights``), with the op converter registry (``convert/op_converter_registry.cc``)
 as data: the registered op types, their dtypes, precisions and input roles are shipped in
-``backends/data/tftrt_supported_ops_tf2.17.json`` (see its ``source`` and ``derivation``).
-The per-op converter rules the table names live in ``op_converters.py``.
+``analysis/tensorrt_plan/data/tftrt_supported_ops_tf2.17.json`` (see its ``source`` and ``derivation``).
+The table is read by ``op_table.py``; the per-op converter rules it names live in ``op_converters.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import json
-from importlib import resources
-from typing import Any, Mapping, Optional
+from typing import Optional
 
-from tftrt_toolkit.backends.tensorrt_plan.graph import (
+from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     CALL_OP_TYPES,
     REMAPPER_FUSED_OP_TYPES,
     Node,
@@ -24,41 +20,7 @@ from tftrt_toolkit.backends.tensorrt_plan.graph import (
     attr_dtype_name,
     node_attr,
 )
-from tftrt_toolkit.backends.tensorrt_plan.op_converters import CHECKS, CandidateContext, NotConvertible, Operand
-
-OP_TABLE_FILE = "tftrt_supported_ops_tf2.17.json"
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclasses.dataclass(frozen=True)
-class OpSupportTable:
-    """TF-TRT's supported op types and their rules for one TensorFlow version, with provenance."""
-
-    tensorflow_version: str
-    tensorflow_release: str
-    assumed_tensorrt_version: str
-    source: Mapping[str, Any]
-    segmenter: Mapping[str, Any]
-    ops: Mapping[str, Mapping[str, Any]]
-
-    def rule(self, op_type: str) -> Optional[Mapping[str, Any]]:
-        """The op type's converter rule, None when TF-TRT registers no converter for it."""
-        return self.ops.get(op_type)
-
-
-@functools.lru_cache(maxsize=None)
-def load_op_table(file_name: str = OP_TABLE_FILE) -> OpSupportTable:
-    """The shipped TF-TRT op table (read once per process)."""
-    text = resources.files("tftrt_toolkit.backends").joinpath("data", file_name).read_text(encoding="utf-8")
-    data = json.loads(text)
-    return OpSupportTable(
-        tensorflow_version=data["tensorflow_version"],
-        tensorflow_release=data["tensorflow_release"],
-        assumed_tensorrt_version=data["assumed_tensorrt_version"],
-        source=data["source"],
-        segmenter=data["segmenter"],
-        ops=data["ops"],
-    )
+from tftrt_toolkit.analysis.tensorrt_plan.op_converters import CHECKS, CandidateContext, NotConvertible, Operand
 
 
 def _resolve_identity(ctx: CandidateContext, producer: str) -> Node:

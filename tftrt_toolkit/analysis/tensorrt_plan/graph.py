@@ -2,7 +2,7 @@
 
 Mirrors what ``tensorflow/python/compiler/tensorrt/trt_convert.py`` does before converting
 (``TrtGraphConverterV2``: freeze the variables with ``convert_variables_to_constants_v2``,
-then run grappler with the remapper off; here through ``backends/graph_passes.py``), and
+then run grappler with the remapper off; here through ``backends/frozen/grappler.py``), and
 the output shapes ``segment/segment.cc`` reads from grappler's ``GraphProperties`` (here
 TensorFlow's own shape functions, run when the graph is imported).
 """
@@ -258,11 +258,12 @@ def graph_for_model(model, build_shapes=None):
     (None without ``build_shapes``, e.g. "1,8" or ((1, 224, 224, 3),)); ``output_names`` are
     the frozen function's outputs, the nodes TF-TRT fetches.
     """
-    from tftrt_toolkit.backends import graph_passes
+    from tftrt_toolkit.backends.frozen.grappler import graph_for_inspection
+    from tftrt_toolkit.backends.graphdef import node_name
 
-    graph_def, frozen = graph_passes.graph_for_inspection(model.saved_model_dir, model.signature.key)
+    graph_def, frozen = graph_for_inspection(model.saved_model_dir, model.signature.key)
     # The frozen function's inputs follow the signature's (sorted) input order.
-    placeholder_for = {info.name: tensor.split(":")[0]
+    placeholder_for = {info.name: node_name(tensor)
                        for info, tensor in zip(model.signature.inputs, frozen.input_tensor_names)}
     input_shapes = None
     if build_shapes:
@@ -275,4 +276,4 @@ def graph_for_model(model, build_shapes=None):
                 best = input_shapes.get(placeholder_for[name])
                 if best is None or (dims[0] or 0) > (best[0] or 0):
                     input_shapes[placeholder_for[name]] = dims
-    return graph_def, input_shapes, [t.split(":")[0] for t in frozen.output_tensor_names]
+    return graph_def, input_shapes, [node_name(t) for t in frozen.output_tensor_names]

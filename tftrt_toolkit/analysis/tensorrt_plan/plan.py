@@ -14,7 +14,7 @@ import collections
 import dataclasses
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from tftrt_toolkit.backends.tensorrt_plan.graph import (
+from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     CALL_OP_TYPES,
     NON_COMPUTE_OP_TYPES,
     REMAPPER_FUSED_OP_TYPES,
@@ -25,14 +25,15 @@ from tftrt_toolkit.backends.tensorrt_plan.graph import (
     op_histogram,
     read_nodes,
 )
-from tftrt_toolkit.backends.tensorrt_plan.op_converters import CandidateContext
-from tftrt_toolkit.backends.tensorrt_plan.op_rules import PRECISIONS, load_op_table
-from tftrt_toolkit.backends.tensorrt_plan.segmenter import (
+from tftrt_toolkit.analysis.tensorrt_plan.op_converters import CandidateContext
+from tftrt_toolkit.analysis.tensorrt_plan.op_table import PRECISIONS, load_op_table
+from tftrt_toolkit.analysis.tensorrt_plan.segmenter import (
     build_segments,
     classify_node,
     explicitly_on_cpu,
     max_allowed_engines,
 )
+from tftrt_toolkit.backends.graphdef import node_name
 from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.errors import ConfigError
 
@@ -266,7 +267,7 @@ def plan_tensorrt_segments(graph_def, *, precision="fp32", minimum_segment_size:
     if output_names is None:
         outputs = _default_outputs(nodes, consumers)
     else:
-        outputs = {name.split(":")[0].lstrip("^") for name in output_names}
+        outputs = {node_name(name) for name in output_names}
         unknown = sorted(outputs - set(nodes))
         if unknown:
             raise ConfigError(f"output_names {unknown} are not nodes of the graph")

@@ -16,8 +16,8 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from tensorflow.python.grappler import tf_optimizer
 from tensorflow.python.training import saver
 
-from tftrt_toolkit.backends import tensorrt_plan
-from tftrt_toolkit.backends.tensorrt_plan import (
+from tftrt_toolkit.analysis import tensorrt_plan
+from tftrt_toolkit.analysis.tensorrt_plan import (
     compare_with_conversion,
     engines_in_converted_graph,
     load_op_table,

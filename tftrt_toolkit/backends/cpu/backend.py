@@ -4,24 +4,28 @@ freeze variables → grappler passes (inlining, constant folding, arithmetic, la
 remapping/fusion) → optionally BF16 compute baked in by grappler's oneDNN mixed-precision
 pass → a plain SavedModel with the original signature. Measured on ResNet50 (2-core
 Sapphire Rapids): fp32 ≈1.36×, bf16 ≈2× over plain ``tf.saved_model.load``.
+
+Each step takes a ``FrozenSignature`` and returns a new one; the ``frozen`` name below is
+rebound as each step returns, so the value before it (the graph and the weights it held)
+is freed at once.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import time
 from typing import Optional
 
-from tftrt_toolkit.backends import graph_passes
-from tftrt_toolkit.backends import held_weights
-from tftrt_toolkit.backends.held_weights import HeldWeights
+from tftrt_toolkit.backends import graphdef, weights_size
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend, InputFn
+from tftrt_toolkit.backends.cpu import rebuild, stages
+from tftrt_toolkit.backends.frozen.freeze import freeze_signature
+from tftrt_toolkit.backends.frozen.grappler import optimize_graph
 from tftrt_toolkit.config import Backend, ConversionConfig, Precision
-from tftrt_toolkit.steps import step
 from tftrt_toolkit.environment import Environment
 from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError
 from tftrt_toolkit.models.loader import LoadedModel
+from tftrt_toolkit.steps import step
 
 
 class CpuBackend(ConversionBackend):
@@ -37,99 +41,106 @@ class CpuBackend(ConversionBackend):
             raise BackendUnavailable(f"precision={config.precision.value} on the cpu backend cannot run here: "
                                      f"{offer.reason}; this machine offers {here}.")
         if config.precision is Precision.INT8:
-            from tftrt_toolkit.backends import cpu_int8
+            from tftrt_toolkit.backends.cpu import int8
 
-            cpu_int8.check_available(env)
+            int8.check_available(env)
 
     def convert(self, model: LoadedModel, config: ConversionConfig, *,
                 calibration_input_fn: Optional[InputFn] = None,
                 build_input_fn: Optional[InputFn] = None) -> Conversion:
-        timings = {}
+        timings, summary, frozen_at = {}, {}, []
         if config.precision is Precision.INT8:
             _check_weights_fit_in_one_graph(model)
-        start = time.perf_counter()
-        with step("freeze"):
-            frozen = graph_passes.freeze_signature(model.saved_model_dir, model.signature.key)
-        timings["freeze_s"] = time.perf_counter() - start
-        nodes_frozen = len(frozen.graph_def.node)
-        # What the rebuilt function copies from the original: taken now, so the loaded model can
-        # go. Its variables are a second copy of the weights the int8 quantizer copies again, and
-        # nothing below reads it; the held weights' arrays keep their own buffers alive.
-        structure = graph_passes.SignatureStructure.of(frozen.original_function)
-        frozen.loaded = frozen.original_function = None
-        gc.collect()
 
-        start = time.perf_counter()
-        stages = graph_passes.CPU_BF16_STAGES if config.precision is Precision.BF16 else graph_passes.CPU_FP32_STAGES
+        def freeze():
+            start = time.perf_counter()
+            with step("freeze"):
+                frozen = freeze_signature(model.saved_model_dir, model.signature.key)
+            timings["freeze_s"] = time.perf_counter() - start
+            summary["nodes_frozen"] = len(frozen.graph_def.node)
+            # The loaded model went as freezing returned: its variables are a second copy of the
+            # weights (which the int8 quantizer copies again). TF's objects form reference
+            # cycles: collect them now, before the stages run.
+            gc.collect()
+            frozen_at.append(time.perf_counter())
+            return frozen
+
+        chosen = stages.CPU_BF16_STAGES if config.precision is Precision.BF16 else stages.CPU_FP32_STAGES
         if config.precision is Precision.INT8:
-            from tftrt_toolkit.backends import cpu_int8
-
             # The int8 quantizer matches plain Conv2D/BiasAdd/Relu, not the remapper's _FusedConv2D.
-            stages = cpu_int8.PREQUANTIZE_STAGES
-        graph_def, records = graph_passes.optimize_graph(frozen, stages, keep_fp32_ops=config.bf16_keep_fp32_ops)
-        if config.precision is Precision.BF16 and _count_bf16_nodes(graph_def) == 0:
+            chosen = stages.PREQUANTIZE_STAGES
+        # A loader, not a value (Polygraphy's way): nothing here holds the unoptimised graph
+        # and its weights while the stages run.
+        frozen, records = optimize_graph(freeze, chosen, keep_fp32_ops=config.bf16_keep_fp32_ops)
+        if config.precision is Precision.BF16 and _count_bf16_nodes(frozen.graph_def) == 0:
             # Grappler logs a failed pass and returns the graph unchanged; never save that as "bf16".
             logged = [e for r in records for e in r.grappler_errors]
             raise ConversionError(
                 f"the bf16 pass converted no ops ({'; '.join(logged[:2]) or 'grappler skipped it'}); "
                 "check --bf16_keep_fp32_ops names real op types, or use --precision=fp32."
             )
-        timings["optimize_s"] = time.perf_counter() - start
+        timings["optimize_s"] = time.perf_counter() - frozen_at[0]
 
-        summary = {
-            "nodes_frozen": nodes_frozen,
-            "nodes_optimized": len(graph_def.node),
+        summary.update({
+            "nodes_optimized": len(frozen.graph_def.node),
             "stages": [r.to_json() for r in records],
             "stages_that_changed_the_graph": [r.name for r in records if r.changed],
-            "op_histogram": graph_passes.op_histogram(graph_def),
-        }
+            "op_histogram": graphdef.op_histogram(frozen.graph_def),
+        })
         if config.precision is Precision.BF16:
-            summary["bf16_nodes"] = _count_bf16_nodes(graph_def)
+            summary["bf16_nodes"] = _count_bf16_nodes(frozen.graph_def)
             summary["kept_fp32_ops"] = list(config.bf16_keep_fp32_ops)
 
         if config.precision is Precision.INT8:
-            from tftrt_toolkit.backends import cpu_int8
+            from tftrt_toolkit.backends.cpu import int8
 
             if calibration_input_fn is None:
                 raise ConfigError("precision=int8 needs calibration data; pass --calibration_data=DIR|FILE.npz|synthetic.")
             start = time.perf_counter()
-            # The quantizer reads and rewrites the weights itself: it gets them back in the graph.
-            frozen = dataclasses.replace(frozen, graph_def=frozen.held.restored(graph_def), held=HeldWeights())
+            # The quantizer reads and rewrites the weights itself: they go back in the graph (the
+            # held copies go with the record before), then our folds (the unfolded graph goes as
+            # they return, before INC copies the folded one).
+            frozen = frozen.with_weights_in_graph()
+            frozen, folded_ops = int8.fold_for_quantizing(frozen)
             # quantize() reports its own steps (quantize, int16_overflow_guard, bias_correction, int8_check).
-            graph_def, int8_summary = cpu_int8.quantize(
-                frozen, model.signature, calibration_input_fn,
+            int8_graph, summary["int8"] = int8.quantize(
+                frozen, model.signature, calibration_input_fn, ops_folded=folded_ops,
                 overflow_safe_weights=config.int8_overflow_safe_weights,
                 bias_correction=config.int8_bias_correction)
+            frozen = frozen.with_graph(int8_graph)
+            del int8_graph
             timings["quantize_s"] = time.perf_counter() - start
-            summary["int8"] = int8_summary
-            summary["op_histogram"] = graph_passes.op_histogram(graph_def)
+            summary["op_histogram"] = graphdef.op_histogram(frozen.graph_def)
 
         variables = ()
         with step("rebuild"):
-            if frozen.held.nbytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES:
+            if not weights_size.fit_in_one_graph(frozen.held.nbytes):
                 # Past protobuf's 2 GB the weights cannot all be constants of one graph: they
-                # become variables the graph reads, saved in the checkpoint.
+                # become variables the graph reads, saved in the checkpoint. They are handed over
+                # (the record keeps none), each array freed as it moves into its variable.
                 summary["weights_stored_as"] = "variables"
-                function, variables = graph_passes.rebuild_function_reading_variables(frozen, graph_def, structure)
+                weights = dict(frozen.held.values)
+                frozen = frozen.with_graph(frozen.graph_def)
+                function, variables = rebuild.rebuild_function_reading_variables(frozen, weights)
             else:
                 summary["weights_stored_as"] = "graph constants"
-                function = graph_passes.rebuild_function(frozen, graph_def, structure)
+                function = rebuild.rebuild_function(frozen)
 
         def write(output_dir: str) -> None:
             if variables:
-                graph_passes.save_function(function, output_dir, model.signature.key, variables=variables)
+                rebuild.save_function(function, output_dir, model.signature.key, variables=variables)
                 return
             try:
-                graph_passes.save_function(function, output_dir, model.signature.key, frozen.held)
+                rebuild.save_function(function, output_dir, model.signature.key, frozen.held.values)
             except RuntimeError:
                 # A stand-in did not survive saving as one constant (never seen): save with the
                 # weights in the graph, the slow way.
-                classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def), structure)
-                graph_passes.save_function(classic, output_dir, model.signature.key)
+                classic = rebuild.rebuild_function(frozen.with_weights_in_graph())
+                rebuild.save_function(classic, output_dir, model.signature.key)
 
         from tftrt_toolkit.backends.runtime_requirements import runtime_requirements
 
-        summary["runtime"] = runtime_requirements(graph_def, config.precision.value)
+        summary["runtime"] = runtime_requirements(frozen.graph_def, config.precision.value)
         return Conversion(backend=self.name, precision=config.precision.value, write=write,
                           summary=summary, timings=timings)
 
@@ -140,8 +151,8 @@ def _check_weights_fit_in_one_graph(model: LoadedModel) -> None:
     fp32 and bf16 keep such weights as variables; the int8 quantizer rewrites every weight as a
     constant of the one graph it quantizes.
     """
-    weight_bytes = held_weights.saved_weight_bytes(model.saved_model_dir)
-    if weight_bytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES:
+    weight_bytes = weights_size.saved_weight_bytes(model.saved_model_dir)
+    if not weights_size.fit_in_one_graph(weight_bytes):
         raise ConversionError(
             f"the model's weights take {weight_bytes / 1e9:.2f} GB, and int8 conversion rewrites them as constants "
             "of one graph, which protobuf limits to 2 GB; convert it with --precision=fp32 or bf16 (weights past "

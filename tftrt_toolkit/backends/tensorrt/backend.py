@@ -20,32 +20,18 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
+from tftrt_toolkit.backends import weights_size
 from tftrt_toolkit.backends.base import Conversion, ConversionBackend, InputFn
+from tftrt_toolkit.backends.tensorrt.converter import (
+    NOT_BUILT_WITH_TENSORRT,
+    default_converter_factory,
+    parse_summary,
+    tensorrt_libraries_missing,
+)
 from tftrt_toolkit.config import Backend, ConversionConfig
 from tftrt_toolkit.environment import Environment
 from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError, first_line
 from tftrt_toolkit.models.loader import LoadedModel
-
-NOT_BUILT_WITH_TENSORRT = (
-    "TensorFlow here was built without TensorRT; use --backend=cpu or run on a machine with "
-    "TF ≤ 2.17 + TensorRT (e.g. NVIDIA's TensorFlow containers)."
-)
-
-
-def tensorrt_libraries_missing(env: Environment) -> str:
-    """One line: TF is a TensorRT build but the libraries did not load; which files are missing and what to do."""
-    search = env.tensorrt_libraries
-    missing = ", ".join(search.missing) if search and search.missing else "libnvinfer"
-    fix = search.fix() if search else "install the TensorRT version TF was linked against"
-    return (f"TensorFlow {env.tensorflow_version} is a TensorRT build (linked against TensorRT "
-            f"{env.tensorrt_linked_version or '?'}) but the TensorRT libraries are not loadable here: {missing} not found; "
-            f"{fix}; or use --backend=cpu.")
-
-
-def default_converter_factory(**kwargs):
-    from tensorflow.python.compiler.tensorrt import trt_convert
-
-    return trt_convert.TrtGraphConverterV2(**kwargs)
 
 
 class TensorRTBackend(ConversionBackend):
@@ -114,13 +100,13 @@ class TensorRTBackend(ConversionBackend):
             "engines_built_ahead_of_time": build_input_fn is not None,
             "converter_kwargs": config.tensorrt_converter_kwargs(),
         }
-        summary.update(_parse_summary(summary_lines))
+        summary.update(parse_summary(summary_lines))
         if plan is not None:
             summary["segment_plan"] = _compact_plan(plan)
             # TF-TRT keeps the converted GraphDef after convert(); set the real engines beside the prediction.
             converted_graph_def = getattr(converter, "_converted_graph_def", None)
             if converted_graph_def is not None:
-                from tftrt_toolkit.backends.tensorrt_plan import compare_with_conversion
+                from tftrt_toolkit.analysis.tensorrt_plan import compare_with_conversion
 
                 summary["segment_plan_vs_conversion"] = compare_with_conversion(plan, converted_graph_def).to_json()
 
@@ -135,12 +121,10 @@ def _check_weights_fit_tftrt(model: LoadedModel, config: ConversionConfig) -> No
     """Refuse a model whose weights TF-TRT would freeze past protobuf's 2 GB, before any heavy work."""
     import os
 
-    from tftrt_toolkit.backends import held_weights
-
     keeps_variables = config.use_dynamic_shape and "disable_graph_freezing" in os.environ.get(
         "TF_TRT_EXPERIMENTAL_FEATURES", "").split(",")
-    weight_bytes = held_weights.saved_weight_bytes(model.saved_model_dir)
-    if weight_bytes > held_weights.GRAPH_CONSTANTS_BUDGET_BYTES and not keeps_variables:
+    weight_bytes = weights_size.saved_weight_bytes(model.saved_model_dir)
+    if not weights_size.fit_in_one_graph(weight_bytes) and not keeps_variables:
         raise ConversionError(
             f"the model's weights take {weight_bytes / 1e9:.2f} GB, and TF-TRT freezes them into one graph, which "
             "protobuf limits to 2 GB; pass --use_dynamic_shape and set TF_TRT_EXPERIMENTAL_FEATURES=disable_graph_freezing "
@@ -150,7 +134,7 @@ def _check_weights_fit_tftrt(model: LoadedModel, config: ConversionConfig) -> No
 
 def _predict_segments(model: LoadedModel, config: ConversionConfig):
     """The segment plan for this conversion, or None when the graph can't be planned (never fatal)."""
-    from tftrt_toolkit.backends.tensorrt_plan import plan_for_model
+    from tftrt_toolkit.analysis.tensorrt_plan import plan_for_model
     from tftrt_toolkit.errors import ToolkitError
 
     try:
@@ -166,14 +150,3 @@ def _compact_plan(plan) -> dict:
     return {key: data[key] for key in ("verdict", "hints", "breakers", "coverage", "largest_engine_share",
                                        "compute_node_count", "compute_nodes_in_engines")
             } | {"engines": [{k: v for k, v in e.items() if k != "nodes"} for e in data["engines"]]}
-
-
-def _parse_summary(lines) -> dict:
-    """Pick the two headline figures out of TF-TRT's summary() text."""
-    parsed = {}
-    for line in (str(l) for l in lines):
-        if "Total number of TensorRT engines:" in line:
-            parsed["tensorrt_engines"] = int(line.rsplit(":", 1)[1].strip())
-        elif "% of OPs Converted:" in line:
-            parsed["ops_converted_percent"] = float(line.split(":", 1)[1].split("%")[0].strip())
-    return parsed

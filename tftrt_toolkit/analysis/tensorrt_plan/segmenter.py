@@ -13,9 +13,10 @@ import collections
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from tftrt_toolkit.backends.tensorrt_plan.graph import NON_COMPUTE_OP_TYPES, Node, Shape, as_dims
-from tftrt_toolkit.backends.tensorrt_plan.op_converters import CandidateContext, NotConvertible
-from tftrt_toolkit.backends.tensorrt_plan.op_rules import OpSupportTable, validate_node
+from tftrt_toolkit.analysis.tensorrt_plan.graph import NON_COMPUTE_OP_TYPES, Node, Shape, as_dims
+from tftrt_toolkit.analysis.tensorrt_plan.op_converters import CandidateContext, NotConvertible
+from tftrt_toolkit.analysis.tensorrt_plan.op_rules import validate_node
+from tftrt_toolkit.analysis.tensorrt_plan.op_table import OpSupportTable
 from tftrt_toolkit.errors import ConfigError
 
 

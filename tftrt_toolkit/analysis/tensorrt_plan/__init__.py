@@ -9,7 +9,7 @@ time). ``compare_with_conversion(plan, converted_graph_def)`` reads the engines 
 TF-TRT conversion produced and sets them beside the prediction.
 
 The rules come from TensorFlow 2.17's TF-TRT source, shipped as data in
-``backends/data/tftrt_supported_ops_tf2.17.json`` (see its ``source`` and ``derivation``).
+``analysis/tensorrt_plan/data/tftrt_supported_ops_tf2.17.json`` (see its ``source`` and ``derivation``).
 
 Modeled, as in ``segment/segment.cc`` and ``convert/convert_nodes.cc``:
   - candidate selection in TF-TRT's order: nodes pinned to CPU, graph outputs (the
@@ -51,30 +51,30 @@ module to module (each module's docstring names the upstream file):
   graph.py          reading the frozen graph TF-TRT sees (trt_convert.py's freezing and
                     grappler, shapes from TensorFlow's shape functions)
   op_rules.py       convert/convert_nodes.cc: TrtNodeValidator, ConvertToTensorOrWeights and
-                    the op table (backends/data/tftrt_supported_ops_tf2.17.json)
+                    the op table (analysis/tensorrt_plan/data/tftrt_supported_ops_tf2.17.json)
   op_converters.py  the per-op Convert* rules of convert_nodes.cc and convert/ops/*.cc
   segmenter.py      segment/segment.cc and segment/union_find.cc
   plan.py           the plan: engines, breakers, verdict, hints, rendering; plan_for_model
   compare.py        a real conversion's engines (trt_convert.py summary()) beside the plan
 """
 
-from tftrt_toolkit.backends.tensorrt_plan.compare import (
+from tftrt_toolkit.analysis.tensorrt_plan.compare import (
     ActualEngine,
     ConversionComparison,
     EngineMatch,
     compare_with_conversion,
     engines_in_converted_graph,
 )
-from tftrt_toolkit.backends.tensorrt_plan.graph import (
+from tftrt_toolkit.analysis.tensorrt_plan.graph import (
     CALL_OP_TYPES,
     NON_COMPUTE_OP_TYPES,
     REMAPPER_FUSED_OP_TYPES,
     UNFROZEN_OP_TYPES,
     Shape,
 )
-from tftrt_toolkit.backends.tensorrt_plan.op_converters import CHECKS
-from tftrt_toolkit.backends.tensorrt_plan.op_rules import OP_TABLE_FILE, PRECISIONS, OpSupportTable, load_op_table
-from tftrt_toolkit.backends.tensorrt_plan.plan import (
+from tftrt_toolkit.analysis.tensorrt_plan.op_converters import CHECKS
+from tftrt_toolkit.analysis.tensorrt_plan.op_table import OP_TABLE_FILE, PRECISIONS, OpSupportTable, load_op_table
+from tftrt_toolkit.analysis.tensorrt_plan.plan import (
     NOT_A_BREAKER,
     Breaker,
     DroppedSegment,

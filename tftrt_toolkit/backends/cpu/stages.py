@@ -1,0 +1,53 @@
+"""The cpu backend's stage lists: TF-TRT's cleanup plus our folds, oneDNN fusion and bf16.
+
+Each stage takes a ``FrozenSignature`` and returns a new one (``frozen.grappler.optimize_graph``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tftrt_toolkit.backends.frozen.grappler import BF16_PASS, CLEANUP, LAYOUT, Stage
+
+
+def _fold_affine(graph_def, keep, held):
+    from tftrt_toolkit.backends.cpu.folds import fold_affine_ops
+
+    graph_def, _, held = fold_affine_ops(graph_def, keep=tuple(keep), held=held)
+    return graph_def, held
+
+
+def _previous_stage_changed_nothing(graph_def, records) -> str:
+    # Cleanup already ran on this graph; it can only find new work where the fold rewrote something.
+    return "" if records and records[-1].changed else f"{records[-1].name if records else 'nothing'} changed nothing"
+
+
+# Keras 3 exports BatchNorm as Mul/AddV2 by constants that grappler never folds into the
+# convolution; folding them (then cleaning up) lets oneDNN fuse conv + bias + activation.
+FOLD_BATCHNORM = Stage("fold_batchnorm", transform=_fold_affine)
+CLEANUP_AFTER_FOLD = dataclasses.replace(CLEANUP, name="cleanup_after_fold", skip_reason=_previous_stage_changed_nothing)
+# BF16: grappler's oneDNN mixed-precision pass, then constant folding so weights are stored as
+# bf16 constants instead of fp32 constants cast at every call.
+BF16 = Stage("bf16", (BF16_PASS, "constfold", "arithmetic", "dependency"))
+
+
+def _fold_weight_casts(graph_def, keep, held):
+    from tftrt_toolkit.backends.cpu.folds import fold_weight_casts
+
+    graph_def, _, held = fold_weight_casts(graph_def, held)
+    return graph_def, held
+
+
+# Constant folding stored bf16 weights when they were graph constants; held aside, we cast them.
+FOLD_WEIGHT_CASTS = Stage("fold_weight_casts", transform=_fold_weight_casts)
+# Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
+FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
+
+CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSION)
+# No offline fusion under bf16: grappler's _FusedConv2D does not accept bfloat16 (the saved graph
+# would not load), while at run time TF rewrites fusions into oneDNN kernels that do. Random-weight
+# models hide this (zero biases fold away, leaving nothing to fuse); real weights do not.
+CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, BF16, FOLD_WEIGHT_CASTS)
+# Before quantizing: cleanup and layout, no remapper fusion (the int8 quantizer matches plain
+# Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself).
+PREQUANTIZE_STAGES = (CLEANUP, LAYOUT)
