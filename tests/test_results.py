@@ -143,6 +143,9 @@ def test_a_benchmark_json_of_several_models_picks_the_served_one(tmp_path):
         None, [], {"cpu-fp32": [measurement("cpu-fp32", 4.0)], "cpu-bf16": [measurement("cpu-bf16", 2.0)]}, {})
     points, note = _benchmark_points(document, "benchmark.json", {"backend": "cpu", "precision": "bf16"})
     assert points == {1: {"throughput": 500.0, "p50_ms": 2.0}} and "cpu-bf16" in note
+    # A model tune chose names its candidate: that row, whatever else matches.
+    chosen = {"backend": "cpu", "precision": "bf16", "chosen_by": {"candidate": "cpu-fp32"}}
+    assert _benchmark_points(document, "benchmark.json", chosen)[0] == {1: {"throughput": 250.0, "p50_ms": 4.0}}
     with pytest.raises(ConfigError, match="measured cpu-fp32, cpu-bf16 and none is the served model"):
         _benchmark_points(document, "benchmark.json", {"backend": "cpu", "precision": "int8"})
 

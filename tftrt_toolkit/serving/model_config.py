@@ -172,8 +172,9 @@ def read_report(path: str, kind: str) -> dict:
 def _benchmark_points(report: dict, path: str, metadata: Optional[dict]) -> Tuple[Dict[int, dict], Optional[str]]:
     """({batch size: {"throughput", "p50_ms"}}, note) for the served model in a benchmark.json (``benchmark_schema``).
 
-    ``tftrt benchmark`` measured one model; ``run`` and ``tune`` several: the one whose backend
-    and precision are the served model's (``metadata``), or the only one.
+    ``tftrt benchmark`` measured one model; ``run`` and ``tune`` several: the candidate tune chose
+    (the served model's ``chosen_by``), else the one whose backend and precision are the served
+    model's (``metadata``), or the only one.
     """
     document = benchmark_schema.normalize(report, os.path.basename(path))
     names = benchmark_schema.model_names(document)
@@ -182,8 +183,10 @@ def _benchmark_points(report: dict, path: str, metadata: Optional[dict]) -> Tupl
     name, note = names[0], None
     if len(names) > 1:
         served = ((metadata or {}).get("backend"), (metadata or {}).get("precision"))
-        matching = [n for n in names if ((document["models"].get(n) or {}).get("backend"),
-                                         (document["models"].get(n) or {}).get("precision")) == served]
+        chosen = ((metadata or {}).get("chosen_by") or {}).get("candidate")  # tune's pick, by name
+        matching = [chosen] if chosen in names else [
+            n for n in names if ((document["models"].get(n) or {}).get("backend"),
+                                 (document["models"].get(n) or {}).get("precision")) == served]
         if not matching:
             known = "" if metadata else " (the served model's metadata is not readable here)"
             raise ConfigError(f"{path} measured {', '.join(names)} and none is the served model{known} "
