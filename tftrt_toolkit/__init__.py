@@ -12,8 +12,8 @@ function needs it.
 """
 
 # The notebook API (tftrt_toolkit/api.py): a call per step and per job, results that render.
-_API = ("convert", "OptimizedModel", "validate", "benchmark", "predict", "run", "tune",
-        "ValidationReport", "BenchmarkReport", "PredictionResult")
+_API = ("convert", "OptimizedModel", "validate", "benchmark", "throughput", "predict", "run", "tune",
+        "ValidationReport", "BenchmarkReport", "PredictionResult", "ThroughputReport", "read_benchmarks")
 
 from tftrt_toolkit.version import __version__  # noqa: E402  (lives in a core module; re-exported here)
 

@@ -2,7 +2,7 @@
 
     from tftrt_toolkit import convert, ConversionConfig
     result = convert("saved_models/efficientnet_lite0", "out/bf16", ConversionConfig(precision="bf16"))
-    result            # OptimizedModel('out/bf16', backend='cpu', precision='bf16', ...)
+    result.path, result.backend, result.precision, result.metadata   # a ConversionRecord
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizedModel:
-    """A converted model on disk and the record of how it was made."""
+class ConversionRecord:
+    """What ``convert`` returns: where the converted model was saved and its metadata (plain data).
+
+    ``runtime.OptimizedModel`` is the same model with ``validate``/``benchmark``/``predict``
+    (``tt.convert`` returns that); it lives above this layer because it runs the model.
+    """
 
     path: str
     metadata: dict
@@ -42,39 +46,11 @@ class OptimizedModel:
     def precision(self) -> str:
         return self.metadata["precision"]
 
-    @property
-    def signature_key(self) -> str:
-        return self.metadata["signature"]["key"]
-
-    @property
-    def source_spec(self) -> Optional[ModelSpec]:
-        """The model this one was converted from, as recorded in its metadata (None when not recorded)."""
-        source = self.metadata.get("source")
-        if not source:
-            return None
-        return ModelSpec(ModelKind(source["kind"]), source["location"], source.get("weights"))
-
     def __fspath__(self) -> str:
-        # Path-like: os.fspath(model), open(...), and every API that takes a model path take it.
         return self.path
 
     def to_json(self) -> dict:
         return {"path": self.path, "metadata": self.metadata}
-
-    @classmethod
-    def from_path(cls, path: str) -> "OptimizedModel":
-        from tftrt_toolkit.errors import ModelLoadError
-
-        metadata = artifacts.read_metadata(path)
-        if metadata is None:
-            raise ModelLoadError(f"{path!r} was not written by tftrt_toolkit (no {artifacts.METADATA_RELATIVE_PATH}).")
-        return cls(path, metadata)
-
-    def __repr__(self) -> str:
-        timings = self.metadata.get("timings", {})
-        total = sum(v for v in timings.values() if isinstance(v, (int, float)))
-        return (f"OptimizedModel({self.path!r}, backend={self.backend!r}, precision={self.precision!r}, "
-                f"signature={self.signature_key!r}, converted_in={total:.1f}s)")
 
 
 @reports_progress("convert")
@@ -93,7 +69,7 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
             strict_data: bool = False,
             env: Optional[Environment] = None,
             backend=None,
-            progress: ProgressOption = True) -> OptimizedModel:
+            progress: ProgressOption = True) -> ConversionRecord:
     """Convert ``model`` for inference and save it at ``output`` (or ``output/version``).
 
     ``config`` holds every conversion option (default: auto backend, fp32). INT8 needs
@@ -105,7 +81,7 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
     ``progress``: a bar over the steps in a terminal or notebook (False: none); each step is
     logged at INFO either way, and a callable receives each step message (``StepEvent``s).
 
-    Returns an OptimizedModel. Raises ToolkitError subclasses; on any failure (Ctrl-C
+    Returns a ConversionRecord (``tt.convert`` wraps it in an OptimizedModel). Raises ToolkitError subclasses; on any failure (Ctrl-C
     included) nothing is left at ``output`` and the input is untouched.
     """
     config = config or ConversionConfig()
@@ -203,7 +179,7 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
             if owns_model:
                 loaded.close()
         progress(f"saved {target}")
-        return OptimizedModel(target, artifacts.read_metadata(target))
+        return ConversionRecord(target, artifacts.read_metadata(target))
 
 
 def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_data, preprocess,

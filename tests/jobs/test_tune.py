@@ -182,7 +182,7 @@ def test_tune_writes_the_chosen_model_and_the_table_files(tiny_tune, tiny_saved_
     original = tf.saved_model.load(str(tiny_saved_model)).signatures["serving_default"]
     np.testing.assert_allclose(tuned(images=tf.constant(random_images))["probabilities"].numpy(),
                                original(images=tf.constant(random_images))["probabilities"].numpy(), atol=0.05)
-    assert sorted(os.listdir(result.report_dir)) == ["tune.csv", "tune.json", "tune.png"]
+    assert sorted(os.listdir(result.report_dir)) == ["benchmark.csv", "benchmark.json", "tune.csv", "tune.json", "tune.png"]
     assert open(os.path.join(result.report_dir, "tune.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 

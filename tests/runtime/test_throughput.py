@@ -112,3 +112,25 @@ def test_rendering_table_and_chart(measured, tmp_path):
     path = rendering.plot_throughput(report, str(tmp_path / "throughput.png"))
     with open(path, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_saves_what_the_cli_writes(measured, tmp_path):
+    # `tftrt benchmark --concurrency --output=DIR` calls this; the Python API writes the same files.
+    pytest.importorskip("matplotlib")
+    import csv
+    import json
+
+    from tftrt_toolkit.errors import OutputError
+    from tftrt_toolkit.report import throughput as rendering
+
+    report, _ = measured
+    assert report.table_lines() == rendering.table_lines(report)
+    paths = report.save(str(tmp_path / "bench"))
+    assert sorted(paths) == ["throughput.csv", "throughput.json", "throughput.png"]
+    saved = json.load(open(paths["throughput.json"]))
+    assert [(r["batch_size"], r["concurrency"]) for r in saved["results"]] == [(1, 1), (1, 3), (2, 1), (2, 3)]
+    with open(paths["throughput.csv"]) as handle:
+        assert tuple(csv.DictReader(handle).fieldnames) == CSV_COLUMNS
+    assert "| batch | clients |" in report._repr_markdown_()
+    with pytest.raises(OutputError, match="already exists"):
+        report.save(str(tmp_path / "bench"))

@@ -20,14 +20,9 @@ throughput.csv and throughput.png. --intra_op_threads=1 with several clients is 
 per request; the default is all of TF's threads on each request.
 """
 
-import os
 import sys
 
 from tftrt_toolkit.cli import flags as cli_flags
-
-OUTPUT_FILES = ("benchmark.json", "benchmark.csv", "benchmark.png")
-THROUGHPUT_FILES = ("throughput.json", "throughput.csv", "throughput.png")
-
 
 def define_flags():
     return (cli_flags.define_model_flags() + cli_flags.define_benchmark_flags()
@@ -38,8 +33,10 @@ def define_flags():
 
 def main() -> int:
     from tftrt_toolkit.report import results, writers
+    from tftrt_toolkit.report.throughput import throughput_paths
     from tftrt_toolkit.runtime.benchmark import benchmark
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
+    from tftrt_toolkit.runtime.throughput import throughput as measure_throughput
 
     FLAGS = cli_flags.FLAGS
     model = cli_flags.require("model")
@@ -48,10 +45,9 @@ def main() -> int:
     paths = {}
     concurrency = cli_flags.concurrency_from_flags()
     if output:
-        names = OUTPUT_FILES if FLAGS.plot else OUTPUT_FILES[:2]
+        paths = results.benchmark_paths(output, plot=FLAGS.plot)
         if concurrency:
-            names += THROUGHPUT_FILES if FLAGS.plot else THROUGHPUT_FILES[:2]
-        paths = {name: os.path.join(output, name) for name in names}
+            paths.update(throughput_paths(output, plot=FLAGS.plot))
         # Refuse unusable outputs (and a missing matplotlib) before minutes of measuring.
         writers.check_writable(list(paths.values()), overwrite=FLAGS.overwrite, make_dirs=True)
         if FLAGS.plot:
@@ -70,11 +66,9 @@ def main() -> int:
                 data=cli_flags.data_from_flags(default="synthetic"), threads=threads, progress=True,
                 **cli_flags.data_options_from_flags(),
             )
-            throughput = None
+            concurrent = None
             if concurrency:
-                from tftrt_toolkit.runtime.throughput import measure_throughput
-
-                throughput = measure_throughput(
+                concurrent = measure_throughput(
                     runner, concurrency=concurrency, batch_sizes=batch_sizes, duration=FLAGS.duration or 5.0,
                     warmup=FLAGS.warmup, data=cli_flags.data_from_flags(default="synthetic"), threads=threads,
                     progress=True, **cli_flags.data_options_from_flags())
@@ -82,25 +76,17 @@ def main() -> int:
             if baseline is not None:
                 baseline.close()
     table = "\n".join(report.table_lines()) + "\n"
-    if throughput is not None:
-        from tftrt_toolkit.report import throughput as throughput_report
-
-        table += "\n" + "\n".join(throughput_report.table_lines(throughput)) + "\n"
+    if concurrent is not None:
+        table += "\n" + "\n".join(concurrent.table_lines()) + "\n"
     if FLAGS.json:
         sys.stderr.write(table)
         sys.stdout.write(writers.json_text(report))
     else:
         sys.stdout.write(table)
     if paths:
-        # The same files BenchmarkReport.save(dir) writes from the Python API.
-        results.write_benchmark(report, output, plot="benchmark.png" in paths, overwrite=FLAGS.overwrite)
-        if throughput is not None:
-            from tftrt_toolkit.report import throughput as throughput_report
-            from tftrt_toolkit.runtime.throughput import CSV_COLUMNS as THROUGHPUT_COLUMNS
-
-            writers.write_json(paths["throughput.json"], throughput, overwrite=FLAGS.overwrite)
-            writers.write_csv(paths["throughput.csv"], throughput.csv_rows(), THROUGHPUT_COLUMNS, overwrite=FLAGS.overwrite)
-            if "throughput.png" in paths:
-                throughput_report.plot_throughput(throughput, paths["throughput.png"], overwrite=FLAGS.overwrite)
+        # The same files BenchmarkReport.save(dir) and ThroughputReport.save(dir) write from the Python API.
+        report.save(output, plot=FLAGS.plot, overwrite=FLAGS.overwrite)
+        if concurrent is not None:
+            concurrent.save(output, plot=FLAGS.plot, overwrite=FLAGS.overwrite)
         print(f"wrote {', '.join(paths.values())}", file=sys.stdout if not FLAGS.json else sys.stderr)
     return 0

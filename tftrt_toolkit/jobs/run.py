@@ -23,13 +23,10 @@ from tftrt_toolkit.jobs.attempts import Failure, attempt, together_then_each
 from tftrt_toolkit.progress import ProgressOption, reports_progress
 from tftrt_toolkit.data.sources import names_images
 from tftrt_toolkit.report.run_report import ModelRow, RunReport, markdown_report
+from tftrt_toolkit.runtime.accuracy_rule import Budget
 from tftrt_toolkit.shipped_files import SHIPPED_CALIBRATION, SHIPPED_MODEL as DEFAULT_MODEL, SHIPPED_SAMPLES as DEFAULT_SAMPLES
 
 DEFAULT_OUTPUT_DIR = "tftrt-report"
-# int8 must keep at least this top-1 agreement with the original, or the run falls back to the others.
-INT8_MIN_TOP1_AGREEMENT = 0.99
-# With labelled images, int8 may lose at most this much top-1 accuracy (a share: 0.01 = one point).
-INT8_MAX_TOP1_DROP = 0.01
 
 
 class RunFailed(ToolkitError):
@@ -62,10 +59,10 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     the converted models under ``output_dir``. A precision whose conversion, loading,
     prediction, validation or timing raises anything gets a row with the step and the error's
     first line (``row.failure``, a note, a progress line) and the run goes on with the others
-    (``jobs.attempts``); an int8 model that loses too much (with labels: top-1 accuracy drop >
-    INT8_MAX_TOP1_DROP; without: top-1 agreement < INT8_MIN_TOP1_AGREEMENT) is reported with
-    its reason. int8 offered by default but without enough calibration images is left out
-    with a one-line note.
+    (``jobs.attempts``); an int8 model outside the accuracy budget (``runtime.accuracy_rule.Budget``,
+    tune's rule: with labels the top-1 accuracy drop, without them top-1 agreement with the
+    original) is reported with its reason. int8 offered by default but without enough
+    calibration images is left out with a one-line note.
 
     int8 calibrates on ``calibration_data`` (default: for the shipped model, the shipped
     calibration crops of free photos, disjoint from the samples; otherwise ``data``). Where the
@@ -210,16 +207,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                     continue
                 if not report:
                     row.note = "validation failed: " + "; ".join(report.failures)
-            for row in [r for r in rows[1:] if r.precision == "int8"]:
-                # Against labels the question is accuracy; without them, agreement with the original.
-                if row.accuracy and row.accuracy["top1_drop"] > INT8_MAX_TOP1_DROP:
-                    notes.append(f"int8: top-1 accuracy drop {100 * row.accuracy['top1_drop']:.2f} points is above "
-                                 f"{100 * INT8_MAX_TOP1_DROP:.1f}; falling back to the other precisions.")
-                    row.note = "rejected: below the int8 accuracy threshold"
-                elif not row.accuracy and row.top1_agreement is not None and row.top1_agreement < INT8_MIN_TOP1_AGREEMENT:
-                    notes.append(f"int8: top-1 agreement {row.top1_agreement:.1%} is below "
-                                 f"{INT8_MIN_TOP1_AGREEMENT:.0%}; falling back to the other precisions.")
-                    row.note = "rejected: below the int8 accuracy threshold"
+            reject_outside_budget(rows[1:], notes)
             _write(stage.path, "validation.json", validations, files)
 
             # ---- 5. benchmark
@@ -310,6 +298,23 @@ def _check_outcome(report: RunReport, named: List[str]) -> None:
                         first.failure["exit_code"] if first else ValidationFailed.exit_code)
 
 
+def reject_outside_budget(rows: Sequence[ModelRow], notes: List[str]) -> None:
+    """Mark each validated int8 row outside the accuracy budget as rejected (with a note); the run goes on.
+
+    The one accuracy rule (``runtime.accuracy_rule.Budget``, tune's too): with labelled images
+    the top-1 accuracy drop, without them top-1 agreement with the original, at the defaults.
+    """
+    for row in rows:
+        if row.precision != "int8":
+            continue
+        budget = Budget.for_data(bool(row.accuracy))
+        outside = budget.failure({"top1_agreement": row.top1_agreement,
+                                  "top1_drop": (row.accuracy or {}).get("top1_drop")})
+        if outside:
+            notes.append(f"int8: {outside}; falling back to the other precisions.")
+            row.note = "rejected: outside the accuracy budget"
+
+
 def _record_accuracy(model_dir: str, accuracy: dict) -> None:
     """Keep the measured accuracy with the converted model (its metadata), so it travels with the model."""
     metadata = artifacts.read_metadata(model_dir) or {}
@@ -357,28 +362,15 @@ def _write_predictions(stage_dir: str, predictions, files: Dict[str, str]) -> No
 
 
 def _write_benchmarks(stage_dir: str, benchmarks, files: Dict[str, str], notes: List[str]) -> None:
-    from tftrt_toolkit.report.writers import write_csv
+    """benchmark.json/.csv/.png in the one schema ``tftrt benchmark`` writes, each model under its row's name."""
+    from tftrt_toolkit.runtime.benchmark import write_benchmarks
 
     if not benchmarks:
         return
-    first = benchmarks[0][1]
-    _write(stage_dir, "benchmark.json", {
-        "settings": first.settings,
-        "models": {"baseline": first.models.get("baseline"), **{row.name: bench.models["optimized"] for row, bench in benchmarks}},
-        "results": [m.to_json() for m in first.results if m.role == "baseline"]
-                   + [dict(m.to_json(), role=row.name) for row, bench in benchmarks for m in bench.results if m.role == "optimized"],
-        "speedups": {row.name: bench.speedups for row, bench in benchmarks},
-    }, files)
-    # The original once, then each optimized model with its speed-ups: one row per model x batch size.
-    rows = [dict(r, role="original") for r in first.csv_rows() if r["role"] == "baseline"]
-    rows += [dict(r, role=row.name) for row, bench in benchmarks for r in bench.csv_rows() if r["role"] == "optimized"]
-    write_csv(os.path.join(stage_dir, "benchmark.csv"), rows, tuple(rows[0].keys()))
-    files["benchmark.csv"] = "benchmark.csv"
+    reports = {row.name: bench for row, bench in benchmarks}
     try:
-        from tftrt_toolkit.report.plots import plot_benchmarks
-
-        plot_benchmarks([bench for _, bench in benchmarks], os.path.join(stage_dir, "benchmark.png"),
-                        names=[row.name for row, _ in benchmarks])
-        files["benchmark.png"] = "benchmark.png"
+        written = write_benchmarks(reports, stage_dir)
     except ConfigError as error:  # matplotlib is an optional extra
+        written = write_benchmarks(reports, stage_dir, plot=False)
         notes.append(f"benchmark.png not drawn: {error}")
+    files.update({name: name for name in written})

@@ -1,12 +1,14 @@
-"""Validation, benchmark and prediction results as markdown tables and as files.
+"""Validation, benchmark, prediction and tune results as text, markdown tables and files.
 
-The runtime computes these results (``ValidationReport``, ``BenchmarkReport``,
-``PredictionResult``); this module renders what it is given (it reads their attributes and
-``to_json()``, and imports no runtime code), for the CLI and the Python API alike:
+The runtime and the jobs compute these results (``ValidationReport``, ``BenchmarkReport``,
+``PredictionResult``, ``TuneResult``); each result class renders itself with the functions
+here, which read only what they are given (attributes and ``to_json()``; this module
+imports no runtime or job code). One place per result's text:
 
-    write_benchmark(report, "bench/")        # benchmark.json, benchmark.csv, benchmark.png
-    write_validation(report, "validation.json")
-    benchmark_markdown(report)               # what a notebook shows for the result
+    validation_lines(report), validation_markdown(report)
+    benchmark_lines(report), benchmark_markdown(report), write_benchmark_files(...)
+    predictions_markdown(result), write_predictions(result, path)
+    tune_cells(result)                        # TuneResult.table_lines() / to_markdown()
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
+from tftrt_toolkit import benchmark_schema
 from tftrt_toolkit.report import tables, writers
 
 BENCHMARK_FILES = ("benchmark.json", "benchmark.csv", "benchmark.png")
@@ -23,6 +26,52 @@ BENCHMARK_FILES = ("benchmark.json", "benchmark.csv", "benchmark.png")
 
 def _percent(value) -> str:
     return "-" if value is None else f"{value:.2%}"
+
+
+def conversion_seconds(metadata: dict) -> float:
+    """The seconds a conversion took in all, from the timings its metadata records."""
+    return sum(v for v in metadata.get("timings", {}).values() if isinstance(v, (int, float)))
+
+
+def optimized_model_markdown(model) -> str:
+    """A converted model (``path`` and ``metadata``) as a one-row markdown table."""
+    metadata = model.metadata
+    return tables.markdown([["path", "backend", "precision", "signature", "converted in"],
+                            [model.path, metadata["backend"], metadata["precision"], metadata["signature"]["key"],
+                             f"{conversion_seconds(metadata):.1f} s"]])
+
+
+def validation_lines(report) -> List[str]:
+    """A few terminal lines: verdict, per-output errors, agreement, accuracy, failures."""
+    verdict = "PASS" if report.passed else "FAIL"
+    lines = [f"{verdict}: {report.optimized['model']} ({report.precision or 'unknown precision'}) vs "
+             f"{report.original['model']} on {report.samples} samples of {report.data}"]
+    criteria = report.criteria
+    for name, stats in report.outputs.items():
+        line = (f"  {name}: max abs {stats['max_abs_error']:.3g}, mean abs {stats['mean_abs_error']:.3g}, "
+                f"max rel {stats['max_rel_error']:.3g}, within atol={criteria.atol:g} rtol={criteria.rtol:g}: "
+                f"{stats['within_tolerance']:.2%}")
+        if stats.get("top1_agreement") is not None:
+            line += f", top-1 agreement {stats['top1_agreement']:.2%}, top-{report.top_k} {stats['topk_agreement']:.2%}"
+        lines.append(line)
+    if report.accuracy:
+        accuracy = report.accuracy
+        lines.append(f"  accuracy on {accuracy['labelled_samples']} labelled images ({accuracy['labels']}):")
+        lines.append(f"    {drop_text(accuracy, 'top1')}")
+        lines.append(f"    {drop_text(accuracy, 'topk')}")
+    lines.extend(f"  failed: {failure}" for failure in report.failures)
+    return lines
+
+
+def drop_text(accuracy: dict, metric: str = "top1") -> str:
+    """One line: both accuracies, the drop in points and its interval, the images that decide it."""
+    lower, upper = accuracy[f"{metric}_drop_interval"]
+    label = "top-1" if metric == "top1" else f"top-{accuracy.get('top_k', 5)}"
+    return (f"{label} {accuracy['original'][metric]:.2%} -> {accuracy['optimized'][metric]:.2%}, drop "
+            f"{100 * accuracy[f'{metric}_drop']:+.2f} points ({accuracy['confidence']:.0%} interval "
+            f"{100 * lower:+.2f} to {100 * upper:+.2f}; only the original right on "
+            f"{accuracy[f'{metric}_only_original_right']}, only the optimized on "
+            f"{accuracy[f'{metric}_only_optimized_right']})")
 
 
 def validation_markdown(report) -> str:
@@ -49,6 +98,48 @@ def validation_markdown(report) -> str:
     if report.failures:
         lines += [""] + [f"- failed: {failure}" for failure in report.failures]
     return "\n".join(lines)
+
+
+def benchmark_lines(report) -> List[str]:
+    """A compact fixed-width table: per batch size, p50 latency and throughput (and speed-ups), then footnotes."""
+    if report.has_baseline:
+        header = f"{'batch':>5}  {'baseline p50':>13}  {'optimized p50':>13}  {'speed-up':>8}  " \
+                 f"{'baseline /s':>11}  {'optimized /s':>12}  {'speed-up':>8}  {'runs':>4}"
+    else:
+        header = f"{'batch':>5}  {'p50 ms':>9}  {'p90 ms':>9}  {'p99 ms':>9}  {'samples/s':>9}  {'first call':>10}  {'runs':>4}"
+    lines = [header]
+    for batch_size in report.settings["batch_sizes"]:
+        optimized = report.result("optimized", batch_size)
+        if report.has_baseline:
+            baseline = report.result("baseline", batch_size)
+            speedup = report.speedup(batch_size)
+            lines.append(
+                f"{batch_size:>5}  {baseline.latency_ms['p50']:>10.2f} ms  {optimized.latency_ms['p50']:>10.2f} ms  "
+                f"{speedup['p50_speedup']:>7.2f}x  {baseline.throughput:>11.1f}  {optimized.throughput:>12.1f}  "
+                f"{speedup['throughput_speedup']:>7.2f}x  {optimized.runs:>4}")
+        else:
+            lat = optimized.latency_ms
+            first_call = "-" if optimized.first_call_ms is None else f"{optimized.first_call_ms:.0f}"
+            lines.append(f"{batch_size:>5}  {lat['p50']:>9.2f}  {lat['p90']:>9.2f}  {lat['p99']:>9.2f}  "
+                         f"{optimized.throughput:>9.1f}  {first_call:>7} ms  {optimized.runs:>4}")
+    return lines + _tf_default_lines(report)
+
+
+def _tf_default_lines(report) -> List[str]:
+    """Footnotes: the speed-ups over the baseline as plain TF runs it by default, where that setting differs."""
+    onednn = report.settings.get("onednn") or {}
+    if not onednn.get("baseline_tf_default_measured"):
+        return []
+    state = lambda on: "on" if on else "off"  # noqa: E731
+    lines = [f"rows above: oneDNN {state(onednn['this_process'])} (set by {onednn['set_by']}); plain TF's default "
+             f"here is oneDNN {state(onednn['tf_default'])}, against which (baseline timed in a subprocess, interleaved):"]
+    for batch_size in report.settings["batch_sizes"]:
+        speedup = report.speedup(batch_size) or {}
+        default = report.result(benchmark_schema.TF_DEFAULT_BASELINE, batch_size)
+        lines.append(f"{batch_size:>5}  baseline p50 {default.latency_ms['p50']:.2f} ms, {default.throughput:.1f}/s; "
+                     f"speed-up {speedup['p50_speedup_vs_tf_default']:.2f}x (p50), "
+                     f"{speedup['throughput_speedup_vs_tf_default']:.2f}x (throughput)")
+    return lines
 
 
 def benchmark_cells(report) -> List[List[str]]:
@@ -111,6 +202,41 @@ def _shape(values) -> tuple:
     return tuple(shape)
 
 
+def tune_cells(result) -> List[List[str]]:
+    """Rows of strings (header first) of a TuneResult's table: each candidate's status, accuracy, speed and note."""
+    quality = "top-1 drop [95% interval]" if result.budget.metric == "top1_drop" else "top-1 agreement"
+    header = ["candidate", "status", quality, f"p50 bs{result.batch_size} (ms)", "samples/s", "speed-up", "note"]
+    rows = [header]
+    for row in result.table:
+        value = row.get(result.budget.metric)
+        if value is None:
+            value_text = "-"
+        elif result.budget.metric == "top1_drop":
+            value_text = f"{value * 100:+.1f} pt" if row["status"] != "original" else "-"
+            if row["status"] != "original" and row.get("top1_drop_low") is not None:
+                # The paired 95% interval: whether the drop is real or noise on this many images.
+                value_text += f" [{row['top1_drop_low'] * 100:+.1f}, {row['top1_drop_high'] * 100:+.1f}]"
+        else:
+            value_text = f"{value:.1%}"
+        if row["status"] == "original" and result.budget.metric == "top1_drop" and row.get("accuracy") is not None:
+            value_text = f"acc {row['accuracy']:.1%}" + (f" on {row['labelled_images']}" if row.get("labelled_images") else "")
+        status = row["status"]
+        if result.chosen is not None and row is result.chosen:
+            status = "CHOSEN"
+        elif status == "measured":
+            status = "inside" if row.get("within_budget") else "outside"
+        note = row.get("reason") or ("timed in a subprocess, interleaved" if row["status"] == "measured"
+                                      and row.get("intra_op_threads") is not None else "") or ""
+        rows.append([
+            row["candidate"], status, value_text,
+            "-" if row.get("p50_ms") is None else f"{row['p50_ms']:.2f}",
+            "-" if row.get("throughput") is None else f"{row['throughput']:.1f}",
+            "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x",
+            note if len(note) <= 90 else note[:89].rstrip() + "…",
+        ])
+    return rows
+
+
 # --------------------------------------------------------------------------- files
 
 def benchmark_paths(directory: str, *, plot: bool = True) -> Dict[str, str]:
@@ -131,19 +257,23 @@ def check_benchmark_output(directory: str, *, plot: bool = True, overwrite: bool
         require_matplotlib()
 
 
-def write_benchmark(report, directory: str, *, plot: bool = True, overwrite: bool = False) -> Dict[str, str]:
-    """Write benchmark.json, benchmark.csv and (``plot``) benchmark.png into ``directory``; {name: path}.
+def write_benchmark_files(document: dict, csv_rows, csv_columns, reports, directory: str, *,
+                          names=None, plot: bool = True, overwrite: bool = False) -> Dict[str, str]:
+    """Write benchmark.json (``document``), benchmark.csv and (``plot``) benchmark.png of ``reports`` into ``directory``.
 
-    Each file is written atomically. Raises OutputError, ConfigError (``plot`` without matplotlib).
+    Every file is checked before the first is written, and each is written atomically;
+    returns {file name: path}. Raises OutputError, ConfigError (``plot`` without matplotlib).
     """
     check_benchmark_output(directory, plot=plot, overwrite=overwrite)
     paths = benchmark_paths(directory, plot=plot)
-    writers.write_json(paths["benchmark.json"], report, overwrite=overwrite)
-    writers.write_csv(paths["benchmark.csv"], report.csv_rows(), report.csv_columns, overwrite=overwrite)
+    writers.write_json(paths["benchmark.json"], document, overwrite=overwrite)
+    writers.write_csv(paths["benchmark.csv"], csv_rows, csv_columns, overwrite=overwrite)
     if plot:
-        from tftrt_toolkit.report.plots import plot_benchmark
+        from tftrt_toolkit.report.plots import plot_benchmarks
 
-        plot_benchmark(report, paths["benchmark.png"], overwrite=overwrite)
+        # tftrt benchmark's one model is labelled by its path; run's and tune's by their names.
+        named = names and list(names) != [benchmark_schema.SINGLE_MODEL_NAME]
+        plot_benchmarks(list(reports), paths["benchmark.png"], overwrite=overwrite, names=list(names) if named else None)
     return paths
 
 

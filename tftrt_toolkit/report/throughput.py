@@ -1,15 +1,18 @@
 """Throughput under concurrent requests, rendered: an aligned table, a markdown table, a chart.
 
-Takes the ``ThroughputReport`` that ``runtime.throughput.measure_throughput`` returns (any object
-with its ``settings`` and ``results``); computes nothing itself.
+Takes the ``ThroughputReport`` that ``runtime.throughput.throughput`` returns (any object
+with its ``settings``, ``results``, ``to_json()`` and ``csv_rows()``); computes nothing itself.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+import os
+from typing import Dict, List, Optional, Sequence
 
-from tftrt_toolkit.report import tables
+from tftrt_toolkit.report import tables, writers
 from tftrt_toolkit.report.plots import require_matplotlib, save_png
+
+THROUGHPUT_FILES = ("throughput.json", "throughput.csv", "throughput.png")
 
 _COLORS = ("#2a7ab9", "#e08a1e", "#1b9e77", "#6a3d9a", "#d95f02")
 
@@ -42,11 +45,39 @@ def to_markdown(report) -> str:
     return tables.markdown(_cells(report))
 
 
+def throughput_paths(directory: str, *, plot: bool = True) -> Dict[str, str]:
+    """{file name: path} of what ``write_throughput_files`` writes into ``directory``."""
+    names = THROUGHPUT_FILES if plot else THROUGHPUT_FILES[:2]
+    return {name: os.path.join(os.fspath(directory), name) for name in names}
+
+
+def write_throughput_files(report, directory: str, csv_columns: Sequence[str], *, plot: bool = True,
+                           overwrite: bool = False) -> Dict[str, str]:
+    """Write throughput.json, throughput.csv and (``plot``) throughput.png into ``directory``; {file: path}.
+
+    Every file is checked before the first is written. Raises OutputError, ConfigError (``plot`` without matplotlib).
+    """
+    paths = throughput_paths(directory, plot=plot)
+    writers.check_writable(list(paths.values()), overwrite=overwrite, make_dirs=True)
+    if plot:
+        require_matplotlib()
+    writers.write_json(paths["throughput.json"], report, overwrite=overwrite)
+    writers.write_csv(paths["throughput.csv"], report.csv_rows(), csv_columns, overwrite=overwrite)
+    if plot:
+        plot_throughput(report, paths["throughput.png"], overwrite=overwrite)
+    return paths
+
+
 def plot_throughput(report, path: str, *, overwrite: bool = False, title: Optional[str] = None) -> str:
     """Requests/s and p99 latency against the number of clients, one line per batch size, as a PNG at ``path``.
 
     Raises ConfigError without matplotlib, OutputError when the file cannot be written.
     """
+    return save_png(throughput_figure(report, title=title), path, overwrite=overwrite)
+
+
+def throughput_figure(report, *, title: Optional[str] = None):
+    """Requests/s and p99 latency against the number of clients, one line per batch size, as a matplotlib Figure."""
     Figure, FigureCanvasAgg = require_matplotlib()
     figure = Figure(figsize=(11, 4.6), dpi=110)
     FigureCanvasAgg(figure)
@@ -83,4 +114,4 @@ def plot_throughput(report, path: str, *, overwrite: bool = False, title: Option
                             f"~{settings.get('duration_s', '?')} s per point; client threads in one process",
                 ha="center", va="bottom", fontsize=8, color="#555555")
     figure.tight_layout(rect=(0, 0.04, 1, 0.95))
-    return save_png(figure, path, overwrite=overwrite)
+    return figure

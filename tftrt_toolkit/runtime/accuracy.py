@@ -193,14 +193,3 @@ def paired_drop(reference_right: Sequence[bool], candidate_right: Sequence[bool]
         f"{prefix}_only_optimized_right": only_candidate,
         f"{prefix}_mcnemar_exact_p": mcnemar_exact_p(only_reference, only_candidate),
     }
-
-
-def drop_text(accuracy: dict, metric: str = "top1") -> str:
-    """One line: both accuracies, the drop in points and its interval, the images that decide it."""
-    lower, upper = accuracy[f"{metric}_drop_interval"]
-    label = "top-1" if metric == "top1" else f"top-{accuracy.get('top_k', 5)}"
-    return (f"{label} {accuracy['original'][metric]:.2%} -> {accuracy['optimized'][metric]:.2%}, drop "
-            f"{100 * accuracy[f'{metric}_drop']:+.2f} points ({accuracy['confidence']:.0%} interval "
-            f"{100 * lower:+.2f} to {100 * upper:+.2f}; only the original right on "
-            f"{accuracy[f'{metric}_only_original_right']}, only the optimized on "
-            f"{accuracy[f'{metric}_only_optimized_right']})")

@@ -40,8 +40,10 @@ import numpy as np
 from tftrt_toolkit.data import open_source
 from tftrt_toolkit.data.samples import filled_batch
 from tftrt_toolkit.data.sources import DataSpec
+from tftrt_toolkit import benchmark_schema
 from tftrt_toolkit.errors import ConfigError
 from tftrt_toolkit.progress import progress_bar
+from tftrt_toolkit.report import results as rendered
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
 from tftrt_toolkit.runtime.timing import MIN_ROUNDS, latency_stats, prepared_call, time_calls, time_rounds
 from tftrt_toolkit.runtime.validate import check_same_signature
@@ -56,7 +58,7 @@ MIN_RUNS = MIN_ROUNDS
 LATENCY_STATS = ("min", "mean", "p50", "p90", "p99", "max")
 
 CSV_COLUMNS = (
-    "role", "model", "batch_size", "runs", "first_call_ms",
+    "role", "name", "model", "batch_size", "runs", "first_call_ms",
     *(f"latency_{stat}_ms" for stat in LATENCY_STATS),
     "throughput", "peak_rss_mb", "p50_speedup", "throughput_speedup",
 )
@@ -113,12 +115,8 @@ class BenchmarkReport:
         return "baseline" in self.models
 
     def to_json(self) -> dict:
-        return {
-            "settings": self.settings,
-            "models": self.models,
-            "results": [m.to_json() for m in self.results],
-            "speedups": self.speedups,
-        }
+        """This report as benchmark.json (``benchmark_schema``; the model is named "optimized")."""
+        return benchmark_document({benchmark_schema.SINGLE_MODEL_NAME: self})
 
     @property
     def csv_columns(self) -> Sequence[str]:
@@ -130,7 +128,8 @@ class BenchmarkReport:
         for m in self.results:
             speedup = self.speedup(m.batch_size) if m.role == "optimized" else None
             rows.append({
-                "role": m.role, "model": m.model, "batch_size": m.batch_size, "runs": m.runs,
+                "role": m.role, "name": m.role if m.role in benchmark_schema.BASELINE_ROLES else "optimized",
+                "model": m.model, "batch_size": m.batch_size, "runs": m.runs,
                 "first_call_ms": None if m.first_call_ms is None else round(m.first_call_ms, 3),
                 **{f"latency_{stat}_ms": round(m.latency_ms[stat], 3) for stat in LATENCY_STATS},
                 "throughput": round(m.throughput, 2),
@@ -140,45 +139,53 @@ class BenchmarkReport:
             })
         return rows
 
+    # ------------------------------------------------------------------ rendering (report.results)
+
     def table_lines(self) -> List[str]:
         """A compact fixed-width table: per batch size, p50 latency and throughput (and speed-ups)."""
-        if self.has_baseline:
-            header = f"{'batch':>5}  {'baseline p50':>13}  {'optimized p50':>13}  {'speed-up':>8}  " \
-                     f"{'baseline /s':>11}  {'optimized /s':>12}  {'speed-up':>8}  {'runs':>4}"
-        else:
-            header = f"{'batch':>5}  {'p50 ms':>9}  {'p90 ms':>9}  {'p99 ms':>9}  {'samples/s':>9}  {'first call':>10}  {'runs':>4}"
-        lines = [header]
-        for batch_size in self.settings["batch_sizes"]:
-            optimized = self.result("optimized", batch_size)
-            if self.has_baseline:
-                baseline = self.result("baseline", batch_size)
-                speedup = self.speedup(batch_size)
-                lines.append(
-                    f"{batch_size:>5}  {baseline.latency_ms['p50']:>10.2f} ms  {optimized.latency_ms['p50']:>10.2f} ms  "
-                    f"{speedup['p50_speedup']:>7.2f}x  {baseline.throughput:>11.1f}  {optimized.throughput:>12.1f}  "
-                    f"{speedup['throughput_speedup']:>7.2f}x  {optimized.runs:>4}")
-            else:
-                lat = optimized.latency_ms
-                lines.append(f"{batch_size:>5}  {lat['p50']:>9.2f}  {lat['p90']:>9.2f}  {lat['p99']:>9.2f}  "
-                             f"{optimized.throughput:>9.1f}  {optimized.first_call_ms:>7.0f} ms  {optimized.runs:>4}")
-        lines += self._tf_default_lines()
-        return lines
+        return rendered.benchmark_lines(self)
 
-    def _tf_default_lines(self) -> List[str]:
-        """Footnotes: the speed-ups over the baseline as plain TF runs it by default, where that setting differs."""
-        onednn = self.settings.get("onednn") or {}
-        if not onednn.get("baseline_tf_default_measured"):
-            return []
-        state = lambda on: "on" if on else "off"  # noqa: E731
-        lines = [f"rows above: oneDNN {state(onednn['this_process'])} (set by {onednn['set_by']}); plain TF's default "
-                 f"here is oneDNN {state(onednn['tf_default'])}, against which (baseline timed in a subprocess, interleaved):"]
-        for batch_size in self.settings["batch_sizes"]:
-            speedup = self.speedup(batch_size) or {}
-            default = self.result(TF_DEFAULT_BASELINE, batch_size)
-            lines.append(f"{batch_size:>5}  baseline p50 {default.latency_ms['p50']:.2f} ms, {default.throughput:.1f}/s; "
-                         f"speed-up {speedup['p50_speedup_vs_tf_default']:.2f}x (p50), "
-                         f"{speedup['throughput_speedup_vs_tf_default']:.2f}x (throughput)")
-        return lines
+    def to_markdown(self) -> str:
+        return rendered.benchmark_markdown(self)
+
+    def _repr_markdown_(self) -> str:
+        return rendered.benchmark_markdown(self)
+
+    def plot(self, *, title: Optional[str] = None):
+        """Latency and throughput per batch size (speed-ups over the baseline) as a matplotlib Figure.
+
+        Raises ConfigError without matplotlib (``pip install -e ".[plot]"``).
+        """
+        from tftrt_toolkit.report.plots import benchmark_figure
+
+        return benchmark_figure([self], title=title)
+
+    def save(self, directory: str, *, plot: bool = True, overwrite: bool = False) -> Dict[str, str]:
+        """Write benchmark.json, benchmark.csv and (``plot``) benchmark.png into ``directory``; {name: path}."""
+        return write_benchmarks({benchmark_schema.SINGLE_MODEL_NAME: self}, directory, plot=plot, overwrite=overwrite)
+
+    @classmethod
+    def from_json(cls, document: dict, name: Optional[str] = None) -> "BenchmarkReport":
+        """Model ``name``'s report (beside the shared baseline) from a benchmark.json document.
+
+        ``name`` may be omitted when the file measured one model. Raises ConfigError for an unknown name.
+        """
+        document = benchmark_schema.normalize(document)
+        names = benchmark_schema.model_names(document)
+        if name is None and len(names) == 1:
+            name = names[0]
+        if name not in names:
+            raise ConfigError(f"the benchmark measured {', '.join(names) or 'no optimized model'}; "
+                              f"pass name= one of them{f' (not {name!r})' if name else ''}.")
+        fields = [field.name for field in dataclasses.fields(Measurement)]
+        results = [Measurement(**{key: row.get(key) for key in fields})
+                   for row in document["results"]
+                   if row["role"] in benchmark_schema.BASELINE_ROLES or row.get("name") == name]
+        models = {role: description for role, description in document["models"].items() if role == "baseline"}
+        models["optimized"] = document["models"].get(name) or {"model": name}
+        speedups = [{key: value for key, value in s.items() if key != "name"}
+                    for s in document.get("speedups", []) if s.get("name") == name]
+        return cls(settings=document["settings"], models=models, results=results, speedups=speedups)
 
     def __repr__(self) -> str:
         parts = []
@@ -217,7 +224,7 @@ def benchmark(model: Union[ModelLike, ModelRunner], *, baseline: Union[ModelLike
 
 
 # The role of the original timed in a subprocess at TF's default oneDNN setting.
-TF_DEFAULT_BASELINE = "baseline_tf_default"
+TF_DEFAULT_BASELINE = benchmark_schema.TF_DEFAULT_BASELINE
 # Loading TF and the model in the subprocess, before its first round.
 _WORKER_START_S = 300.0
 
@@ -454,3 +461,54 @@ def _settings(batch_sizes, warmup, iterations, duration, requested_threads, thre
         "platform": env.platform,
         "started_at": started_at,
     }
+
+
+# --------------------------------------------------------------------------- benchmark.json and friends
+
+def benchmark_document(reports: Mapping[str, BenchmarkReport]) -> dict:
+    """One benchmark.json document (``benchmark_schema``) for reports that share a baseline, keyed by model name.
+
+    ``benchmark_many``'s reports share the baseline's measurements; the first report's are written.
+    """
+    if not reports:
+        raise ConfigError("no benchmark to write: give at least one report.")
+    first = next(iter(reports.values()))
+    return benchmark_schema.compose(
+        first.settings,
+        models={name: report.models["optimized"] for name, report in reports.items()},
+        baseline_model=first.models.get("baseline"),
+        baseline_results=[m.to_json() for m in first.results if m.role in benchmark_schema.BASELINE_ROLES],
+        results={name: [m.to_json() for m in report.results if m.role == "optimized"]
+                 for name, report in reports.items()},
+        speedups={name: report.speedups for name, report in reports.items()},
+    )
+
+
+def benchmark_csv_rows(reports: Mapping[str, BenchmarkReport]) -> List[dict]:
+    """benchmark.csv's rows: the shared baseline once, then each model's (``name`` says which), ``CSV_COLUMNS``."""
+    first = next(iter(reports.values()))
+    rows = [row for row in first.csv_rows() if row["role"] in benchmark_schema.BASELINE_ROLES]
+    rows += [dict(row, name=name) for name, report in reports.items() for row in report.csv_rows()
+             if row["role"] == "optimized"]
+    return benchmark_schema.in_measuring_order(rows)
+
+
+def write_benchmarks(reports: Mapping[str, BenchmarkReport], directory: str, *, plot: bool = True,
+                     overwrite: bool = False) -> Dict[str, str]:
+    """Write benchmark.json, benchmark.csv and (``plot``) benchmark.png for reports sharing a baseline; {file: path}.
+
+    What ``tftrt benchmark --output``, ``run`` and ``tune`` write (``BenchmarkReport.save`` for
+    one model). Raises OutputError, ConfigError (``plot`` without matplotlib).
+    """
+    return rendered.write_benchmark_files(benchmark_document(reports), benchmark_csv_rows(reports), CSV_COLUMNS,
+                                          list(reports.values()), directory, names=list(reports),
+                                          plot=plot, overwrite=overwrite)
+
+
+def read_benchmarks(path: str) -> Dict[str, BenchmarkReport]:
+    """{model name: BenchmarkReport} from a benchmark.json that benchmark, run or tune wrote (``.plot()`` each).
+
+    Raises ConfigError when the file is missing or is not a benchmark.json.
+    """
+    document = benchmark_schema.read(path, flag="benchmark")
+    return {name: BenchmarkReport.from_json(document, name) for name in benchmark_schema.model_names(document)}

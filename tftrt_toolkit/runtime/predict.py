@@ -31,6 +31,7 @@ from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError
 from tftrt_toolkit.models.imagenet_labels import IMAGENET_OUTPUT_SIZES, imagenet_labels
 from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.report import results as rendered
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, current_threads, open_runner
 
 # Rows of a softmax sum to 1 up to float rounding; bf16/fp16 models drift by up to ~1e-3.
@@ -111,6 +112,21 @@ class PredictionResult:
     def csv_rows(self) -> List[dict]:
         """Rows for ``csv_columns``: one per image x rank (classifiers) or image x output (raw)."""
         return [row for record in self.records for row in record_csv_rows(record)]
+
+    # ------------------------------------------------------------------ rendering (report.results)
+
+    def to_markdown(self) -> str:
+        return rendered.predictions_markdown(self)
+
+    def _repr_markdown_(self) -> str:
+        return rendered.predictions_markdown(self)
+
+    def save(self, path: str, *, output_format: Optional[str] = None, overwrite: bool = False) -> str:
+        """Write the predictions (format from ``output_format`` or the file's suffix: .csv, .jsonl, else json)."""
+        if output_format is None:
+            suffix = os.path.splitext(os.fspath(path))[1].lower()
+            output_format = {".csv": "csv", ".jsonl": "jsonl"}.get(suffix, "json")
+        return rendered.write_predictions(self, path, output_format=output_format, overwrite=overwrite)
 
     def __repr__(self) -> str:
         if self.kind == "classification" and self.records:

@@ -1,7 +1,8 @@
 """Throughput under concurrent requests: how many requests per second, at what p99, with N clients.
 
-    report = measure_throughput("out/fp32", concurrency=(1, 4), batch_sizes=(1,), duration=5.0)
+    report = throughput("out/fp32", concurrency=(1, 4), batch_sizes=(1,), duration=5.0)
     report.result(batch_size=1, concurrency=4).requests_per_second
+    report.save("bench/")        # throughput.json, throughput.csv, throughput.png
 
 A server's question is not "how fast is one call" but "how many requests per second at what
 tail latency with N clients". Here N client threads share ONE loaded model in one process and
@@ -34,6 +35,7 @@ from tftrt_toolkit.data.samples import filled_batch
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError
 from tftrt_toolkit.progress import progress_bar
+from tftrt_toolkit.report import throughput as rendered
 from tftrt_toolkit.runtime.benchmark import DEFAULT_DURATION_S, DEFAULT_WARMUP, _settings, latency_stats
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
 from tftrt_toolkit.runtime.timing import MIN_ROUNDS, Call, prepared_call, time_calls
@@ -91,6 +93,26 @@ class ThroughputReport:
                 **{f"latency_{stat}_ms": round(r.latency_ms[stat], 3) for stat in ("p50", "p90", "p99", "mean", "max")},
             })
         return rows
+
+    # ------------------------------------------------------------------ rendering (report.throughput)
+
+    def table_lines(self) -> List[str]:
+        """The CLI's table: per batch size and number of clients, requests/s, samples/s, latency percentiles."""
+        return rendered.table_lines(self)
+
+    def to_markdown(self) -> str:
+        return rendered.to_markdown(self)
+
+    def _repr_markdown_(self) -> str:
+        return rendered.to_markdown(self)
+
+    def plot(self, *, title: Optional[str] = None):
+        """Requests/s and latency against the number of clients as a matplotlib Figure; ConfigError without matplotlib."""
+        return rendered.throughput_figure(self, title=title)
+
+    def save(self, directory: str, *, plot: bool = True, overwrite: bool = False) -> Dict[str, str]:
+        """Write throughput.json, throughput.csv and (``plot``) throughput.png into ``directory``; {file: path}."""
+        return rendered.write_throughput_files(self, directory, CSV_COLUMNS, plot=plot, overwrite=overwrite)
 
     def __repr__(self) -> str:
         parts = [f"bs{r.batch_size}x{r.concurrency}: {r.requests_per_second:.1f} req/s, p99 {r.latency_ms['p99']:.1f} ms"
@@ -153,12 +175,15 @@ def run_clients(calls: Sequence[Call], *, duration: float, warmup: int = DEFAULT
     return [list(l or ()) for l in latencies], max(ends) - started
 
 
-def measure_throughput(model: Union[ModelLike, ModelRunner], *, concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+def throughput(model: Union[ModelLike, ModelRunner], *, concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
                        batch_sizes: Sequence[int] = (1,), duration: float = DEFAULT_DURATION_S,
                        warmup: int = DEFAULT_WARMUP, data: DataSpec = "synthetic", threads: Threads = (None, None),
                        preprocess: str = "auto", input_shape=None, seed: int = 0,
                        progress: bool = False) -> ThroughputReport:
     """Requests/s, samples/s and latency percentiles of ``model`` at each batch size x concurrency.
+
+    ``tt.throughput`` and ``tftrt benchmark --concurrency`` call this; ``.save(dir)`` on the
+    result writes throughput.json/.csv/.png.
 
     Args:
       model: a model spec, ``LoadedModel`` or ``ModelRunner`` (one loaded model serves every client).
@@ -208,3 +233,7 @@ def measure_throughput(model: Union[ModelLike, ModelRunner], *, concurrency: Seq
     finally:
         if owns:
             runner.close()
+
+
+# Today's name for ``throughput``.
+measure_throughput = throughput

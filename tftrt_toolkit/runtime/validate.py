@@ -16,23 +16,12 @@ it also gives each model's top-1/top-k accuracy, the drop and its 95% paired int
 An element is within tolerance when ``|optimized - original| <= atol + rtol * |original|``
 (numpy's ``allclose`` rule, the original as reference).
 
-Default criteria, by the precision the optimized model records in its toolkit metadata
-(``assets.extra/tftrt_toolkit.json``; models without it are judged as fp32):
-
-==========  ======  ======  ===================  ==================
-precision   atol    rtol    min within tolerance  min top-1 agreement
-==========  ======  ======  ===================  ==================
-fp32        1e-4    1e-4    100%                  100%
-fp16        1e-2    1e-2    99%                   99%
-bf16        5e-2    5e-2    95%                   90%
-int8        1e-1    1e-1    90%                   90%
-==========  ======  ======  ===================  ==================
-
-fp32 rewrites only reorder float arithmetic, so every element must match closely. Reduced
-precisions change every intermediate value (bf16 keeps ~3 significant digits), so
-individual elements may drift; there the gate is mostly agreement on the answer, with a
-loose element check that still catches a broken model. Explicit ``rtol``/``atol`` make the
-element check strict (every element) unless ``min_within_tolerance`` is also given.
+What passing means is the one accuracy rule (``runtime.accuracy_rule``, README "The accuracy
+rule"): per precision the optimized model records in its toolkit metadata (models without it
+are judged as fp32), element tolerances, the share of elements that must meet them and the
+top-1 agreement (``DEFAULT_CRITERIA``); with ``max_top1_drop``, also the accuracy budget run
+and tune judge by. Reduced precisions change every intermediate value, so there the gate is
+mostly agreement on the answer, with a loose element check that still catches a broken model.
 Agreement on random (synthetic) inputs is harsher than on real data, because noise makes
 near-ties between classes: validate on real images where you have them.
 """
@@ -40,7 +29,7 @@ near-ties between classes: validate on real images where you have them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
@@ -51,7 +40,9 @@ from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError, ValidationFailed
 from tftrt_toolkit.models.signature import ModelSignature
 from tftrt_toolkit.progress import progress_bar
-from tftrt_toolkit.runtime.accuracy import LabelledAccuracy, drop_text
+from tftrt_toolkit.report import results as rendered
+from tftrt_toolkit.runtime.accuracy import LabelledAccuracy
+from tftrt_toolkit.runtime.accuracy_rule import DEFAULT_CRITERIA, Budget, Criteria, criteria_for  # noqa: F401
 from tftrt_toolkit.runtime.predict import classifier_output
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, current_threads, open_runner
 
@@ -61,52 +52,6 @@ DEFAULT_SYNTHETIC_SAMPLES = 32
 
 class SignatureMismatch(ValidationFailed):
     """The optimized model does not take/return what the original does, so it is no drop-in replacement."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Criteria:
-    """What passing means: element tolerances, the share of elements that must meet them, top-1 agreement."""
-
-    rtol: float
-    atol: float
-    min_within_tolerance: float  # share of output elements, 0..1
-    min_top1_agreement: float  # share of samples, 0..1; classifier outputs only
-
-    def __post_init__(self):
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ConfigError(f"{name}={value!r} is not valid; use a number >= 0 (e.g. 1e-4).")
-        for name in ("min_within_tolerance", "min_top1_agreement"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name}={value!r} is not valid; use a share between 0 and 1 (e.g. 0.99).")
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-DEFAULT_CRITERIA: Dict[str, Criteria] = {
-    "fp32": Criteria(rtol=1e-4, atol=1e-4, min_within_tolerance=1.0, min_top1_agreement=1.0),
-    "fp16": Criteria(rtol=1e-2, atol=1e-2, min_within_tolerance=0.99, min_top1_agreement=0.99),
-    "bf16": Criteria(rtol=5e-2, atol=5e-2, min_within_tolerance=0.95, min_top1_agreement=0.9),
-    "int8": Criteria(rtol=1e-1, atol=1e-1, min_within_tolerance=0.9, min_top1_agreement=0.9),
-}
-
-
-def criteria_for(precision: Optional[str], *, rtol: Optional[float] = None, atol: Optional[float] = None,
-                 min_within_tolerance: Optional[float] = None, min_top1_agreement: Optional[float] = None) -> Criteria:
-    """The precision's default criteria with any given values in place (see the module docstring)."""
-    base = DEFAULT_CRITERIA.get((precision or "fp32").lower(), DEFAULT_CRITERIA["fp32"])
-    if min_within_tolerance is None:
-        # Tolerances the user chose are meant as a hard limit on every element.
-        min_within_tolerance = 1.0 if (rtol is not None or atol is not None) else base.min_within_tolerance
-    return Criteria(
-        rtol=base.rtol if rtol is None else rtol,
-        atol=base.atol if atol is None else atol,
-        min_within_tolerance=min_within_tolerance,
-        min_top1_agreement=base.min_top1_agreement if min_top1_agreement is None else min_top1_agreement,
-    )
 
 
 def check_same_signature(original: ModelSignature, optimized: ModelSignature, original_name: str = "original",
@@ -254,6 +199,7 @@ class ValidationReport:
     accuracy: Optional[dict]
     settings: dict
     skipped_files: List[dict] = dataclasses.field(default_factory=list)  # data files not compared: {path, reason, detail}
+    budget: Optional[dict] = None  # the accuracy budget judged (``max_top1_drop``), with "within"
 
     def __bool__(self) -> bool:
         return self.passed
@@ -297,33 +243,30 @@ class ValidationReport:
             "accuracy": self.accuracy,
             "settings": self.settings,
             "skipped_files": self.skipped_files,
+            "budget": self.budget,
         }
+
+    # ------------------------------------------------------------------ rendering (report.results)
 
     def summary_lines(self) -> List[str]:
         """A few human-readable lines: verdict, per-output errors, agreement, accuracy."""
-        verdict = "PASS" if self.passed else "FAIL"
-        lines = [f"{verdict}: {self.optimized['model']} ({self.precision or 'unknown precision'}) vs {self.original['model']} "
-                 f"on {self.samples} samples of {self.data}"]
-        for name, stats in self.outputs.items():
-            line = (f"  {name}: max abs {stats['max_abs_error']:.3g}, mean abs {stats['mean_abs_error']:.3g}, "
-                    f"max rel {stats['max_rel_error']:.3g}, within atol={self.criteria.atol:g} rtol={self.criteria.rtol:g}: "
-                    f"{stats['within_tolerance']:.2%}")
-            if stats.get("top1_agreement") is not None:
-                line += f", top-1 agreement {stats['top1_agreement']:.2%}, top-{self.top_k} {stats['topk_agreement']:.2%}"
-            lines.append(line)
-        if self.accuracy:
-            acc = self.accuracy
-            lines.append(f"  accuracy on {acc['labelled_samples']} labelled images ({acc['labels']}):")
-            lines.append(f"    {drop_text(acc, 'top1')}")
-            lines.append(f"    {drop_text(acc, 'topk')}")
-        lines.extend(f"  failed: {failure}" for failure in self.failures)
-        return lines
+        return rendered.validation_lines(self)
+
+    def to_markdown(self) -> str:
+        return rendered.validation_markdown(self)
+
+    def _repr_markdown_(self) -> str:
+        return rendered.validation_markdown(self)
+
+    def save(self, path: str, *, overwrite: bool = False) -> str:
+        """Write the report as JSON (what ``tftrt validate --output`` writes); returns the path."""
+        return rendered.write_validation(self, path, overwrite=overwrite)
 
 
 def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike, ModelRunner], *,
              data: DataSpec = "synthetic", rtol: Optional[float] = None, atol: Optional[float] = None,
              top_k: int = 5, labels_csv: Optional[str] = None, min_top1_agreement: Optional[float] = None,
-             min_within_tolerance: Optional[float] = None, batch_size: int = 8, samples: Optional[int] = None,
+             min_within_tolerance: Optional[float] = None, max_top1_drop: Optional[float] = None, batch_size: int = 8, samples: Optional[int] = None,
              preprocess: str = "auto", input_shape=None, threads: Threads = (None, None), seed: int = 0,
              progress: bool = True, strict_data: bool = False) -> ValidationReport:
     """Compare ``optimized`` with ``original`` on the same inputs; return a report (truthy on pass).
@@ -333,6 +276,8 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
       data: any data spec ``open_source`` takes; default random inputs.
       rtol, atol, min_top1_agreement, min_within_tolerance: override the precision's
         defaults (``DEFAULT_CRITERIA``, keyed by the optimized model's recorded precision).
+      max_top1_drop: the accuracy budget (``runtime.accuracy_rule.Budget``, the rule run and
+        tune judge by): fail when the top-1 accuracy drop on the labelled images is larger.
       top_k: k for top-k agreement and accuracy.
       labels_csv: CSV with columns image,class_id (image = file name or path as listed;
         class_id an index or an ImageNet WordNet id) to measure each model's accuracy; needs
@@ -353,6 +298,9 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise ConfigError(f"samples must be a whole number >= 1, got {samples!r}")
     labels = open_labels(data, labels_csv)
+    budget = None
+    if max_top1_drop is not None:
+        budget = Budget.for_data(labels is not None, max_top1_drop=max_top1_drop)
     configure_threads(*threads)
     original_runner, owns_original = open_runner(original)
     optimized_runner = owns_optimized = None
@@ -400,6 +348,13 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
                             "check the CSV's image column")
 
         failures = _failures(comparisons, criteria)
+        accuracy_record = accuracy.compare("original", "optimized") if accuracy is not None else None
+        budget_record = None
+        if budget is not None:
+            values = {"top1_drop": (accuracy_record or {}).get("top1_drop")}
+            budget_record = dict(budget.to_json(), within=budget.within(values))
+            if budget.failure(values):
+                failures.append(budget.failure(values))
         return ValidationReport(
             passed=not failures,
             failures=failures,
@@ -411,9 +366,10 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
             data=source.description,
             samples=seen,
             outputs={name: c.to_json() for name, c in comparisons.items()},
-            accuracy=accuracy.compare("original", "optimized") if accuracy is not None else None,
+            accuracy=accuracy_record,
             settings={"batch_size": batch_size, "preprocess": source.preprocess, "seed": seed, **current_threads()},
             skipped_files=[file.to_json() for file in source.skipped_files],
+            budget=budget_record,
         )
     finally:
         if owns_optimized:

@@ -36,6 +36,7 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from tftrt_toolkit import benchmark_schema
 from tftrt_toolkit.errors import ConfigError
 
 MODELS_CONFIG_FILE = "models.config"
@@ -168,19 +169,31 @@ def read_report(path: str, kind: str) -> dict:
     return report
 
 
-def _benchmark_points(report: dict, path: str) -> Dict[int, dict]:
-    """{batch size: {"throughput": samples/s, "p50_ms": ...}} for the measured (optimized) model of a benchmark.json."""
-    results = report.get("results")
-    if not isinstance(results, list) or not results:
-        raise ConfigError(f"{path} has no benchmark results; pass the benchmark.json written by `tftrt benchmark --output=DIR`.")
-    points = {}
-    for result in results:
-        if result.get("role") == "optimized":
-            points[int(result["batch_size"])] = {"throughput": float(result["throughput"]),
-                                                 "p50_ms": float(result["latency_ms"]["p50"])}
-    if not points:
-        raise ConfigError(f"{path} has no measurement of the optimized model; pass the benchmark.json of the model you serve.")
-    return points
+def _benchmark_points(report: dict, path: str, metadata: Optional[dict]) -> Tuple[Dict[int, dict], Optional[str]]:
+    """({batch size: {"throughput", "p50_ms"}}, note) for the served model in a benchmark.json (``benchmark_schema``).
+
+    ``tftrt benchmark`` measured one model; ``run`` and ``tune`` several: the candidate tune chose
+    (the served model's ``chosen_by``), else the one whose backend and precision are the served
+    model's (``metadata``), or the only one.
+    """
+    document = benchmark_schema.normalize(report, os.path.basename(path))
+    names = benchmark_schema.model_names(document)
+    if not names:
+        raise ConfigError(f"{path} has no measurement of an optimized model; pass the benchmark.json of the model you serve.")
+    name, note = names[0], None
+    if len(names) > 1:
+        served = ((metadata or {}).get("backend"), (metadata or {}).get("precision"))
+        chosen = ((metadata or {}).get("chosen_by") or {}).get("candidate")  # tune's pick, by name
+        matching = [chosen] if chosen in names else [
+            n for n in names if ((document["models"].get(n) or {}).get("backend"),
+                                 (document["models"].get(n) or {}).get("precision")) == served]
+        if not matching:
+            known = "" if metadata else " (the served model's metadata is not readable here)"
+            raise ConfigError(f"{path} measured {', '.join(names)} and none is the served model{known} "
+                              f"(backend {served[0]}, precision {served[1]}); pass the benchmark of the model you serve.")
+        name = matching[0]
+        note = f"{os.path.basename(path)} measured {', '.join(names)}: its {name} figures size the batching"
+    return benchmark_schema.points(document, name), note
 
 
 def _largest_improving_batch_size(points: Dict[int, dict]) -> int:
@@ -261,7 +274,9 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
             throughput = report  # a throughput.json given directly
             points = {}
         else:
-            points = _benchmark_points(report, benchmark_report)
+            points, picked = _benchmark_points(report, benchmark_report, metadata)
+            if picked:
+                notes.append(picked)
             sibling = os.path.join(os.path.dirname(os.path.abspath(benchmark_report)), "throughput.json")
             if os.path.isfile(sibling):
                 throughput = read_report(sibling, "benchmark_report")

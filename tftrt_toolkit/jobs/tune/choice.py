@@ -1,22 +1,19 @@
-"""The tune table's columns, the accuracy budget, and the pure rule that picks a row from the table."""
+"""The tune table's columns and the pure rule that picks a row from it (the budget is ``runtime.accuracy_rule``'s)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from tftrt_toolkit.errors import ConfigError
+from tftrt_toolkit.runtime.accuracy_rule import (  # noqa: F401  (the defaults: today's import path)
+    DEFAULT_MAX_TOP1_DROP, DEFAULT_MIN_TOP1_AGREEMENT, EPSILON, Budget, value_text,
+)
 
-DEFAULT_MIN_TOP1_AGREEMENT = 0.99
-DEFAULT_MAX_TOP1_DROP = 0.005
 # The tie-break's "simpler first" order: fewer numeric surprises and nothing to calibrate.
 PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8")
 # The table's own rounding: values equal at this precision are ties.
 _P50_DECIMALS = 2
 _THROUGHPUT_DECIMALS = 1
-# Agreement and accuracy are ratios of counts; this absorbs float error (e.g. 0.99 vs 99/100).
-EPSILON = 1e-9
 
 TABLE_COLUMNS = (
     "candidate", "backend", "precision", "settings", "intra_op_threads", "inter_op_threads", "status",
@@ -26,63 +23,6 @@ TABLE_COLUMNS = (
 )
 # Row statuses: the original (reference, never chosen), timed candidates, and the rest.
 ORIGINAL, MEASURED, FAILED, SKIPPED = "original", "measured", "failed", "skipped"
-
-
-@dataclasses.dataclass(frozen=True)
-class Budget:
-    """The accuracy budget: top-1 agreement with the original >= limit, or top-1 accuracy drop <= limit (labels)."""
-
-    metric: str  # "top1_agreement" or "top1_drop"
-    limit: float
-
-    @classmethod
-    def from_args(cls, max_top1_drop: Optional[float] = None, min_top1_agreement: Optional[float] = None) -> "Budget":
-        """Exactly one of the two, a share between 0 and 1; ConfigError otherwise."""
-        if (max_top1_drop is None) == (min_top1_agreement is None):
-            raise ConfigError("give exactly one accuracy budget: max_top1_drop (needs labels, e.g. 0.005) "
-                              "or min_top1_agreement (e.g. 0.99).")
-        name, value = (("max_top1_drop", max_top1_drop) if max_top1_drop is not None
-                       else ("min_top1_agreement", min_top1_agreement))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name}={value!r} is not valid; use a share between 0 and 1 (e.g. 0.005 = half a point, 0.99 = 99%).")
-        return cls("top1_drop" if name == "max_top1_drop" else "top1_agreement", float(value))
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric == "top1_agreement"
-
-    def shortfall(self, row: dict) -> Optional[float]:
-        """How far ``row`` misses the budget (<= 0: inside); None when the row has no value to judge."""
-        value = row.get(self.metric)
-        if value is None:
-            return None
-        return self.limit - value if self.higher_is_better else value - self.limit
-
-    def quality(self, row: dict) -> Optional[float]:
-        """Higher is better: agreement, or minus the drop."""
-        value = row.get(self.metric)
-        return None if value is None else (value if self.higher_is_better else -value)
-
-    def describe(self) -> str:
-        if self.higher_is_better:
-            return f"top-1 agreement >= {self.limit:.1%}"
-        return f"top-1 accuracy drop <= {self.limit * 100:.2g} points"
-
-    def as_kwargs(self) -> dict:
-        """The budget as ``choose``'s keyword argument."""
-        return {"min_top1_agreement" if self.higher_is_better else "max_top1_drop": self.limit}
-
-    def to_json(self) -> dict:
-        return {"metric": self.metric, "limit": self.limit, "text": self.describe()}
-
-
-def value_text(budget: Budget, row: dict) -> str:
-    value = row.get(budget.metric)
-    if value is None:
-        return "no value"
-    if budget.higher_is_better:
-        return f"top-1 agreement {value:.1%}"
-    return f"top-1 drop {value * 100:.2g} points"
 
 
 def choose(table: Sequence[dict], *, max_top1_drop: Optional[float] = None,

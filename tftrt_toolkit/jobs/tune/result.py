@@ -6,8 +6,11 @@ import dataclasses
 from typing import Dict, List, Optional
 
 from tftrt_toolkit.errors import ValidationFailed
-from tftrt_toolkit.jobs.tune.choice import MEASURED, ORIGINAL, TABLE_COLUMNS, Budget
+from tftrt_toolkit.jobs.tune.choice import ORIGINAL, TABLE_COLUMNS
+from tftrt_toolkit.report import results as rendered
 from tftrt_toolkit.report import tables
+from tftrt_toolkit.runtime.accuracy_rule import Budget
+from tftrt_toolkit.runtime.optimized_model import OptimizedModel
 
 
 class NoCandidateInBudget(ValidationFailed):
@@ -37,49 +40,14 @@ class TuneResult:
 
     @property
     def chosen_model(self):
-        """The chosen model as an ``OptimizedModel`` (None when nothing qualified)."""
-        from tftrt_toolkit.pipeline import OptimizedModel
-
+        """The chosen model as an ``OptimizedModel`` (``.validate()``, ``.benchmark()``, ``.predict()``); None when nothing qualified."""
         return OptimizedModel.from_path(self.output) if self.output else None
 
-    def _cells(self) -> List[List[str]]:
-        quality = "top-1 drop [95% interval]" if self.budget.metric == "top1_drop" else "top-1 agreement"
-        header = ["candidate", "status", quality, f"p50 bs{self.batch_size} (ms)", "samples/s", "speed-up", "note"]
-        rows = [header]
-        for row in self.table:
-            value = row.get(self.budget.metric)
-            if value is None:
-                value_text = "-"
-            elif self.budget.metric == "top1_drop":
-                value_text = f"{value * 100:+.1f} pt" if row["status"] != ORIGINAL else "-"
-                if row["status"] != ORIGINAL and row.get("top1_drop_low") is not None:
-                    # The paired 95% interval: whether the drop is real or noise on this many images.
-                    value_text += f" [{row['top1_drop_low'] * 100:+.1f}, {row['top1_drop_high'] * 100:+.1f}]"
-            else:
-                value_text = f"{value:.1%}"
-            if row["status"] == ORIGINAL and self.budget.metric == "top1_drop" and row.get("accuracy") is not None:
-                value_text = f"acc {row['accuracy']:.1%}" + (f" on {row['labelled_images']}" if row.get("labelled_images") else "")
-            status = row["status"]
-            if self.chosen is not None and row is self.chosen:
-                status = "CHOSEN"
-            elif status == MEASURED:
-                status = "inside" if row.get("within_budget") else "outside"
-            note = row.get("reason") or ("timed in a subprocess, interleaved" if row["status"] == MEASURED
-                                          and row.get("intra_op_threads") is not None else "") or ""
-            rows.append([
-                row["candidate"], status, value_text,
-                "-" if row.get("p50_ms") is None else f"{row['p50_ms']:.2f}",
-                "-" if row.get("throughput") is None else f"{row['throughput']:.1f}",
-                "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x",
-                note if len(note) <= 90 else note[:89].rstrip() + "…",
-            ])
-        return rows
-
     def table_lines(self) -> List[str]:
-        return tables.aligned_lines(self._cells())
+        return tables.aligned_lines(rendered.tune_cells(self))
 
     def to_markdown(self) -> str:
-        return tables.markdown(self._cells())
+        return tables.markdown(rendered.tune_cells(self))
 
     def _repr_markdown_(self) -> str:
         head = f"chosen **{self.chosen['candidate']}**" if self.chosen is not None else "**nothing inside the budget**"

@@ -17,10 +17,8 @@ from tftrt_toolkit.data.sources import names_images
 from tftrt_toolkit.errors import ConfigError
 from tftrt_toolkit.jobs.attempts import Failure, attempt, together_then_each
 from tftrt_toolkit.jobs.tune.candidates import Candidate, Threads, default_candidates
-from tftrt_toolkit.jobs.tune.choice import (
-    DEFAULT_MAX_TOP1_DROP, DEFAULT_MIN_TOP1_AGREEMENT, EPSILON, FAILED, MEASURED, ORIGINAL, SKIPPED, TABLE_COLUMNS, Budget,
-    choose, mark_pareto, value_text,
-)
+from tftrt_toolkit.jobs.tune.choice import FAILED, MEASURED, ORIGINAL, SKIPPED, TABLE_COLUMNS, choose, mark_pareto
+from tftrt_toolkit.runtime.accuracy_rule import EPSILON, Budget, value_text
 from tftrt_toolkit.jobs.tune.result import NoCandidateInBudget, TuneResult
 from tftrt_toolkit.runtime.process_worker import ProcessWorker
 from tftrt_toolkit.progress import ProgressOption, reports_progress
@@ -79,16 +77,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
                           f"{data!r} has no file names to look labels up by.")
     # A bad CSV or a misnamed image is refused before any work; a WordNet-named folder is labelled too.
     labels = open_labels(data, labels_csv) if names_images(data) else None
-    if max_top1_drop is None and min_top1_agreement is None:
-        if labels is not None:
-            max_top1_drop = DEFAULT_MAX_TOP1_DROP
-        else:
-            min_top1_agreement = DEFAULT_MIN_TOP1_AGREEMENT
-    budget = Budget.from_args(max_top1_drop, min_top1_agreement)
-    if budget.metric == "top1_drop" and labels is None:
-        raise ConfigError("max_top1_drop needs ground truth: pass labels_csv (image,class_id) or a data folder whose "
-                          "image names carry ImageNet WordNet ids, or use min_top1_agreement to compare with the "
-                          "original's answers instead.")
+    # The one accuracy rule (runtime.accuracy_rule): given, or the default for labelled/unlabelled data.
+    budget = Budget.for_data(labels is not None, max_top1_drop=max_top1_drop, min_top1_agreement=min_top1_agreement)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is not valid; use a whole number >= 1.")
     for name, value in (("time_budget", time_budget), ("duration", duration)):
@@ -146,7 +136,7 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
                                                     env=env, data=data, labels_csv=labels_csv, budget=budget,
                                                     batch_size=batch_size, calibration_data=calibration_data,
                                                     duration=duration, over_time=over_time, progress=progress)
-                _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, data=data,
+                benchmarks = _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, data=data,
                            batch_size=batch_size, duration=duration, time_left=lambda: time_budget - (time.monotonic() - started),
                            notes=notes, progress=progress)
                 for runner in runners.values():
@@ -165,6 +155,11 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
                                   time_budget)
                     model_stage.commit()
                 result.seconds = time.monotonic() - started
+                if benchmarks:  # the interleaved run, in the schema tftrt benchmark and run write
+                    from tftrt_toolkit.runtime.benchmark import write_benchmarks
+
+                    result.files.update({name: name for name in write_benchmarks(benchmarks, report_stage.path,
+                                                                                 plot=False)})
                 _write_report(result, report_stage.path, time_budget)
                 report_stage.commit()
             finally:
@@ -268,7 +263,10 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
 
 def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, *, data, batch_size, duration,
                time_left, notes, progress):
-    """Time the conversions in ONE interleaved run: this process's rounds alternate with each thread worker's."""
+    """Time the conversions in ONE interleaved run: this process's rounds alternate with each thread worker's.
+
+    Returns {candidate: BenchmarkReport} of the candidates timed in this process (for benchmark.json).
+    """
     from tftrt_toolkit.runtime.benchmark import benchmark_many
     from tftrt_toolkit.runtime.session import current_threads
 
@@ -284,7 +282,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
             continue
         by_threads.setdefault(candidate.threads, []).append(candidate)
     if not main and not by_threads:
-        return
+        return {}
 
     workers: Dict[Threads, ProcessWorker] = {}
     try:
@@ -358,6 +356,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
             _fill_timing(original_row, baseline.latency_ms["p50"], baseline.throughput, 1.0,
                          f"this process (threads {threads_text})")
         original_row["status"] = ORIGINAL
+        timed_here = {c.name: reports[c.name] for c in main if c.name not in failures}
 
         for threads, worker in workers.items():
             with attempt("benchmark") as tried:
@@ -374,6 +373,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
     finally:
         for worker in workers.values():
             worker.close()
+    return timed_here
 
 
 def _fail(candidates, rows, failure: Failure, progress) -> None:
@@ -421,7 +421,7 @@ def _write_chosen(chosen: dict, path: str, stage_path: str, result: TuneResult, 
 def _write_report(result: TuneResult, stage_path: str, time_budget: float) -> None:
     from tftrt_toolkit.report.writers import write_csv, write_json
 
-    result.files = {"tune.json": "tune.json", "tune.csv": "tune.csv"}
+    result.files = {"tune.json": "tune.json", "tune.csv": "tune.csv", **result.files}
     try:
         from tftrt_toolkit.report.tune_plot import plot_tune
 
