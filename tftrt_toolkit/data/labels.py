@@ -174,7 +174,7 @@ def _class_id_in_name(path: Path) -> Optional[int]:
     if wordnet_id is not None:
         return class_id_of_wordnet_id(wordnet_id, f"image {path}")
     if _IMAGENET_VAL_NAME.match(path.name):
-        from tftrt_toolkit.models.imagenet_labels import imagenet_validation_class_id
+        from tftrt_toolkit.data.imagenet_labels import imagenet_validation_class_id
 
         class_id = imagenet_validation_class_id(path.name)
         if class_id is None:
@@ -186,7 +186,7 @@ def _class_id_in_name(path: Path) -> Optional[int]:
 
 @functools.lru_cache(maxsize=1)
 def _wordnet_index() -> Dict[str, int]:
-    from tftrt_toolkit.models.imagenet_labels import imagenet_wordnet_ids
+    from tftrt_toolkit.data.imagenet_labels import imagenet_wordnet_ids
 
     try:
         return {wordnet_id: class_id for class_id, wordnet_id in enumerate(imagenet_wordnet_ids())}

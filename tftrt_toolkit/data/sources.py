@@ -25,7 +25,7 @@ from tftrt_toolkit.data.shapes import ImageLayout, InputShapeSpec, image_layout,
 from tftrt_toolkit.data.skipped import UNREADABLE, SkippedFile, skipped_listing, skipped_summary
 from tftrt_toolkit.data.synthetic import SYNTHETIC, open_synthetic
 from tftrt_toolkit.errors import DataError
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.signature import ModelSignature
 
 logger = logging.getLogger(__name__)
 

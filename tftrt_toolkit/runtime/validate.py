@@ -49,7 +49,7 @@ from tftrt_toolkit.data.labels import open_labels, read_labels_csv  # noqa: F401
 from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError, ValidationFailed
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.signature import ModelSignature
 from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.runtime.accuracy import LabelledAccuracy, drop_text
 from tftrt_toolkit.runtime.predict import classifier_output
