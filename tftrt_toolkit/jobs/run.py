@@ -107,10 +107,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         if strict_data:  # every file checked now, not after the conversions
             from tftrt_toolkit.data import refuse_skipped_files
 
-            # The shipped folders keep their provenance (SOURCES.md, labels.csv) beside the photos.
-            refuse_skipped_files([spec for spec in (data, calibration_data)
-                                  if spec not in (DEFAULT_SAMPLES, SHIPPED_CALIBRATION)],
-                                 loaded.signature, model_hint=loaded.model_info)
+            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info)
         # ---- 2. convert
         rows = [ModelRow(name="original", path=model, backend="-", precision=_source_precision(loaded))]
         for precision in precisions:
