@@ -36,7 +36,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
             calibration_data: Optional[str] = None, custom_objects=None, strict_data: bool = False,
             signature_key: Optional[str] = None, unsafe_deserialization: bool = False,
-            progress: ProgressOption = True) -> RunReport:
+            preprocess: str = "auto", input_shape=None, progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
     Converts with each precision in ``precisions`` (default: the best this machine offers),
@@ -52,6 +52,11 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     images are labelled (``labels_csv``, or WordNet ids in the file names) every row reports
     top-1/top-k accuracy and each optimized model the drop with its paired 95% interval; the
     accuracy is also recorded in each converted model's metadata.
+
+    ``preprocess`` and ``input_shape`` say how images become the model's inputs (as for
+    ``open_source``: 'auto' follows what the model records, its keras.applications family, else
+    raw pixels) for predicting, validating, benchmarking and int8 calibration alike; the
+    converted models record the concrete mode, so later commands on them default to it.
 
     Files of an image folder that are not used are listed in the report (``skipped_files``)
     and summed up in a note; ``strict_data`` refuses them (DataError) before any conversion.
@@ -107,17 +112,19 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         if strict_data:  # every file checked now, not after the conversions
             from tftrt_toolkit.data import refuse_skipped_files
 
-            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info)
+            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info,
+                                 input_shape=input_shape)
         # ---- 2. convert
         rows = [ModelRow(name="original", path=model, backend="-", precision=_source_precision(loaded))]
         for precision in precisions:
             progress(f"[2/6] convert: {precision}")
             config = base_config.replace(precision=precision)
             if precision == "int8":
-                config = calibration_sized_to(config, calibration_data, loaded)
+                config = calibration_sized_to(config, calibration_data, loaded, input_shape=input_shape)
             try:
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
-                                 calibration_data=calibration_data if precision == "int8" else None, progress=False)
+                                 calibration_data=calibration_data if precision == "int8" else None,
+                                 preprocess=preprocess, input_shape=input_shape, progress=False)
             except ToolkitError as error:
                 if precision == "int8" and isinstance(error, DataError):
                     error = (f"{error} (tftrt run calibrates int8 on {calibration_data}: pass "
@@ -138,7 +145,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             progress(f"[3/6] predict: {len(rows)} model(s) on {data}")
             predictions = {}
             for row in rows:
-                result = predict(runners[row.name], data, top_k=top_k)
+                result = predict(runners[row.name], data, top_k=top_k, preprocess=preprocess, input_shape=input_shape)
                 predictions[row.name] = result
                 if row.name == "original" and result.skipped_files:
                     skipped_files = result.skipped_files
@@ -154,7 +161,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             validations = {}
             for row in rows[1:]:
                 report = validate(runners["original"], runners[row.name], data=data, top_k=top_k,
-                                  labels_csv=labels_csv if names_images(data) else None, progress=False)
+                                  labels_csv=labels_csv if names_images(data) else None, preprocess=preprocess,
+                                  input_shape=input_shape, progress=False)
                 validations[row.name] = report.to_json()
                 row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
                 row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
@@ -182,8 +190,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             # One interleaved run for all models: they share the original's measurements, so the
             # speed-ups (and the chart's baseline bars) are comparable across precisions.
             reports = benchmark_many({row.name: runners[row.name] for row in rows[1:]}, baseline=runners["original"],
-                                     batch_sizes=batch_sizes, duration=duration, data=data,
-                                     progress=False) if len(rows) > 1 else {}
+                                     batch_sizes=batch_sizes, duration=duration, data=data, preprocess=preprocess,
+                                     input_shape=input_shape, progress=False) if len(rows) > 1 else {}
             benchmarks = [(row, reports[row.name]) for row in rows[1:]]
             for row, bench in benchmarks:
                 for batch_size in batch_sizes:

@@ -38,7 +38,7 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
          progress: ProgressOption = True, duration: float = DEFAULT_DURATION_S, report_dir: Optional[str] = None,
          calibration_data=None, overwrite: bool = False, weights: Optional[str] = "imagenet",
          signature_key: Optional[str] = None, unsafe_deserialization: bool = False, custom_objects=None,
-         strict_data: bool = False) -> TuneResult:
+         strict_data: bool = False, preprocess: str = "auto", input_shape=None) -> TuneResult:
     """Find the fastest conversion of ``model`` inside an accuracy budget; write it to ``output``.
 
     Args:
@@ -59,6 +59,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
         (``load_model``'s options).
       strict_data: refuse (DataError) image folders with files that are not used, before any
         conversion, instead of leaving them out with a note.
+      preprocess, input_shape: how images become the model's inputs (as for ``open_source``),
+        for validation, timing and int8 calibration alike; the chosen model records the mode.
       progress: a bar in a terminal or notebook (False: none); each step's message is logged at
         INFO either way (the CLI shows them).
 
@@ -109,6 +111,7 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
     artifacts.check_output(target, input_paths, overwrite)
     artifacts.check_output(report_target, input_paths + [target], overwrite)
     calibration_data = data if calibration_data is None else calibration_data
+    data_options = {"preprocess": preprocess, "input_shape": input_shape}  # how images become inputs, everywhere
 
     def over_time(needed: float) -> bool:
         return time.monotonic() - started + needed > time_budget
@@ -125,7 +128,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
         if strict_data:  # every file checked now, not after the conversions
             from tftrt_toolkit.data import refuse_skipped_files
 
-            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info)
+            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info,
+                                 input_shape=input_shape)
         if classifier_output(loaded.signature) is None:
             raise ConfigError("tune's budget is about top-1 answers, so it needs a classifier (one output of "
                               f"shape [batch, classes]); this model returns {', '.join(loaded.signature.output_names)}.")
@@ -144,10 +148,11 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
                 conversions = _convert_and_validate(candidate_list, rows, loaded, original, original_row, runners, work,
                                                     env=env, data=data, labels_csv=labels_csv, budget=budget,
                                                     batch_size=batch_size, calibration_data=calibration_data,
-                                                    duration=duration, over_time=over_time, progress=progress)
+                                                    duration=duration, over_time=over_time, progress=progress,
+                                                    data_options=data_options)
                 _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, data=data,
                            batch_size=batch_size, duration=duration, time_left=lambda: time_budget - (time.monotonic() - started),
-                           notes=notes, progress=progress)
+                           notes=notes, progress=progress, data_options=data_options)
                 for runner in runners.values():
                     runner.close()
                 runners.clear()
@@ -195,7 +200,7 @@ def _candidate_row(candidate: Candidate) -> dict:
 
 
 def _convert_and_validate(candidate_list, rows, loaded, original, original_row, runners, work, *, env, data,
-                          labels_csv, budget, batch_size, calibration_data, duration, over_time, progress):
+                          labels_csv, budget, batch_size, calibration_data, duration, over_time, progress, data_options):
     """Convert each distinct config once, validate it; fill the rows. Returns {config: converted path}.
 
     ``runners`` gains a loaded ModelRunner per converted config (keyed by the config), reused by the benchmark.
@@ -224,13 +229,14 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
         path = os.path.join(work, f"{number:02d}-{config.backend.value}-{config.precision.value}")
         try:
             if config.needs_calibration:
-                config = calibration_sized_to(config, calibration_data, loaded)
+                config = calibration_sized_to(config, calibration_data, loaded, input_shape=data_options["input_shape"])
             convert(loaded, path, config, calibration_data=calibration_data if config.needs_calibration else None,
-                    env=env, progress=False)
+                    env=env, progress=False, **data_options)
             convert_s = time.monotonic() - step_started
             runner = ModelRunner(path, name=label).load()
             runners[key] = runner
-            report = validate(original, runner, data=data, labels_csv=labels_csv, batch_size=batch_size, progress=False)
+            report = validate(original, runner, data=data, labels_csv=labels_csv, batch_size=batch_size, progress=False,
+                              **data_options)
         except ToolkitError as error:
             for row in mine:
                 row.update(status=FAILED, reason=first_line(error))
@@ -263,7 +269,7 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
 
 
 def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, *, data, batch_size, duration,
-               time_left, notes, progress):
+               time_left, notes, progress, data_options):
     """Time the conversions in ONE interleaved run: this process's rounds alternate with each thread worker's."""
     from tftrt_toolkit.runtime.benchmark import benchmark_many
     from tftrt_toolkit.runtime.session import current_threads
@@ -294,7 +300,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
             progress(f"threads {setting}: loading {len(group)} candidate(s) + the original in a subprocess "
                      "(TF sets threads once per process)")
             worker = ProcessWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
-                                  threads=threads, data=data, batch_size=batch_size)
+                                  threads=threads, data=data, batch_size=batch_size, **data_options)
             try:
                 worker.start(timeout=max(1.0, time_left()))
             except ToolkitError as error:
@@ -325,7 +331,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
         # With no candidate at TF's threads, the original alone paces the rounds.
         models = {c.name: runners[c.config] for c in main} or {"original": runners["original"]}
         reports = benchmark_many(models, baseline=runners["original"] if main else None, batch_sizes=(batch_size,),
-                                 duration=seconds * everyone / in_process, data=data, progress=False,
+                                 duration=seconds * everyone / in_process, data=data, progress=False, **data_options,
                                  between_rounds=between_rounds if workers else None,
                                  # tune ranks candidates against each other, all at this process's oneDNN setting.
                                  baseline_at_tf_default=False)
