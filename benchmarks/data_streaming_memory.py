@@ -27,7 +27,7 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 from tftrt_toolkit.data import open_source  # noqa: E402
-from tftrt_toolkit.models.signature import ModelSignature, TensorInfo  # noqa: E402
+from tftrt_toolkit.signature import ModelSignature, TensorInfo  # noqa: E402
 
 
 def peak_rss_mib() -> float:

@@ -84,7 +84,10 @@ def run(model: Optional[str] = None, *, progress: bool = True, **options):
     """The main job (convert at the best precisions here, predict, validate, benchmark, report); a RunReport.
 
     Default: the shipped EfficientNet-Lite0 and sample photos, into ./tftrt-report. ``options``
-    are ``jobs.run.run_job``'s (output_dir, data, precisions, batch_sizes, duration, overwrite, ...).
+    are ``jobs.run.run_job``'s (output_dir, data, precisions, batch_sizes, duration, overwrite, ...),
+    among them the data options every image-reading call takes: ``preprocess`` ('auto', 'caffe',
+    'tf', 'torch', 'none'), ``input_shape``, ``strict_data``, ``labels_csv``; e.g.
+    ``tt.run("mobilenet_savedmodel", data="photos", preprocess="tf")``.
     """
     from tftrt_toolkit.jobs.run import run_job
 
@@ -92,7 +95,11 @@ def run(model: Optional[str] = None, *, progress: bool = True, **options):
 
 
 def tune(model, data, output: str, *, progress: bool = True, **options):
-    """The fastest conversion inside an accuracy budget, written to ``output``; a TuneResult (see ``jobs.tune``)."""
+    """The fastest conversion inside an accuracy budget, written to ``output``; a TuneResult (see ``jobs.tune``).
+
+    ``options`` are ``jobs.tune.tune``'s, among them the data options every image-reading call
+    takes: ``preprocess``, ``input_shape``, ``strict_data``, ``labels_csv``.
+    """
     from tftrt_toolkit.jobs.tune import tune as tune_job
 
     return tune_job(model, data, output, progress=progress, **options)

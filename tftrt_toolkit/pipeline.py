@@ -72,7 +72,9 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
             progress: ProgressOption = True) -> ConversionRecord:
     """Convert ``model`` for inference and save it at ``output`` (or ``output/version``).
 
-    ``config`` holds every conversion option (default: auto backend, fp32). INT8 needs
+    ``preprocess``/``input_shape``: how images (calibration data) become inputs; the concrete
+    preprocessing is recorded in the metadata ("preprocess"), and later commands on the model
+    default to it. ``config`` holds every conversion option (default: auto backend, fp32). INT8 needs
     ``calibration_data`` (a data spec: image dir, .npy/.npz, "synthetic") or a ready
     ``calibration_input_fn``. ``backend`` overrides the backend object (tests inject doubles).
     ``custom_objects`` gives a Keras file's custom classes (a dict, module, module path or .py
@@ -117,6 +119,10 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
                 custom_objects=custom_objects)
         timings["load_s"] = time.perf_counter() - start
         try:
+            from tftrt_toolkit.data import image_preprocess_mode
+
+            # Refused here, before converting, when it cannot apply to the model's input.
+            image_mode = image_preprocess_mode(loaded.signature, preprocess, model_hint=loaded.model_info)
             data_record = {}
             if config.precision.value == "int8" and calibration_input_fn is None and calibration_data is not None:
                 calibration_input_fn, source = _calibration_fn(loaded, config, calibration_data, preprocess, input_shape,
@@ -163,6 +169,9 @@ def convert(model: Union[str, ModelSpec, LoadedModel], output: str,
                     "signature": loaded.signature.to_json(),
                     "model_info": {k: v for k, v in loaded.model_info.items() if k != "tftrt_toolkit"},
                     "data": data_record,
+                    # How images become this model's inputs (None: it takes none); predict, validate,
+                    # benchmark and run on this model default to it (data/preprocess.py reads it back).
+                    "preprocess": image_mode,
                     "conversion_summary": conversion.summary,
                     # What the model needs from the TF that serves it (e.g. oneDNN on, for int8).
                     "runtime": conversion.summary.get("runtime", {"requires_onednn": False}),
@@ -194,7 +203,7 @@ def _calibration_fn(loaded: LoadedModel, config: ConversionConfig, calibration_d
                                 progress=progress.bar_requested), source
 
 
-def calibration_sized_to(config: ConversionConfig, data, loaded: LoadedModel) -> ConversionConfig:
+def calibration_sized_to(config: ConversionConfig, data, loaded: LoadedModel, *, input_shape=None) -> ConversionConfig:
     """``config`` with int8 calibration sized to all of a small data set (up to steps x batch size samples).
 
     A data set smaller than ``calibration_steps * batch_size`` is then calibrated on whole
@@ -202,7 +211,7 @@ def calibration_sized_to(config: ConversionConfig, data, loaded: LoadedModel) ->
     """
     from tftrt_toolkit.data import open_source
 
-    count = open_source(data, loaded.signature, model_hint=loaded.model_info).count()
+    count = open_source(data, loaded.signature, model_hint=loaded.model_info, input_shape=input_shape).count()
     if not count:
         return config  # unbounded (synthetic): the config's own steps and batch size
     batch_size = min(config.batch_size, count)

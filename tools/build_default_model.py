@@ -36,8 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from tftrt_toolkit.errors import ToolkitError  # noqa: E402
-from tftrt_toolkit.models import efficientnet_lite  # noqa: E402
-from tftrt_toolkit.models.imagenet_labels import imagenet_labels  # noqa: E402
+from default_model import efficientnet_lite  # noqa: E402  (tools/default_model: only this tool uses it)
+from tftrt_toolkit.data.imagenet_labels import imagenet_labels  # noqa: E402
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "saved_models" / "efficientnet_lite0"
 DEFAULT_SAMPLES_DIR = REPO_ROOT / "saved_models" / "samples"
@@ -197,7 +197,7 @@ PREPROCESSING_ALTERNATIVES = (
 
 def compare_preprocessing(samples_dir: Path, weights_path: Optional[str]) -> List[Dict]:
     """Evidence for the input scaling: each alternative's top-1 on the cat and hits on all samples."""
-    from tftrt_toolkit.models.torch_weights import read_torch_state_dict
+    from default_model.torch_weights import read_torch_state_dict
 
     labels = imagenet_labels()
     with open(samples_dir / "labels.csv", newline="", encoding="utf-8") as file:

@@ -1,5 +1,6 @@
 """tftrt batch-predict as users run it: Beam options passed through, shards written, one line without Beam."""
 
+import os
 import sys
 
 import pytest
@@ -34,3 +35,16 @@ def test_without_beam_the_command_says_how_to_install_it(monkeypatch, capsys, tm
     assert code == BackendUnavailable.exit_code
     assert err.strip().splitlines() == [
         'tftrt batch-predict: error: batch-predict needs Apache Beam, which is not installed here; run: pip install -e ".[beam]"']
+
+
+def test_a_folder_is_data_like_everywhere_else(beam, tiny_saved_model, images, tmp_path, run_cli):
+    # Was: "none of the 1 file(s) could be read and decoded ... IsADirectoryError".
+    folder = os.path.dirname(images["glob"])
+    with open(os.path.join(folder, "notes.txt"), "w") as handle:
+        handle.write("shot list")
+    result = run_cli("batch-predict", f"--model={tiny_saved_model}", f"--data={folder}", f"--output={tmp_path / 'p'}",
+                     "--direct_num_workers=1")
+    assert result.out.startswith("6 predicted, 1 failed")  # broken.jpg is an image by name: dead-lettered
+    assert "tftrt batch-predict: skipped 1 file: 1 not an image (.txt)" in result.err
+    run_cli("batch-predict", f"--model={tiny_saved_model}", f"--data={folder}", f"--output={tmp_path / 'q'}",
+            "--strict_data", expect_exit=4)

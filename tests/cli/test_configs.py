@@ -3,10 +3,9 @@
 import pathlib
 
 import pytest
-from absl import flags
 
-from tftrt_toolkit.cli import convert as convert_command
 from tftrt_toolkit.cli import flags as cli_flags
+from tftrt_toolkit.cli.main import command_flags
 
 CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[2] / "configs").glob("*.flags"))
 
@@ -17,9 +16,6 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_flagfile_builds_a_valid_config(path):
-    convert_command.define_flags()
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["tftrt convert", f"--flagfile={path}"])
-    config = cli_flags.conversion_config_from_flags()
-    assert config.backend.value in ("cpu", "tensorrt")
-    flags.FLAGS.unparse_flags()
+    flags = command_flags("convert")
+    flags.parse(["tftrt convert", f"--flagfile={path}", "--model=m", "--output=o"])
+    assert flags[cli_flags.ConversionFlags].config.backend.value in ("cpu", "tensorrt")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
+from tftrt_toolkit.signature import ModelSignature, TensorInfo
 
 
 def make_signature(*inputs):

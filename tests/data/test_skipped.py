@@ -73,3 +73,33 @@ def test_strict_accepts_a_clean_folder_and_arrays(tmp_path, photo, image_signatu
     source = open_source(tmp_path, image_signature(), strict=True)
     assert len(list(source.samples())) == 1 and source.skipped_files == ()
     assert open_source("synthetic:2", image_signature(), strict=True).skipped_files == ()
+
+
+def test_a_folders_own_description_is_neither_used_nor_skipped(tmp_path, photo, image_signature):
+    # README/SOURCES text and the labels CSV belong with the images: no "skipped" noise, strict accepts them.
+    Image.fromarray(photo).save(tmp_path / "cat.jpg")
+    (tmp_path / "README.md").write_text("# my photos\n")
+    (tmp_path / "SOURCES.md").write_text("from the camera\n")
+    (tmp_path / "labels.csv").write_text("image,class_id\ncat.jpg,281\n")
+    source = open_source(tmp_path, image_signature(), strict=True)
+    assert [os.path.basename(sample.source) for sample in source.samples()] == ["cat.jpg"]
+    assert source.skipped_files == () and source.skipped_summary() == ""
+
+
+def test_other_text_and_csv_files_are_still_reported(tmp_path, photo, image_signature):
+    Image.fromarray(photo).save(tmp_path / "cat.jpg")
+    (tmp_path / "notes.md").write_text("not a description by name\n")
+    (tmp_path / "scores.csv").write_text("image,score\ncat.jpg,0.5\n")  # not the labels format
+    source = open_source(tmp_path, image_signature())
+    list(source.samples())
+    assert sorted(os.path.basename(f.path) for f in source.skipped_files) == ["notes.md", "scores.csv"]
+    with pytest.raises(DataError, match="strict data: skipped 2 files"):
+        open_source(tmp_path, image_signature(), strict=True)
+
+
+@pytest.mark.parametrize("folder", ["samples", "calibration"])
+def test_the_shipped_folders_have_nothing_to_skip(folder, image_signature):
+    from tftrt_toolkit.shipped_files import SHIPPED_DIR
+
+    source = open_source(os.path.join(SHIPPED_DIR, folder), image_signature(), strict=True)
+    assert source.count() >= 4 and source.skipped_files == ()

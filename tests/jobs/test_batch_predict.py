@@ -180,3 +180,36 @@ def test_shipped_model_on_two_multiprocessing_workers(beam, tmp_path):
     (error,) = list(read_records(result.error_files))
     assert os.path.basename(error["image"]) == "broken.jpg" and "corrupt or truncated" in error["error"]
     assert (result.images_predicted, result.images_failed) == (4, 1)
+
+
+def test_a_folder_is_listed_as_every_command_lists_it(tmp_path):
+    # No Beam needed: the launcher lists a local folder (images, recursively) and hands globs to Beam as given.
+    from PIL import Image
+
+    from tftrt_toolkit.jobs.batch_predict.options import split_data
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.png"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    (folder / "notes.txt").write_text("shot list")
+    (folder / "README.md").write_text("# photos")  # the folder's own description: not data, not skipped
+    files = split_data([str(folder), "gs://bucket/more/*.jpg"])
+    assert files.globs == ("gs://bucket/more/*.jpg",)
+    assert files.folder_images == (str(folder / "a.jpg"), str(folder / "sub" / "b.png"))
+    assert [os.path.basename(f.path) for f in files.skipped_files] == ["notes.txt"]
+    with pytest.raises(DataError, match=r"strict data: skipped 1 file: 1 not an image \(.txt\)"):
+        split_data([str(folder)], strict=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images in directory"):
+        split_data([str(tmp_path / "empty")])
+
+
+def test_a_folder_is_predicted_not_read_as_one_file(beam, tiny_saved_model, images, tmp_path):
+    from tftrt_toolkit.jobs.batch_predict import batch_predict, read_records
+
+    folder = os.path.dirname(images["glob"])
+    result = batch_predict(str(tiny_saved_model), folder, str(tmp_path / "out" / "p"))
+    assert sorted(r["image"] for r in read_records(result.prediction_files)) == sorted(images["good"])
+    # The broken .jpg is an image by name: read, failed, dead-lettered, as with a glob.
+    assert (result.images_predicted, result.images_failed) == (6, 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tftrt_toolkit.errors import ConfigError, DataError, ModelLoadError
-from tftrt_toolkit.models.imagenet_labels import imagenet_labels
+from tftrt_toolkit.data.imagenet_labels import imagenet_labels
 from tftrt_toolkit.runtime.predict import (CLASSIFICATION_CSV_COLUMNS, looks_like_logits, predict, softmax)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

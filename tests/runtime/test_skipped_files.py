@@ -17,11 +17,11 @@ def folder_with_clutter(tmp_path):
     for name in ("a.png", "b.gif", "c.tif"):
         Image.fromarray(rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)).save(folder / name)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
-    (folder / "readme.txt").write_text("about these images")
+    (folder / "notes.txt").write_text("about these images")
     return folder
 
 
-EXPECTED = [("broken.jpg", "unreadable"), ("readme.txt", "not an image")]
+EXPECTED = [("broken.jpg", "unreadable"), ("notes.txt", "not an image")]
 
 
 def _names(entries):
@@ -39,6 +39,6 @@ def test_validate_lists_skipped_files_and_strict_refuses_them(tiny_saved_model, 
     report = validate(str(tiny_saved_model), str(tiny_saved_model), data=str(folder_with_clutter), progress=False)
     assert report.passed and report.samples == 3
     assert _names(report.to_json()["skipped_files"]) == EXPECTED
-    with pytest.raises(DataError, match=r"strict data: skipped 2 files: .*broken.jpg.*readme.txt"):
+    with pytest.raises(DataError, match=r"strict data: skipped 2 files: .*broken.jpg.*notes.txt"):
         validate(str(tiny_saved_model), str(tiny_saved_model), data=str(folder_with_clutter), progress=False,
                  strict_data=True)

@@ -8,36 +8,33 @@ then a rename); an existing output is an error unless --overwrite; the input is 
 modified. What was done is recorded in OUTPUT/assets.extra/tftrt_toolkit.json.
 A Keras file with custom layers needs --custom_objects=module.path (or FILE.py) naming the
 module that defines them; without it the error names the missing class. --strict_data
-refuses a --calibration_data folder holding files that would be skipped.
+refuses a --calibration_data folder holding files that would be skipped. --preprocess is how
+calibration images become inputs, and is recorded in the metadata: predict, validate,
+benchmark, batch-predict and run on the output default to it.
 """
 
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def define_flags():
-    return (cli_flags.define_model_flags()
-            + cli_flags.define_output_flags("The SavedModel directory to write (with --version: the base of BASE/N).")
-            + cli_flags.define_version_flag() + cli_flags.define_conversion_flags() + cli_flags.define_input_flags()
-            + cli_flags.define_strict_data_flag())
+def flag_groups():
+    return [
+        cli_flags.ModelFlags(),
+        cli_flags.OutputFlags("The SavedModel directory to write (with --version: the base of BASE/N).", required=True,
+                              version=True),
+        cli_flags.ConversionFlags(),
+        cli_flags.DataFlags(source_flag=False),  # the images are --calibration_data's
+    ]
 
 
-def main() -> int:
+def main(flags) -> int:
     from tftrt_toolkit.pipeline import convert
 
-    FLAGS = cli_flags.FLAGS
-    model = cli_flags.require("model")
-    output = cli_flags.require("output")
-    config = cli_flags.conversion_config_from_flags()
+    model, output = flags[cli_flags.ModelFlags], flags[cli_flags.OutputFlags]
+    conversion, data = flags[cli_flags.ConversionFlags], flags[cli_flags.DataFlags]
     result = convert(
-        model, output, config,
-        overwrite=FLAGS.overwrite,
-        version=FLAGS.version,
-        weights=FLAGS.weights,
-        calibration_data=FLAGS.calibration_data,
-        unsafe_deserialization=FLAGS.unsafe_deserialization,
-        custom_objects=FLAGS.custom_objects or None,
-        strict_data=FLAGS.strict_data,
-        **cli_flags.data_options_from_flags(),
+        model.spec, output.path, conversion.config,  # the signature key is in the config
+        overwrite=output.overwrite, version=output.serving_version, **model.file_options,
+        calibration_data=conversion.calibration_data, strict_data=data.strict, **data.options,
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     summary = result.metadata.get("conversion_summary", {})

@@ -11,16 +11,16 @@ import json
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def define_flags():
-    return cli_flags.define_format_flags()
+def flag_groups():
+    return [cli_flags.JsonFlag()]
 
 
-def main() -> int:
+def main(flags) -> int:
     from tftrt_toolkit.environment import probe
     from tftrt_toolkit.report.doctor import doctor_json, doctor_lines
 
     env = probe(toolkit_process=False)  # what a plain TF process here gets
-    if cli_flags.FLAGS.json:
+    if flags[cli_flags.JsonFlag].json:
         print(json.dumps(doctor_json(env), indent=2))
     else:
         print("\n".join(doctor_lines(env)))

@@ -14,34 +14,27 @@ import json
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def define_flags():
-    names = cli_flags.define_model_flags() + cli_flags.define_format_flags()
-    names.append(cli_flags.define("enum", "plan", None, "Predict a backend's conversion: tensorrt.",
-                                   enum_values=["tensorrt"]))
-    plan_settings = [n for n in cli_flags.define_tensorrt_flags() if n in ("minimum_segment_size", "use_dynamic_shape", "build_shapes")]
-    return names + cli_flags.define_precision_flag() + plan_settings
+def flag_groups():
+    return [cli_flags.ModelFlags(), cli_flags.JsonFlag(), cli_flags.TensorRTPlanFlags()]
 
 
-def main() -> int:
+def main(flags) -> int:
     from tftrt_toolkit.models.inspection import describe, describe_lines
     from tftrt_toolkit.models.loader import load_model
 
-    FLAGS = cli_flags.FLAGS
-    with load_model(cli_flags.require("model"), weights=FLAGS.weights, signature_key=FLAGS.signature,
-                    unsafe_deserialization=FLAGS.unsafe_deserialization,
-                    custom_objects=FLAGS.custom_objects or None) as model:
-        info = describe(model)
+    model, plan = flags[cli_flags.ModelFlags], flags[cli_flags.TensorRTPlanFlags]
+    with load_model(model.spec, **model.load_options) as loaded:
+        info = describe(loaded)
         lines = describe_lines(info)
-        if not model.is_temporary_export:
-            lines.append(_warmup_line(model.saved_model_dir, info))
-        if FLAGS.plan == "tensorrt":
+        if not loaded.is_temporary_export:
+            lines.append(_warmup_line(loaded.saved_model_dir, info))
+        if plan.plan == "tensorrt":
             from tftrt_toolkit.analysis.tensorrt_plan import plan_for_model
 
-            plan = plan_for_model(model, precision=FLAGS.precision, minimum_segment_size=FLAGS.minimum_segment_size,
-                                  use_dynamic_shape=FLAGS.use_dynamic_shape, build_shapes=FLAGS.build_shapes)
-            info["tensorrt_plan"] = plan.to_json()
-            lines += ["", plan.render_text()]
-    if FLAGS.json:
+            predicted = plan_for_model(loaded, **plan.settings)
+            info["tensorrt_plan"] = predicted.to_json()
+            lines += ["", predicted.render_text()]
+    if flags[cli_flags.JsonFlag].json:
         print(json.dumps(info, indent=2, default=str))
     else:
         print("\n".join(lines))

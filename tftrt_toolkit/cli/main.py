@@ -85,13 +85,18 @@ def _raise_on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def _print_help(command: str, module) -> None:
-    from absl import flags
+def command_flags(command: str):
+    """The flags ``tftrt COMMAND`` reads: its module's ``flag_groups()``, defined for it alone (cli/flags.py)."""
+    from tftrt_toolkit.cli.flags import CommandFlags
 
+    return CommandFlags(command, importlib.import_module(COMMANDS[command]).flag_groups())
+
+
+def _print_help(module, flags) -> None:
     print((module.__doc__ or "").strip())
     print("\nFlags:")
-    for name in module.define_flags():
-        flag = flags.FLAGS[name]
+    for name in flags.names:
+        flag = flags.values[name]
         default = "" if flag.default in (None, "", []) else f" (default: {flag.default_as_str})"
         print(f"  --{name}: {flag.help}{default}")
     print("  --flagfile: read flags from a file (see configs/).")
@@ -118,6 +123,34 @@ def _internal_error(command: str, argv: List[str], debug: bool) -> int:
         where = f"the trace could not be written ({write_error.strerror or write_error}); rerun with --debug to see it"
     print(f"tftrt {command}: internal error: {reason}; {where}", file=sys.stderr)
     return INTERNAL_ERROR_EXIT_CODE
+
+
+def _refuse_other_commands_flags(command: str, flags, passed_on) -> None:
+    """A flag of another tftrt command among those passed on (to Beam) is refused as an unknown flag here,
+    before Beam is asked (none of them is a Beam pipeline option)."""
+    from absl import flags as absl_flags
+
+    others = {name for other in COMMANDS if other != command for name in command_flags(other).names}
+    for arg in passed_on:
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if name and name not in flags.names and (name in others or (name.startswith("no") and name[2:] in others)):
+            raise absl_flags.UnrecognizedFlagError(name, arg)
+
+
+def _flag_error(command: str, flags, error) -> str:
+    """absl's parse error as one line; a flag this command does not read is named as such, with the nearest it has."""
+    from absl import flags as absl_flags
+
+    if isinstance(error, absl_flags.UnrecognizedFlagError):
+        import difflib
+
+        name = error.flagname
+        close = difflib.get_close_matches(name, flags.names, n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join('--' + c for c in close)}?)" if close else ""
+        return (f"tftrt {command}: error: --{name} is not a flag of `tftrt {command}`, which would ignore it{hint}; "
+                f"see `tftrt {command} --help`.")
+    message = str(error).replace("ERROR:: ", "").strip()
+    return f"tftrt {command}: error: {message}; see `tftrt {command} --help`."
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -156,26 +189,29 @@ def _run_command(command: str, argv: List[str], debug: bool) -> int:
             onednn.return_freed_memory_before_tensorflow()
         _restart_with_tensorrt_libraries(argv)
 
-    from absl import flags
+    from absl import flags as absl_flags
 
     from tftrt_toolkit import progress
     from tftrt_toolkit.errors import ToolkitError
 
     module = importlib.import_module(COMMANDS[command])
-    module.define_flags()
+    flags = command_flags(command)
     rest = argv[2:]
     if any(a in ("-h", "--help", "--helpfull") for a in rest):
-        _print_help(command, module)
+        _print_help(module, flags)
         return 0
-    # batch-predict hands flags absl does not know to Beam's PipelineOptions (--runner, --direct_num_workers, ...).
+    # batch-predict hands flags it does not define to Beam's PipelineOptions (--runner, --direct_num_workers, ...).
     passes_unknown_flags = getattr(module, "PASSES_UNKNOWN_FLAGS", False)
     try:
-        flags.FLAGS.unparse_flags()  # a fresh parse for every in-process run (tests, notebooks)
-        remaining = flags.FLAGS([f"tftrt {command}"] + rest, known_only=passes_unknown_flags)
-    except flags.Error as error:
-        message = str(error).replace("ERROR:: ", "").strip()
-        print(f"tftrt {command}: error: {message}; see `tftrt {command} --help`.", file=sys.stderr)
+        remaining = flags.parse([f"tftrt {command}"] + rest, known_only=passes_unknown_flags)
+        if passes_unknown_flags:
+            _refuse_other_commands_flags(command, flags, remaining[1:])
+    except absl_flags.Error as error:
+        print(_flag_error(command, flags, error), file=sys.stderr)
         return 2
+    except ToolkitError as error:  # a value a flag group refuses (ConfigError)
+        print(f"tftrt {command}: error: {error}", file=sys.stderr)
+        return error.exit_code
 
     previous_handler = None
     try:
@@ -187,8 +223,8 @@ def _run_command(command: str, argv: List[str], debug: bool) -> int:
     log_handler = progress.log_to_stderr("" if command in ("run", "tune") else f"tftrt {command}: ", debug=debug)
     try:
         if passes_unknown_flags:
-            return int(module.main(remaining[1:]) or 0)
-        return int(module.main() or 0)
+            return int(module.main(flags, remaining[1:]) or 0)
+        return int(module.main(flags) or 0)
     except ToolkitError as error:
         print(f"tftrt {command}: error: {error}", file=sys.stderr)
         return error.exit_code

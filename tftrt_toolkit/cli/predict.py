@@ -17,33 +17,47 @@ and listed under "skipped_files" in the JSON; --strict_data makes them an error 
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def define_flags():
-    return (cli_flags.define_model_flags() + cli_flags.define_data_flags() + cli_flags.define_predict_flags()
-            + cli_flags.define_output_flags("A file for the predictions (default: stdout; '-' is stdout too).")
-            + cli_flags.define_threading_flags())
+class PredictFlags(cli_flags.FlagGroup):
+    """predict's own: how many classes, their names, samples per call, the output format."""
+
+    def add(self, flags):
+        cli_flags.define_top_k(flags)
+        cli_flags.define_class_names(flags)
+        flags.define("integer", "batch_size", 8, "Samples per model call.")
+        cli_flags.define_output_format(flags)
+
+    def parse(self, flags):
+        self.top_k, self.labels, self.batch_size = flags.value("top_k"), flags.value("labels"), flags.value("batch_size")
+        self.format = flags.value("format")
+        self.format_given = flags.present("format")
 
 
-def main() -> int:
+def flag_groups():
+    return [
+        cli_flags.ModelFlags(),
+        cli_flags.DataFlags(required=True),
+        PredictFlags(),
+        cli_flags.OutputFlags("A file for the predictions (default: stdout; '-' is stdout too)."),
+        cli_flags.ThreadingFlags(),
+    ]
+
+
+def main(flags) -> int:
     from tftrt_toolkit.report import results, writers
     from tftrt_toolkit.runtime.predict import predict
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
 
-    FLAGS = cli_flags.FLAGS
-    model = cli_flags.require("model")
-    data = cli_flags.data_from_flags()
-    if data is None:
-        cli_flags.require("data")
-    output = FLAGS.output
-    output_format = FLAGS.format
-    if not FLAGS["format"].present and output and output.lower().endswith(".csv"):
+    model, data, own, output = flags[cli_flags.ModelFlags], flags[cli_flags.DataFlags], flags[PredictFlags], flags[cli_flags.OutputFlags]
+    output_format = own.format
+    if not own.format_given and output.path and output.path.lower().endswith(".csv"):
         output_format = "csv"
-    if output not in (None, "", "-"):
-        writers.check_writable([output], overwrite=FLAGS.overwrite)
-    threads = cli_flags.threading_from_flags()
+    if output.path not in (None, "", "-"):
+        writers.check_writable([output.path], overwrite=output.overwrite)
+    threads = flags[cli_flags.ThreadingFlags].threads
     configure_threads(*threads)  # before anything loads: TF fixes its thread pools at start-up
-    with ModelRunner(model, **cli_flags.model_load_options_from_flags()) as runner:
-        result = predict(runner, data, top_k=FLAGS.top_k, labels=FLAGS.labels, batch_size=FLAGS.batch_size,
-                         threads=threads, strict_data=FLAGS.strict_data, **cli_flags.data_options_from_flags())
+    with ModelRunner(model.spec, **model.load_options) as runner:
+        result = predict(runner, data.data, top_k=own.top_k, labels=own.labels, batch_size=own.batch_size,
+                         threads=threads, strict_data=data.strict, **data.options)
     # The text PredictionResult.save(path) writes from the Python API.
-    writers.emit(results.predictions_text(result, output_format), output, overwrite=FLAGS.overwrite)
+    writers.emit(results.predictions_text(result, output_format), output.path, overwrite=output.overwrite)
     return 0

@@ -18,27 +18,44 @@ import sys
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def define_flags():
-    output = cli_flags.define_output_flags("The directory for models.config and batching_parameters.txt.")
-    return cli_flags.define_serving_config_flags() + output + cli_flags.define_format_flags()
+class ServingConfigFlags(cli_flags.FlagGroup):
+    """serving-config's own: where the model's versions are, its name, the measurements to size batching from."""
+
+    def add(self, flags):
+        flags.define("string", "model_base_path", None,
+                     "The directory holding the model's version directories (BASE/1, BASE/2, ...).")
+        flags.define("string", "name", None, "The model's name in TF Serving (/v1/models/NAME).")
+        flags.define("string", "benchmark_report", None,
+                     "A benchmark.json (tftrt benchmark --output; a throughput.json beside it is read too) to size batching from.")
+        flags.define("string", "tune_report", None, "A tune.json (OUTPUT.tune/tune.json): its chosen threads and latency.")
+
+    def parse(self, flags):
+        self.base_path, self.name = flags.require("model_base_path"), flags.require("name")
+        self.benchmark_report, self.tune_report = flags.value("benchmark_report"), flags.value("tune_report")
 
 
-def main() -> int:
+def flag_groups():
+    return [
+        ServingConfigFlags(),
+        cli_flags.OutputFlags("The directory for models.config and batching_parameters.txt.", required=True),
+        cli_flags.JsonFlag(),
+    ]
+
+
+def main(flags) -> int:
     from tftrt_toolkit.report import writers
     from tftrt_toolkit.serving.model_config import output_paths, serving_config
 
-    FLAGS = cli_flags.FLAGS
-    base_path = cli_flags.require("model_base_path")
-    name = cli_flags.require("name")
-    output = cli_flags.require("output")
+    own, out = flags[ServingConfigFlags], flags[cli_flags.OutputFlags]
+    base_path, name, output, overwrite = own.base_path, own.name, out.path, out.overwrite
     models_config_path, batching_path = output_paths(output)
-    config = serving_config(base_path, name, benchmark_report=FLAGS.benchmark_report, tune_report=FLAGS.tune_report)
+    config = serving_config(base_path, name, benchmark_report=own.benchmark_report, tune_report=own.tune_report)
     # Both files or neither: refuse an unusable output before writing the first one.
-    writers.check_writable([models_config_path, batching_path], overwrite=FLAGS.overwrite, make_dirs=True)
-    writers.write_text(models_config_path, config.models_config_text(), overwrite=FLAGS.overwrite)
-    writers.write_text(batching_path, config.batching_parameters_text(), overwrite=FLAGS.overwrite)
+    writers.check_writable([models_config_path, batching_path], overwrite=overwrite, make_dirs=True)
+    writers.write_text(models_config_path, config.models_config_text(), overwrite=overwrite)
+    writers.write_text(batching_path, config.batching_parameters_text(), overwrite=overwrite)
     commands = config.docker_commands(output)
-    if FLAGS.json:
+    if flags[cli_flags.JsonFlag].json:
         sys.stdout.write(writers.json_text({**config.to_json(), "files": [models_config_path, batching_path],
                                             "docker_commands": commands, "run_here": False}))
         return 0

@@ -12,33 +12,67 @@ and tune.png (latency vs accuracy, Pareto front, budget line) go to OUTPUT.tune/
 Budget: --max_top1_drop (default 0.005 with labels: --labels_csv, or a --data folder whose image
 names carry ImageNet WordNet ids; the table shows the drop with its 95% paired interval) or --min_top1_agreement
 (default 0.99 without labels). When nothing qualifies: exit 8, the table is still written.
+--preprocess (and --input_shape) say how images become the model's inputs, for validation,
+timing and int8 calibration alike; the chosen model records the mode for later commands.
 """
 
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def define_flags():
-    names = cli_flags.define_model_flags() + cli_flags.define_data_flag() + cli_flags.define_strict_data_flag()
-    names += [n for n in cli_flags.define_calibration_flags() if n == "calibration_data"]
-    names += cli_flags.define_output_flags("The directory the chosen model is written to (a SavedModel).")
-    names += cli_flags.define_duration_flag(3.0, "Seconds of timed runs per candidate (interleaved with the original).",
-                                            formerly=["seconds_per_candidate"])
-    return names + cli_flags.define_tune_flags()
+class TuneFlags(cli_flags.FlagGroup):
+    """tune's own: the accuracy budget, the batch size and time it is measured with, the candidates, where reports go.
+
+    --labels_csv (DataFlags) and --min_top1_agreement keep validate's names.
+    """
+
+    def add(self, flags):
+        flags.define("integer", "batch_size", 8, "The batch size candidates are timed at (and validated with); at 1, "
+                     "one-thread settings are tried too.")
+        flags.define("float", "max_top1_drop", None,
+                     "Accuracy budget with --labels_csv: the largest top-1 accuracy drop allowed, as a share (0.005 = half a "
+                     "point; the default with labels).")
+        flags.define("float", "min_top1_agreement", None,
+                     "Accuracy budget without labels: the share of samples whose top-1 class must match the original's "
+                     "(default 0.99).")
+        flags.define("float", "time_budget", 600.0, "Seconds for the whole search; candidates not reached are skipped.")
+        cli_flags.define_duration(flags, 3.0, "Seconds of timed runs per candidate (interleaved with the original).",
+                                  formerly=["seconds_per_candidate"])
+        flags.define("list", "candidates", None,
+                     "What to try instead of the defaults: backend-precision[@INTRAxINTER], e.g. cpu-fp32,cpu-bf16,cpu-bf16@2x1.")
+        cli_flags.define_calibration_data(flags, "int8 calibration data, same forms as --data (default: --data).")
+        flags.define("string", "report_dir", None, "Where tune.json/csv/png go (default: OUTPUT.tune beside --output).")
+
+    def parse(self, flags):
+        self.batch_size = flags.value("batch_size")
+        #: tune()'s budget keywords (tune checks that at most one is given).
+        self.budget = {"max_top1_drop": flags.value("max_top1_drop"), "min_top1_agreement": flags.value("min_top1_agreement")}
+        self.time_budget = flags.value("time_budget")
+        self.duration = flags.value("duration")
+        self.candidates = flags.value("candidates") or None
+        self.calibration_data = flags.value("calibration_data")
+        self.report_dir = flags.value("report_dir")
 
 
-def main() -> int:
+def flag_groups():
+    return [
+        cli_flags.ModelFlags(),
+        cli_flags.DataFlags(required=True, labels=True),
+        TuneFlags(),
+        cli_flags.OutputFlags("The directory the chosen model is written to (a SavedModel).", required=True),
+    ]
+
+
+def main(flags) -> int:
     from tftrt_toolkit.jobs.tune import NoCandidateInBudget, tune
 
-    FLAGS = cli_flags.FLAGS
+    model, data, own, output = flags[cli_flags.ModelFlags], flags[cli_flags.DataFlags], flags[TuneFlags], flags[cli_flags.OutputFlags]
     try:
         result = tune(
-            cli_flags.require("model"), cli_flags.data_from_flags(cli_flags.require("data")), cli_flags.require("output"),
-            labels_csv=FLAGS.labels_csv, batch_size=FLAGS.batch_size, time_budget=FLAGS.time_budget,
-            candidates=FLAGS.candidates or None, duration=FLAGS.duration, report_dir=FLAGS.report_dir,
-            calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite, strict_data=FLAGS.strict_data,
-            **cli_flags.model_load_options_from_flags(),
+            model.spec, data.data, output.path, overwrite=output.overwrite, **model.load_options,
+            labels_csv=data.labels_csv, strict_data=data.strict, **data.options,
+            batch_size=own.batch_size, time_budget=own.time_budget, candidates=own.candidates, duration=own.duration,
+            report_dir=own.report_dir, calibration_data=own.calibration_data, **own.budget,
             progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
-            **cli_flags.tune_budget_from_flags(),
         )
     except NoCandidateInBudget as failure:
         print("\n".join(failure.result.table_lines()))

@@ -23,41 +23,56 @@ import sys
 from tftrt_toolkit.cli import flags as cli_flags
 
 
-def define_flags():
-    model_flags = [name for name in cli_flags.define_model_flags() if name != "model"]
-    return (cli_flags.define_validate_flags() + model_flags + cli_flags.define_data_flags()
-            + cli_flags.define_output_flags("A file for the JSON report (default: stdout, with the summary on stderr).")
-            + cli_flags.define_threading_flags())
+class ValidateFlags(cli_flags.FlagGroup):
+    """validate's own: the two models, the tolerances and agreement they must meet, how many samples, in what batches."""
+
+    def add(self, flags):
+        flags.define("string", "original", None, "The original model (any --model form).")
+        flags.define("string", "optimized", None, "The optimized model to check (a SavedModel dir, e.g. tftrt convert's output).")
+        cli_flags.define_top_k(flags)
+        flags.define("integer", "batch_size", 8, "Samples per call of each model.")
+        flags.define("float", "rtol", None, "Relative tolerance per element (default by precision: fp32 1e-4, bf16 5e-2, ...).")
+        flags.define("float", "atol", None, "Absolute tolerance per element (default by precision: fp32 1e-4, bf16 5e-2, ...).")
+        flags.define("float", "min_within_tolerance", None,
+                     "Share of output elements that must be within tolerance (default: 1.0 for fp32 or explicit tolerances).")
+        flags.define("float", "min_top1_agreement", None, "Share of samples whose top-1 class must match (default by precision).")
+        flags.define("integer", "samples", None, "Compare on at most this many samples (default: all; 32 for synthetic data).")
+
+    def parse(self, flags):
+        self.original, self.optimized = flags.require("original"), flags.require("optimized")
+        #: validate()'s keyword arguments.
+        self.options = {name: flags.value(name) for name in (
+            "top_k", "batch_size", "rtol", "atol", "min_within_tolerance", "min_top1_agreement", "samples")}
 
 
-def main() -> int:
+def flag_groups():
+    return [
+        ValidateFlags(),
+        cli_flags.ModelFlags(spec_flag=False),  # how to load --original; --signature picks both models' signature
+        cli_flags.DataFlags(default="synthetic", labels=True),
+        cli_flags.OutputFlags("A file for the JSON report (default: stdout, with the summary on stderr)."),
+        cli_flags.ThreadingFlags(),
+    ]
+
+
+def main(flags) -> int:
     from tftrt_toolkit.report import results, writers
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
     from tftrt_toolkit.runtime.validate import validate
 
-    FLAGS = cli_flags.FLAGS
-    original = cli_flags.require("original")
-    optimized = cli_flags.require("optimized")
-    output = FLAGS.output
-    to_file = output not in (None, "", "-")
+    own, model, data, output = flags[ValidateFlags], flags[cli_flags.ModelFlags], flags[cli_flags.DataFlags], flags[cli_flags.OutputFlags]
+    to_file = output.path not in (None, "", "-")
     if to_file:
-        writers.check_writable([output], overwrite=FLAGS.overwrite)
-    threads = cli_flags.threading_from_flags()
+        writers.check_writable([output.path], overwrite=output.overwrite)
+    threads = flags[cli_flags.ThreadingFlags].threads
     configure_threads(*threads)  # before anything loads: TF fixes its thread pools at start-up
-    load_options = cli_flags.model_load_options_from_flags()
-    with ModelRunner(original, **load_options) as original_runner, \
-            ModelRunner(optimized, signature_key=load_options["signature_key"]) as optimized_runner:
-        report = validate(
-            original_runner, optimized_runner,
-            data=cli_flags.data_from_flags(default="synthetic"),
-            rtol=FLAGS.rtol, atol=FLAGS.atol, top_k=FLAGS.top_k, labels_csv=FLAGS.labels_csv,
-            min_top1_agreement=FLAGS.min_top1_agreement, min_within_tolerance=FLAGS.min_within_tolerance,
-            batch_size=FLAGS.batch_size, samples=FLAGS.samples, threads=threads, strict_data=FLAGS.strict_data,
-            **cli_flags.data_options_from_flags(),
-        )
+    with ModelRunner(own.original, **model.load_options) as original_runner, \
+            ModelRunner(own.optimized, signature_key=model.signature) as optimized_runner:
+        report = validate(original_runner, optimized_runner, data=data.data, labels_csv=data.labels_csv,
+                          strict_data=data.strict, **data.options, **own.options, threads=threads)
     # The report is written whether or not it passed: a failing CI job needs it most.
     if to_file:  # the file ValidationReport.save(path) writes from the Python API
-        results.write_validation(report, output, overwrite=FLAGS.overwrite)
+        results.write_validation(report, output.path, overwrite=output.overwrite)
     else:
         sys.stdout.write(writers.json_text(report))
     summary = "\n".join(report.summary_lines()) + "\n"

@@ -16,7 +16,9 @@ Contract:
 - ``open_source(spec, signature, *, preprocess, input_shape, model_hint, seed, strict) -> Source``:
   spec is a directory of images, image path(s), FILE.npy, FILE.npz (keyed by input name),
   'synthetic' or 'synthetic:N'. Checks what it can at once; raises DataError otherwise.
-- ``refuse_skipped_files(specs, signature, *, model_hint)``: a job's --strict_data, every source at once.
+- ``refuse_skipped_files(specs, signature, *, model_hint, input_shape)``: a job's --strict_data, every source at once.
+- ``image_preprocess_mode(signature, preprocess, *, model_hint)``: the concrete mode images get
+  (None for models that take no images); a converted model records it in its metadata.
 - ``Source.skipped_files`` lists the files of image folders not used (``SkippedFile``: path,
   reason, detail), ``Source.skipped_summary()`` is the one line about them (also logged once
   per folder); ``strict=True`` refuses them when the source is opened.
@@ -36,7 +38,7 @@ from tftrt_toolkit.data.preprocess import PREPROCESS_MODES, preprocess_mode_for_
 from tftrt_toolkit.data.shapes import ImageLayout, parse_input_shape
 from tftrt_toolkit.data.samples import Batch, Sample, Source
 from tftrt_toolkit.data.skipped import SkippedFile, skipped_summary
-from tftrt_toolkit.data.sources import open_source, refuse_skipped_files
+from tftrt_toolkit.data.sources import image_preprocess_mode, open_source, refuse_skipped_files
 
 __all__ = [
     "Batch",

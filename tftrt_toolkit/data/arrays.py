@@ -13,7 +13,7 @@ from tftrt_toolkit.data.preprocess import preprocess_pixels
 from tftrt_toolkit.data.samples import Sample, Source
 from tftrt_toolkit.data.shapes import Dims, ImageLayout, format_shape, image_layout, looks_like_image
 from tftrt_toolkit.errors import DataError
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.signature import ModelSignature
 
 
 class ArraySource(Source):

@@ -21,7 +21,7 @@ from tftrt_toolkit.data.samples import Source, check_batch_size, numeric_dtype
 from tftrt_toolkit.data.synthetic import synthetic_array
 from tftrt_toolkit.errors import ConfigError, DataError
 from tftrt_toolkit.progress import progress_bar
-from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
+from tftrt_toolkit.signature import ModelSignature, TensorInfo
 
 logger = logging.getLogger(__name__)
 

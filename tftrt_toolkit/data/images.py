@@ -14,6 +14,7 @@ scaled to 8 bits (Pillow's conversion, and so load_img, clips it to white).
 
 from __future__ import annotations
 
+import csv
 import os
 import struct
 import warnings
@@ -42,6 +43,14 @@ _FORMAT_NAMES = "JPEG, PNG, GIF, TIFF, BMP or WebP"
 # and on where the damage is (header, EXIF block, compressed stream).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error, zlib.error)
 
+#: The columns of a labels CSV (``--labels_csv``): image file name or path, class id.
+LABELS_CSV_COLUMNS = ("image", "class_id")
+
+# A data folder's own description, kept beside its images (the shipped samples carry
+# SOURCES.md and labels.csv): README/SOURCES/LICENSE text, by name without extension.
+_FOLDER_TEXT_NAMES = ("readme", "sources", "license", "licence", "notice", "credits", "attribution")
+_FOLDER_TEXT_EXTENSIONS = ("", ".md", ".txt", ".rst")
+
 
 class UnreadableImage(DataError):
     """An image file that cannot be decoded; ``path`` and ``problem`` (short, for listings) as attributes."""
@@ -57,8 +66,28 @@ def is_image_file(path: PathLike) -> bool:
     return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
+def is_folder_description(path: PathLike) -> bool:
+    """True for a file that describes its data folder rather than being data: README/SOURCES/LICENSE
+    text (``.md``, ``.txt``, ``.rst`` or no extension) or a labels CSV (columns image,class_id).
+
+    Such files are neither used nor reported as skipped: they belong with the images.
+    """
+    stem, extension = os.path.splitext(os.path.basename(os.fspath(path)).lower())
+    if stem in _FOLDER_TEXT_NAMES and extension in _FOLDER_TEXT_EXTENSIONS:
+        return True
+    if extension != ".csv":
+        return False
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return set(LABELS_CSV_COLUMNS) <= {column.strip() for column in header}
+
+
 def walk_directory(directory: PathLike) -> Iterator[Union[Path, SkippedFile]]:
-    """Yield every entry under ``directory``: image files as Paths, everything else as a SkippedFile.
+    """Yield every entry under ``directory``: image files as Paths, everything else as a SkippedFile
+    (except the folder's own description: see ``is_folder_description``).
 
     Order: depth-first, entries of each directory sorted by name. Hidden files and
     directories (name starting with '.', e.g. macOS '._x.jpg' resource forks, '.ipynb_checkpoints')
@@ -78,7 +107,7 @@ def walk_directory(directory: PathLike) -> Iterator[Union[Path, SkippedFile]]:
             yield SkippedFile(entry.path, SYMLINKED_DIRECTORY)
         elif is_image_file(entry.name) and entry.is_file():
             yield Path(entry.path)
-        else:
+        elif not is_folder_description(entry.path):
             yield SkippedFile(entry.path, NOT_AN_IMAGE)
 
 
@@ -94,7 +123,7 @@ def first_non_image_file(directory: PathLike) -> Optional[Path]:
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and not is_image_file(name):
+            if not name.startswith(".") and not is_image_file(name) and not is_folder_description(Path(root) / name):
                 return Path(root) / name
     return None
 

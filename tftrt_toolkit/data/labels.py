@@ -11,7 +11,7 @@ Two ways to say it, one answer (``open_labels``):
   own validation file names (``ILSVRC2012_val_00000001.JPEG``, labelled from the shipped table).
 
 A WordNet id's class index is its position in the sorted list of the 1000 ImageNet-1k ids
-(``models.imagenet_labels.imagenet_wordnet_ids``), the order of Keras, TF-Slim and PyTorch
+(``data.imagenet_labels.imagenet_wordnet_ids``), the order of Keras, TF-Slim and PyTorch
 ImageNet classifiers. Class ids here are always those 1000-class ids; scoring a 1001-class
 model (background at 0) shifts its outputs, not the labels (``runtime.accuracy``).
 
@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional
 
-from tftrt_toolkit.data.images import is_image_file, iter_image_files
+from tftrt_toolkit.data.images import LABELS_CSV_COLUMNS, is_image_file, iter_image_files
 from tftrt_toolkit.errors import ConfigError, DataError
 
 # A WordNet noun id: "n" and 8 digits, alone or followed by a separator ("n01440764_tench.JPEG").
@@ -88,7 +88,7 @@ def read_labels_csv(path: str) -> Dict[str, int]:
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"image", "class_id"} <= set(reader.fieldnames):
+            if not reader.fieldnames or not set(LABELS_CSV_COLUMNS) <= set(reader.fieldnames):
                 raise DataError(f"labels CSV {path!r} needs columns image,class_id; it has {', '.join(reader.fieldnames or []) or 'none'}")
             truth = {}
             for line, row in enumerate(reader, start=2):
@@ -174,7 +174,7 @@ def _class_id_in_name(path: Path) -> Optional[int]:
     if wordnet_id is not None:
         return class_id_of_wordnet_id(wordnet_id, f"image {path}")
     if _IMAGENET_VAL_NAME.match(path.name):
-        from tftrt_toolkit.models.imagenet_labels import imagenet_validation_class_id
+        from tftrt_toolkit.data.imagenet_labels import imagenet_validation_class_id
 
         class_id = imagenet_validation_class_id(path.name)
         if class_id is None:
@@ -186,7 +186,7 @@ def _class_id_in_name(path: Path) -> Optional[int]:
 
 @functools.lru_cache(maxsize=1)
 def _wordnet_index() -> Dict[str, int]:
-    from tftrt_toolkit.models.imagenet_labels import imagenet_wordnet_ids
+    from tftrt_toolkit.data.imagenet_labels import imagenet_wordnet_ids
 
     try:
         return {wordnet_id: class_id for class_id, wordnet_id in enumerate(imagenet_wordnet_ids())}

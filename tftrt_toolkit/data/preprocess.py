@@ -103,14 +103,28 @@ def resolve_preprocess_mode(mode: str, *, model_hint: ModelHint = None) -> Tuple
     return "none", "no hint about the model's convention: raw 0..255 pixels (pass --preprocess=caffe|tf|torch if it expects normalized inputs)"
 
 
+def recorded_preprocess(model_info: Optional[Mapping[str, object]]) -> Optional[str]:
+    """The preprocess mode a converted model's metadata records (what its data got when it was made), or None."""
+    toolkit = (model_info or {}).get("tftrt_toolkit")
+    mode = toolkit.get("preprocess") if isinstance(toolkit, Mapping) else None
+    return str(mode) if mode else None
+
+
+def hint_of_pair(original: Optional[Mapping[str, object]], optimized: Optional[Mapping[str, object]]) -> ModelHint:
+    """The hint for feeding an original and its converted model the same inputs: the converted model's
+    recorded mode when it has one (chosen when it was converted), else the original's conventions."""
+    return optimized if recorded_preprocess(optimized) else original
+
+
 def _hint_strings(model_hint: ModelHint) -> Tuple[str, ...]:
-    """The hint's candidate strings, most specific first."""
+    """The hint's candidate strings, most specific first: the mode the toolkit recorded when it
+    converted the model (what its data got), then a model card's, then a keras.applications family."""
     if model_hint is None:
         return ()
     if isinstance(model_hint, str):
         return (model_hint.strip(),)
     toolkit = model_hint.get("tftrt_toolkit")
-    recorded = [model_hint.get("preprocess"), toolkit.get("preprocess") if isinstance(toolkit, Mapping) else None]
+    recorded = [toolkit.get("preprocess") if isinstance(toolkit, Mapping) else None, model_hint.get("preprocess")]
     for value in recorded:
         if value and value not in PREPROCESS_MODES[1:]:
             raise DataError(

@@ -18,7 +18,7 @@ from tftrt_toolkit.data.preprocess import ModelHint, resolve_preprocess_mode
 from tftrt_toolkit.data.shapes import Dims
 from tftrt_toolkit.data.skipped import SkippedFile
 from tftrt_toolkit.errors import ConfigError, DataError
-from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
+from tftrt_toolkit.signature import ModelSignature, TensorInfo
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import re
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from tftrt_toolkit.errors import DataError, ToolkitError
-from tftrt_toolkit.models.signature import TensorInfo
+from tftrt_toolkit.signature import TensorInfo
 
 Dims = Tuple[int, ...]
 InputShapeSpec = Union[None, str, Sequence[int], Mapping[str, Union[str, Sequence[int]]]]

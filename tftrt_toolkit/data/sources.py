@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -21,11 +21,11 @@ from tftrt_toolkit.data.images import (IMAGE_EXTENSIONS, UnreadableImage, decode
                                        iter_image_files, walk_directory)
 from tftrt_toolkit.data.preprocess import ModelHint, check_preprocess_mode, preprocess_pixels
 from tftrt_toolkit.data.samples import Sample, Source, numeric_dtype, pixel_mode
-from tftrt_toolkit.data.shapes import ImageLayout, InputShapeSpec, image_layout, override_for, parse_input_shape
+from tftrt_toolkit.data.shapes import ImageLayout, InputShapeSpec, image_layout, looks_like_image, override_for, parse_input_shape
 from tftrt_toolkit.data.skipped import UNREADABLE, SkippedFile, skipped_listing, skipped_summary
 from tftrt_toolkit.data.synthetic import SYNTHETIC, open_synthetic
 from tftrt_toolkit.errors import DataError
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.signature import ModelSignature
 
 logger = logging.getLogger(__name__)
 
@@ -238,11 +238,24 @@ class ImageSource(Source):
         return preprocess_pixels(pixels, self.preprocess, channels_first=self.layout.channels_first).astype(self._input.np_dtype, copy=False)
 
 
-def refuse_skipped_files(specs: Sequence[DataSpec], signature, *, model_hint=None) -> None:
+def refuse_skipped_files(specs: Sequence[DataSpec], signature, *, model_hint=None, input_shape: InputShapeSpec = None) -> None:
     """--strict_data for a job that reads several sources: DataError listing the files any of
     ``specs`` (each distinct spec once) would skip, before the job does any work."""
     for spec in {str(spec): spec for spec in specs}.values():
-        open_source(spec, signature, model_hint=model_hint, strict=True)
+        open_source(spec, signature, model_hint=model_hint, input_shape=input_shape, strict=True)
+
+
+def image_preprocess_mode(signature: ModelSignature, preprocess: str = "auto", *, model_hint: ModelHint = None) -> Optional[str]:
+    """The concrete preprocessing images for ``signature`` get (``preprocess`` with 'auto' resolved from
+    ``model_hint``), or None when the model takes no images (several inputs, not 4-D). A converted
+    model records it, so later commands feed it the same way. DataError when the mode cannot apply."""
+    if len(signature.inputs) != 1 or not looks_like_image(signature.inputs[0]):
+        return None
+    info = signature.inputs[0]
+    check_preprocess_mode(preprocess)
+    shape = info.shape
+    channels = shape[3] if shape[3] in (1, 3) else (shape[1] if shape[1] in (1, 3) else 3)
+    return pixel_mode(info, preprocess, model_hint, channels=channels)
 
 
 def names_images(spec: DataSpec) -> bool:

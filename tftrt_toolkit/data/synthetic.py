@@ -11,7 +11,7 @@ from tftrt_toolkit.data.preprocess import preprocess_pixels
 from tftrt_toolkit.data.samples import Sample, Source, numeric_dtype, pixel_mode
 from tftrt_toolkit.data.shapes import Dims, ImageLayout, image_layout, looks_like_image, override_for, resolve_sample_shape
 from tftrt_toolkit.errors import DataError
-from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
+from tftrt_toolkit.signature import ModelSignature, TensorInfo
 
 SYNTHETIC = "synthetic"
 

@@ -49,7 +49,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
             calibration_data: Optional[str] = None, custom_objects=None, strict_data: bool = False,
             signature_key: Optional[str] = None, unsafe_deserialization: bool = False,
-            progress: ProgressOption = True) -> RunReport:
+            preprocess: str = "auto", input_shape=None, progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
     Converts with each precision in ``precisions`` (default: the best this machine offers),
@@ -69,6 +69,11 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     images are labelled (``labels_csv``, or WordNet ids in the file names) every row reports
     top-1/top-k accuracy and each optimized model the drop with its paired 95% interval; the
     accuracy is also recorded in each converted model's metadata.
+
+    ``preprocess`` and ``input_shape`` say how images become the model's inputs (as for
+    ``open_source``: 'auto' follows what the model records, its keras.applications family, else
+    raw pixels) for predicting, validating, benchmarking and int8 calibration alike; the
+    converted models record the concrete mode, so later commands on them default to it.
 
     Files of an image folder that are not used are listed in the report (``skipped_files``)
     and summed up in a note; ``strict_data`` refuses them (DataError) before any conversion.
@@ -127,10 +132,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
         if strict_data:  # every file checked now, not after the conversions
             from tftrt_toolkit.data import refuse_skipped_files
 
-            # The shipped folders keep their provenance (SOURCES.md, labels.csv) beside the photos.
-            refuse_skipped_files([spec for spec in (data, calibration_data)
-                                  if spec not in (DEFAULT_SAMPLES, SHIPPED_CALIBRATION)],
-                                 loaded.signature, model_hint=loaded.model_info)
+            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info,
+                                 input_shape=input_shape)
         # ---- 2. convert
         rows = [ModelRow(name="original", path=model, backend="-", precision=_source_precision(loaded))]
         failed: List[ModelRow] = []  # precisions that failed at some step: in the report, out of later steps
@@ -139,9 +142,10 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             with attempt("convert") as tried:
                 config = base_config.replace(precision=precision)
                 if precision == "int8":
-                    config = calibration_sized_to(config, calibration_data, loaded)
+                    config = calibration_sized_to(config, calibration_data, loaded, input_shape=input_shape)
                 result = convert(loaded, os.path.join(stage.path, "models", precision), config,
-                                 calibration_data=calibration_data if precision == "int8" else None, progress=False)
+                                 calibration_data=calibration_data if precision == "int8" else None,
+                                 preprocess=preprocess, input_shape=input_shape, progress=False)
             if tried.failure and precision == "int8" and precision not in named \
                     and tried.failure.exit_code == DataError.exit_code:
                 # Too few (or unreadable) calibration images: int8 was only offered, so leave it out.
@@ -171,10 +175,12 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             predictions = {}
             for row in list(rows):
                 if row.name == "original":  # its failure (the data, the model itself) stops the run
-                    result = predict(runners[row.name], data, top_k=top_k)
+                    result = predict(runners[row.name], data, top_k=top_k, preprocess=preprocess,
+                                     input_shape=input_shape)
                 else:
                     with attempt("predict") as tried:
-                        result = predict(runners[row.name], data, top_k=top_k)
+                        result = predict(runners[row.name], data, top_k=top_k, preprocess=preprocess,
+                                         input_shape=input_shape)
                     if tried.failure:
                         _fail(row, tried.failure, rows, failed, notes, progress)
                         continue
@@ -194,7 +200,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             for row in list(rows[1:]):
                 with attempt("validate") as tried:
                     report = validate(runners["original"], runners[row.name], data=data, top_k=top_k,
-                                      labels_csv=labels_csv if names_images(data) else None, progress=False)
+                                      labels_csv=labels_csv if names_images(data) else None, preprocess=preprocess,
+                                      input_shape=input_shape, progress=False)
                     validations[row.name] = report.to_json()
                     row.top1_agreement, row.topk_agreement = report.top1_agreement, report.topk_agreement
                     row.max_abs_error, row.validation_passed = report.max_abs_error, bool(report)
@@ -219,9 +226,11 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             reports, benchmark_failures = together_then_each(
                 [row.name for row in rows[1:]],
                 lambda names: benchmark_many({name: runners[name] for name in names}, baseline=runners["original"],
-                                             batch_sizes=batch_sizes, duration=duration, data=data, progress=False),
+                                             batch_sizes=batch_sizes, duration=duration, data=data,
+                                             preprocess=preprocess, input_shape=input_shape, progress=False),
                 lambda name: benchmark_many({name: runners[name]}, batch_sizes=batch_sizes, iterations=1, warmup=0,
-                                            data=data, progress=False, baseline_at_tf_default=False),
+                                            data=data, preprocess=preprocess, input_shape=input_shape,
+                                            progress=False, baseline_at_tf_default=False),
                 "benchmark")
             for row in list(rows[1:]):
                 if row.name in benchmark_failures:

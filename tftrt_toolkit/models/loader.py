@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from tftrt_toolkit.errors import ModelLoadError, first_line
 from tftrt_toolkit.models.keras_files import CustomObjects, load_keras_file
-from tftrt_toolkit.models.signature import ModelSignature, TensorInfo
+from tftrt_toolkit.signature import ModelSignature, TensorInfo
 from tftrt_toolkit.models.spec import ModelKind, ModelSpec, parse_model_spec
 
 DEFAULT_SIGNATURE_KEY = "serving_default"

@@ -39,6 +39,7 @@ import numpy as np
 
 from tftrt_toolkit.data import open_source
 from tftrt_toolkit.data.samples import filled_batch
+from tftrt_toolkit.data.preprocess import hint_of_pair
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit import benchmark_schema
 from tftrt_toolkit.errors import ConfigError
@@ -274,7 +275,7 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
                    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, warmup: int = DEFAULT_WARMUP,
                    iterations: Optional[int] = None, duration: Optional[float] = None, data: DataSpec = "synthetic",
                    threads: Threads = (None, None), progress: bool = True, preprocess: str = "auto",
-                   input_shape=None, seed: int = 0,
+                   input_shape=None, seed: int = 0, strict_data: bool = False,
                    between_rounds: Optional[Callable[[int], None]] = None,
                    baseline_at_tf_default: Optional[bool] = None) -> Dict[str, BenchmarkReport]:
     """Measure several models against one baseline in ONE interleaved run; a report per model.
@@ -285,6 +286,7 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
     ``between_rounds(batch_size)``, when given, is called after every timed round, off the
     clock: a caller interleaves measurements made elsewhere with these (tune times other TF
     thread settings in subprocesses that way). Its time counts toward ``duration``.
+    ``strict_data``: refuse (DataError) an image folder holding files that would be skipped.
     ``baseline_at_tf_default``: also time the baseline in a subprocess at TF's default oneDNN
     setting (see the module docstring); None: when that setting differs from this process's.
     """
@@ -325,10 +327,10 @@ def benchmark_many(models: Mapping[str, Union[ModelLike, ModelRunner]], *,
             for name in names:
                 check_same_signature(runners["baseline"].signature, runners[name].signature,
                                      f"baseline {runners['baseline'].name!r}", f"model {runners[name].name!r}")
-        # The model's conventions decide preprocessing; a converted model records its source's.
-        hint = (runners.get("baseline") or optimized).model_info
+        # The mode the optimized model records (chosen when it was converted), else the baseline's conventions.
+        hint = hint_of_pair((runners.get("baseline") or optimized).model_info, optimized.model_info)
         source = open_source(data, optimized.signature, preprocess=preprocess, input_shape=input_shape,
-                             model_hint=hint, seed=seed)
+                             model_hint=hint, seed=seed, strict=strict_data)
         roles = list(runners)  # baseline first, then the models in the order given
         if baseline_at_tf_default is None:
             baseline_at_tf_default = "baseline" in runners and _tf_default_differs()

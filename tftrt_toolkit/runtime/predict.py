@@ -29,9 +29,9 @@ from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.data.skipped import SkippedFile, skipped_summary
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError
-from tftrt_toolkit.models.imagenet_labels import IMAGENET_OUTPUT_SIZES, imagenet_labels
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.data.imagenet_labels import IMAGENET_OUTPUT_SIZES, imagenet_labels
 from tftrt_toolkit.report import results as rendered
+from tftrt_toolkit.signature import ModelSignature
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, current_threads, open_runner
 
 # Rows of a softmax sum to 1 up to float rounding; bf16/fp16 models drift by up to ~1e-3.

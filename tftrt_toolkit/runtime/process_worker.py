@@ -38,11 +38,12 @@ class ProcessWorker:
     """
 
     def __init__(self, models: Dict[str, str], baseline: str, *, threads: Threads, data, batch_size: int,
-                 warmup: int = 5, onednn_setting: str = "inherit"):
+                 warmup: int = 5, onednn_setting: str = "inherit", preprocess: str = "auto", input_shape=None):
         if onednn_setting not in ONEDNN_SETTINGS:
             raise ConfigError(f"onednn_setting={onednn_setting!r} is not valid; use one of {', '.join(ONEDNN_SETTINGS)}.")
         self.request = {"models": models, "baseline": baseline, "threads": list(threads), "warmup": warmup,
-                        "data": data if isinstance(data, (str, list)) else str(data), "batch_size": batch_size}
+                        "data": data if isinstance(data, (str, list)) else str(data), "batch_size": batch_size,
+                        "preprocess": preprocess, "input_shape": input_shape}
         self.threads = threads
         self.onednn_setting = onednn_setting
         self._process: Optional[subprocess.Popen] = None
@@ -144,7 +145,8 @@ def _worker_main() -> int:
         for name, path in request["models"].items():
             runners[name] = ModelRunner(path, name=name).load()
         # The same inputs benchmark_many uses in the main process (same source, preprocessing, seed).
-        source = open_source(request["data"], runners["baseline"].signature, model_hint=runners["baseline"].model_info)
+        source = open_source(request["data"], runners["baseline"].signature, model_hint=runners["baseline"].model_info,
+                             preprocess=request.get("preprocess", "auto"), input_shape=request.get("input_shape"))
         inputs = filled_batch(source, batch_size)
         calls = {role: prepared_call(runner, inputs) for role, runner in runners.items()}
         time_rounds(calls, rounds=1 + request["warmup"])  # the first call (graph optimization) and warm-up, off the record

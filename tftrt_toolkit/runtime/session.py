@@ -22,7 +22,7 @@ import numpy as np
 
 from tftrt_toolkit.errors import ConfigError, DataError, first_line
 from tftrt_toolkit.models.loader import LoadedModel, load_model, load_signature_function
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.signature import ModelSignature
 from tftrt_toolkit.models.spec import ModelSpec
 
 ModelLike = Union[str, "os.PathLike[str]", ModelSpec, LoadedModel]

@@ -36,9 +36,10 @@ import numpy as np
 from tftrt_toolkit.data import open_source
 from tftrt_toolkit.data.labels import open_labels, read_labels_csv  # noqa: F401  (read_labels_csv: today's import path)
 from tftrt_toolkit.data.shapes import format_shape
+from tftrt_toolkit.data.preprocess import hint_of_pair
 from tftrt_toolkit.data.sources import DataSpec
 from tftrt_toolkit.errors import ConfigError, DataError, ValidationFailed
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.signature import ModelSignature
 from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.report import results as rendered
 from tftrt_toolkit.runtime.accuracy import LabelledAccuracy
@@ -312,9 +313,10 @@ def validate(original: Union[ModelLike, ModelRunner], optimized: Union[ModelLike
         precision = metadata.get("precision")
         criteria = criteria_for(precision, rtol=rtol, atol=atol, min_within_tolerance=min_within_tolerance,
                                 min_top1_agreement=min_top1_agreement)
-        # The original's conventions decide preprocessing; a converted model records the same ones.
+        # The mode the optimized model records (chosen when it was converted), else the original's conventions.
         source = open_source(data, original_runner.signature, preprocess=preprocess, input_shape=input_shape,
-                             model_hint=original_runner.model_info, seed=seed, strict=strict_data)
+                             model_hint=hint_of_pair(original_runner.model_info, optimized_runner.model_info),
+                             seed=seed, strict=strict_data)
         scores_output = classifier_output(original_runner.signature)
         if labels_csv and scores_output is None:
             raise ConfigError("labels_csv needs a classifier (one output of shape [batch, classes]); this model has none")

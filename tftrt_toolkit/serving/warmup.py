@@ -26,7 +26,7 @@ import numpy as np
 
 from tftrt_toolkit.data.shapes import format_shape
 from tftrt_toolkit.errors import ConfigError, ModelLoadError
-from tftrt_toolkit.models.signature import ModelSignature
+from tftrt_toolkit.signature import ModelSignature
 
 WARMUP_FILE_NAME = "tf_serving_warmup_requests"  # TF Serving's WarmupConsts::kRequestsFileName
 WARMUP_RELATIVE_PATH = os.path.join("assets.extra", WARMUP_FILE_NAME)

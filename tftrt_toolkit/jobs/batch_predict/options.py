@@ -1,10 +1,13 @@
-"""Checks before a batch-predict pipeline starts: Beam's options, the output prefix's shards, the input globs."""
+"""Checks before a batch-predict pipeline starts: Beam's options, the output prefix's shards, the input data."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
+from tftrt_toolkit.data.images import IMAGE_EXTENSIONS, walk_directory
+from tftrt_toolkit.data.skipped import SkippedFile, skipped_listing, skipped_summary
 from tftrt_toolkit.errors import ConfigError, DataError, OutputError, first_line
 from tftrt_toolkit.jobs.batch_predict.steps import ERRORS_SUFFIX, OUTPUT_FORMATS, require_beam
 
@@ -90,3 +93,41 @@ def check_data(data_globs: Sequence[str]) -> None:
     empty = [glob for glob, result in zip(data_globs, results) if not result.metadata_list]
     if empty:
         raise DataError(f"no files match {', '.join(repr(g) for g in empty)}; check the path and quote the glob so the shell leaves it alone")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFiles:
+    """What ``--data`` names, split for the pipeline: globs Beam matches, and the images of local folders.
+
+    A local folder is read as every other command reads it (``data.images.walk_directory``:
+    recursive, sorted, hidden files and non-images left out and listed in ``skipped_files``,
+    the folder's README/labels CSV ignored); globs (local, gs://, s3://) go to Beam as given.
+    """
+
+    globs: Tuple[str, ...]
+    folder_images: Tuple[str, ...]
+    skipped_files: Tuple[SkippedFile, ...]
+
+
+def split_data(data: Sequence[str], *, strict: bool = False) -> DataFiles:
+    """``data`` entries as globs and listed folder images; DataError for an empty folder, or (``strict``)
+    one holding files that would be skipped."""
+    globs, images, skipped = [], [], []
+    for entry in data:
+        if not os.path.isdir(entry):
+            globs.append(entry)
+            continue
+        found = 0
+        for item in walk_directory(entry):
+            if isinstance(item, SkippedFile):
+                skipped.append(item)
+            else:
+                images.append(str(item))
+                found += 1
+        if not found:
+            raise DataError(f"no images in directory {entry} ({', '.join(IMAGE_EXTENSIONS)}, searched recursively); "
+                            "add images or point --data elsewhere")
+    if strict and skipped:
+        raise DataError(f"strict data: {skipped_summary(skipped)}: {skipped_listing(skipped)}; fix or remove them, "
+                        "or run without --strict_data to skip them")
+    return DataFiles(tuple(globs), tuple(images), tuple(skipped))

@@ -11,7 +11,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from tftrt_toolkit.errors import ConfigError, DataError
-from tftrt_toolkit.jobs.batch_predict.options import check_data, check_pipeline_args, matching_files, prepare_output, shard_pattern
+from tftrt_toolkit.jobs.batch_predict.options import (
+    DataFiles, check_data, check_pipeline_args, matching_files, prepare_output, shard_pattern, split_data,
+)
 from tftrt_toolkit.runtime.predict import CLASSIFICATION_CSV_COLUMNS, RAW_CSV_COLUMNS
 from tftrt_toolkit.jobs.batch_predict.steps import (
     ERROR_CSV_COLUMNS, ERRORS_SUFFIX, METRICS_NAMESPACE, OUTPUT_FORMATS, SHARD_NAME_TEMPLATE, ModelPlan, ReadAndDecodeFn, RecordLinesFn,
@@ -26,7 +28,8 @@ class BatchPredictResult:
     ``prediction_files``/``error_files``: the shards written; ``images_read`` = files the
     pipeline opened, ``images_predicted`` + ``images_failed`` = ``images_read`` on success;
     ``batch_sizes``: {"count", "min", "max", "mean"} of the batches RunInference ran
-    (None where the runner reports no metrics); ``seconds``: wall time of the run.
+    (None where the runner reports no metrics); ``seconds``: wall time of the run;
+    ``skipped_files``: files of local ``data`` folders that were not images (never read).
     """
 
     model: str
@@ -43,6 +46,14 @@ class BatchPredictResult:
     labels: Optional[str]
     seconds: float
     pipeline_args: Tuple[str, ...]
+    skipped_files: Tuple[dict, ...] = ()
+
+    @property
+    def skipped_summary(self) -> str:
+        """One line about the folder files left out ("" when none), as predict says it."""
+        from tftrt_toolkit.data.skipped import SkippedFile, skipped_summary
+
+        return skipped_summary(SkippedFile(**entry) for entry in self.skipped_files)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,9 +79,12 @@ def _metric_results(pipeline_result) -> dict:
 
 # --------------------------------------------------------------------------- the pipeline
 
-def build_pipeline(pipeline, plan: ModelPlan, data_globs: Sequence[str], output_prefix: str, *, top_k: int,
+def build_pipeline(pipeline, plan: ModelPlan, data: Union[DataFiles, Sequence[str]], output_prefix: str, *, top_k: int,
                    output_format: str, min_batch_size: int, max_batch_size: int, num_shards: int) -> None:
-    """Add batch-predict's transforms to ``pipeline`` (a ``beam.Pipeline``); see the module docstring."""
+    """Add batch-predict's transforms to ``pipeline`` (a ``beam.Pipeline``); see the module docstring.
+
+    ``data``: globs, or ``DataFiles`` (globs plus the image files listed from local folders).
+    """
     beam = require_beam()
     from apache_beam.io import fileio
     from apache_beam.io.fileio import EmptyMatchTreatment
@@ -78,10 +92,17 @@ def build_pipeline(pipeline, plan: ModelPlan, data_globs: Sequence[str], output_
 
     handler = KeyedModelHandler(SavedModelHandler(plan.saved_model_dir, plan.signature_key, plan.input_name,
                                                   min_batch_size=min_batch_size, max_batch_size=max_batch_size))
+    if not isinstance(data, DataFiles):
+        data = DataFiles(tuple(data), (), ())
+    matched = (pipeline
+               | "Globs" >> beam.Create(list(data.globs))
+               | "MatchFiles" >> fileio.MatchAll(EmptyMatchTreatment.ALLOW))
+    # A folder's images are listed on the launcher, as every command lists a folder: a path each
+    # (ReadMatches takes paths as well as matched metadata).
+    listed = pipeline | "FolderImages" >> beam.Create(list(data.folder_images))
     decoded = (
-        pipeline
-        | "Globs" >> beam.Create(list(data_globs))
-        | "MatchFiles" >> fileio.MatchAll(EmptyMatchTreatment.ALLOW)
+        (matched, listed)
+        | "AllFiles" >> beam.Flatten()
         # Matching happens in one bundle; reshuffle the (small) file names so reading,
         # decoding and inference spread over all workers.
         | "Spread" >> beam.Reshuffle()
@@ -119,20 +140,23 @@ def batch_predict(model_dir: str, data_glob: Union[str, Sequence[str]], output_p
                   output_format: str = "jsonl", min_batch_size: int = 1, max_batch_size: int = 32,
                   num_shards: int = 0, overwrite: bool = False, signature_key: Optional[str] = None,
                   preprocess: str = "auto", input_shape=None, labels: Optional[str] = None,
-                  pipeline_args: Sequence[str] = ()) -> BatchPredictResult:
+                  strict_data: bool = False, pipeline_args: Sequence[str] = ()) -> BatchPredictResult:
     """Predict every file matching ``data_glob`` with a Beam pipeline; returns what was written and counted.
 
     Args:
       model_dir: a SavedModel directory (an original or a ``tftrt convert`` output), readable
         by the launcher and every worker.
-      data_glob: a glob or list of globs any Beam filesystem understands ('photos/*.jpg',
-        'gs://bucket/images/**'). Every matched file is an input; non-images are dead-lettered.
+      data_glob: a local image folder (read as every command reads one: recursive, non-images
+        left out and listed in ``skipped_files``), or a glob any Beam filesystem understands
+        ('photos/*.jpg', 'gs://bucket/images/**'), or a list of those. Every file a glob matches
+        is an input; non-images among them are dead-lettered.
       output_prefix: shards go to PREFIX-SSSSS-of-NNNNN.{jsonl,csv}, failures to PREFIX-errors-....
       top_k, labels: as for ``predict``. output_format: "jsonl" or "csv".
       min_batch_size, max_batch_size: the bounds of Beam's adaptive batching for RunInference.
       num_shards: prediction shards (0: the runner decides). overwrite: replace shards an
         earlier run wrote under this prefix (otherwise OutputError).
       signature_key, preprocess, input_shape: as for ``predict`` ('auto' follows the model card).
+      strict_data: refuse (DataError) a local folder holding files that would be skipped.
       pipeline_args: Beam pipeline options, e.g. ["--runner=DirectRunner", "--direct_num_workers=2"].
 
     Raises BackendUnavailable (Beam not installed), ConfigError (bad option or unknown Beam
@@ -152,11 +176,13 @@ def batch_predict(model_dir: str, data_glob: Union[str, Sequence[str]], output_p
     data_globs = (data_glob,) if isinstance(data_glob, (str, os.PathLike)) else tuple(data_glob)
     data_globs = tuple(os.fspath(glob) for glob in data_globs)
     if not data_globs or not all(data_globs):
-        raise DataError("no data given: pass a glob of image files, e.g. --data='photos/*.jpg'")
+        raise DataError("no data given: pass an image folder or a glob of image files, e.g. --data='photos/*.jpg'")
     output_prefix = os.fspath(output_prefix)
     pipeline_args = check_pipeline_args(pipeline_args)
     plan = plan_model(model_dir, signature_key=signature_key, preprocess=preprocess, input_shape=input_shape, labels=labels)
-    check_data(data_globs)
+    data = split_data(data_globs, strict=strict_data)
+    if data.globs:
+        check_data(data.globs)
     prepare_output(output_prefix, output_format, overwrite)
 
     beam = require_beam()
@@ -164,7 +190,7 @@ def batch_predict(model_dir: str, data_glob: Union[str, Sequence[str]], output_p
 
     start = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args))
-    build_pipeline(pipeline, plan, data_globs, output_prefix, top_k=top_k, output_format=output_format,
+    build_pipeline(pipeline, plan, data, output_prefix, top_k=top_k, output_format=output_format,
                    min_batch_size=min_batch_size, max_batch_size=max_batch_size, num_shards=num_shards)
     pipeline_result = pipeline.run()
     pipeline_result.wait_until_finish()
@@ -180,6 +206,7 @@ def batch_predict(model_dir: str, data_glob: Union[str, Sequence[str]], output_p
         images_read=metrics.get("images_read"), images_predicted=metrics.get("images_predicted"),
         images_failed=metrics.get("images_failed"), batch_sizes=metrics.get("batch_size"),
         preprocess=plan.preprocess, labels=plan.labels, seconds=round(seconds, 3), pipeline_args=tuple(pipeline_args),
+        skipped_files=tuple(file.to_json() for file in data.skipped_files),
     )
 
 

@@ -37,7 +37,7 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
          progress: ProgressOption = True, duration: float = DEFAULT_DURATION_S, report_dir: Optional[str] = None,
          calibration_data=None, overwrite: bool = False, weights: Optional[str] = "imagenet",
          signature_key: Optional[str] = None, unsafe_deserialization: bool = False, custom_objects=None,
-         strict_data: bool = False) -> TuneResult:
+         strict_data: bool = False, preprocess: str = "auto", input_shape=None) -> TuneResult:
     """Find the fastest conversion of ``model`` inside an accuracy budget; write it to ``output``.
 
     Args:
@@ -58,6 +58,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
         (``load_model``'s options).
       strict_data: refuse (DataError) image folders with files that are not used, before any
         conversion, instead of leaving them out with a note.
+      preprocess, input_shape: how images become the model's inputs (as for ``open_source``),
+        for validation, timing and int8 calibration alike; the chosen model records the mode.
       progress: a bar in a terminal or notebook (False: none); each step's message is logged at
         INFO either way (the CLI shows them).
 
@@ -100,6 +102,7 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
     artifacts.check_output(target, input_paths, overwrite)
     artifacts.check_output(report_target, input_paths + [target], overwrite)
     calibration_data = data if calibration_data is None else calibration_data
+    data_options = {"preprocess": preprocess, "input_shape": input_shape}  # how images become inputs, everywhere
 
     def over_time(needed: float) -> bool:
         return time.monotonic() - started + needed > time_budget
@@ -116,7 +119,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
         if strict_data:  # every file checked now, not after the conversions
             from tftrt_toolkit.data import refuse_skipped_files
 
-            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info)
+            refuse_skipped_files([data, calibration_data], loaded.signature, model_hint=loaded.model_info,
+                                 input_shape=input_shape)
         if classifier_output(loaded.signature) is None:
             raise ConfigError("tune's budget is about top-1 answers, so it needs a classifier (one output of "
                               f"shape [batch, classes]); this model returns {', '.join(loaded.signature.output_names)}.")
@@ -135,10 +139,11 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
                 conversions = _convert_and_validate(candidate_list, rows, loaded, original, original_row, runners, work,
                                                     env=env, data=data, labels_csv=labels_csv, budget=budget,
                                                     batch_size=batch_size, calibration_data=calibration_data,
-                                                    duration=duration, over_time=over_time, progress=progress)
+                                                    duration=duration, over_time=over_time, progress=progress,
+                                                    data_options=data_options)
                 benchmarks = _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, data=data,
                            batch_size=batch_size, duration=duration, time_left=lambda: time_budget - (time.monotonic() - started),
-                           notes=notes, progress=progress)
+                           notes=notes, progress=progress, data_options=data_options)
                 for runner in runners.values():
                     runner.close()
                 runners.clear()
@@ -191,7 +196,7 @@ def _candidate_row(candidate: Candidate) -> dict:
 
 
 def _convert_and_validate(candidate_list, rows, loaded, original, original_row, runners, work, *, env, data,
-                          labels_csv, budget, batch_size, calibration_data, duration, over_time, progress):
+                          labels_csv, budget, batch_size, calibration_data, duration, over_time, progress, data_options):
     """Convert each distinct config once, validate it; fill the rows. Returns {config: converted path}.
 
     ``runners`` gains a loaded ModelRunner per converted config (keyed by the config), reused by the benchmark.
@@ -221,15 +226,16 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
         # Whatever one candidate raises (a ToolkitError or a bug) fails its row only; the search goes on.
         with attempt("convert") as tried:
             if config.needs_calibration:
-                config = calibration_sized_to(config, calibration_data, loaded)
+                config = calibration_sized_to(config, calibration_data, loaded, input_shape=data_options["input_shape"])
             convert(loaded, path, config, calibration_data=calibration_data if config.needs_calibration else None,
-                    env=env, progress=False)
+                    env=env, progress=False, **data_options)
             convert_s = time.monotonic() - step_started
             tried.step = "load"
             runner = ModelRunner(path, name=label).load()
             runners[key] = runner
             tried.step = "validate"
-            report = validate(original, runner, data=data, labels_csv=labels_csv, batch_size=batch_size, progress=False)
+            report = validate(original, runner, data=data, labels_csv=labels_csv, batch_size=batch_size, progress=False,
+                              **data_options)
         if tried.failure:
             for row in mine:
                 row.update(status=FAILED, reason=tried.failure.reason)
@@ -262,7 +268,7 @@ def _convert_and_validate(candidate_list, rows, loaded, original, original_row, 
 
 
 def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, *, data, batch_size, duration,
-               time_left, notes, progress):
+               time_left, notes, progress, data_options):
     """Time the conversions in ONE interleaved run: this process's rounds alternate with each thread worker's.
 
     Returns {candidate: BenchmarkReport} of the candidates timed in this process (for benchmark.json).
@@ -296,7 +302,7 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
             progress(f"threads {setting}: loading {len(group)} candidate(s) + the original in a subprocess "
                      "(TF sets threads once per process)")
             worker = ProcessWorker({c.name: conversions[c.config] for c in group}, loaded.saved_model_dir,
-                                  threads=threads, data=data, batch_size=batch_size)
+                                  threads=threads, data=data, batch_size=batch_size, **data_options)
             with attempt("benchmark") as tried:
                 worker.start(timeout=max(1.0, time_left()))
             if tried.failure:
@@ -332,11 +338,11 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
             lambda names: benchmark_many({name: models[name] for name in names},
                                          baseline=runners["original"] if main else None, batch_sizes=(batch_size,),
                                          duration=seconds * everyone / in_process, data=data, progress=False,
-                                         between_rounds=between_rounds if workers else None,
+                                         **data_options, between_rounds=between_rounds if workers else None,
                                          # tune ranks candidates against each other, all at this process's oneDNN setting.
                                          baseline_at_tf_default=False),
             lambda name: benchmark_many({name: models[name]}, batch_sizes=(batch_size,), iterations=1, warmup=0,
-                                        data=data, progress=False, baseline_at_tf_default=False),
+                                        data=data, progress=False, baseline_at_tf_default=False, **data_options),
             "benchmark")
         for candidate in main:
             if candidate.name in failures:

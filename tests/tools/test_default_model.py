@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from tftrt_toolkit.errors import ModelLoadError, OutputError
-from tftrt_toolkit.models import efficientnet_lite
-from tftrt_toolkit.models.torch_weights import read_torch_state_dict
+from default_model import efficientnet_lite  # tools/default_model, on sys.path by conftest.py
+from default_model.torch_weights import read_torch_state_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO_ROOT / "saved_models" / "efficientnet_lite0"
@@ -332,7 +332,7 @@ def test_shipped_model_sees_the_cat(shipped_model):
 
 
 def test_every_sample_gets_its_expected_class(shipped_model):
-    from tftrt_toolkit.models.imagenet_labels import imagenet_labels
+    from tftrt_toolkit.data.imagenet_labels import imagenet_labels
 
     rows = _sample_rows()
     assert len(rows) >= 4 and "cat.jpg" in [row["image"] for row in rows]

@@ -3,7 +3,7 @@
 import pytest
 
 from tftrt_toolkit.errors import ConfigError
-from tftrt_toolkit.models.imagenet_labels import imagenet_labels, to_keras_class_id
+from tftrt_toolkit.data.imagenet_labels import imagenet_labels, to_keras_class_id
 
 
 def test_1000_labels_in_keras_order():

@@ -331,7 +331,7 @@ def load_pretrained_efficientnet_lite0(weights_path: Optional[str | os.PathLike]
     Raises:
         ModelLoadError: the weights are missing, unreadable or not EfficientNet-Lite0.
     """
-    from tftrt_toolkit.models.torch_weights import read_torch_state_dict
+    from default_model.torch_weights import read_torch_state_dict
 
     state_dict = read_torch_state_dict(weights_path or default_weights_path())
     model = build_efficientnet_lite0(include_preprocessing=True)
@@ -426,7 +426,7 @@ def export_default_model(
 
 
 def _top1(model, image: np.ndarray) -> dict:
-    from tftrt_toolkit.models.imagenet_labels import imagenet_labels
+    from tftrt_toolkit.data.imagenet_labels import imagenet_labels
 
     image = np.asarray(image, dtype=np.float32)
     if image.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
