@@ -410,6 +410,10 @@ def define_tune_flags() -> List[str]:
         define("list", "candidates", None,
                "What to try instead of the defaults: backend-precision[@INTRAxINTER], e.g. cpu-fp32,cpu-bf16,cpu-bf16@2x1."),
         define("string", "report_dir", None, "Where tune.json/csv/png go (default: OUTPUT.tune beside --output)."),
+        define("enum", "objective", None,
+               "What tune maximises: latency (lowest p50, one request at a time) or throughput (most requests/s with one "
+               "request per core in flight, at TF's threads and at 1 intra-op thread per request; the default at "
+               "--batch_size=1).", enum_values=["latency", "throughput"]),
     ]
 
 

@@ -9,6 +9,9 @@ validates each against the original on --data, times them all at --batch_size in
 with the original, and writes the fastest one inside the budget to --output (a plain
 SavedModel; assets.extra/tftrt_toolkit.json says why it was chosen). tune.json, tune.csv
 and tune.png (latency vs accuracy, Pareto front, budget line) go to OUTPUT.tune/.
+--objective: latency (lowest p50) or throughput (most requests/s with one request per core in
+flight, each conversion at TF's threads and at 1 intra-op thread per request; the default at
+--batch_size=1); the chosen threading and its measured reason go into the model's metadata.
 Budget: --max_top1_drop (default 0.005 with labels: --labels_csv, or a --data folder whose image
 names carry ImageNet WordNet ids; the table shows the drop with its 95% paired interval) or --min_top1_agreement
 (default 0.99 without labels). When nothing qualifies: exit 8, the table is still written.
@@ -36,6 +39,7 @@ def main() -> int:
             labels_csv=FLAGS.labels_csv, batch_size=FLAGS.batch_size, time_budget=FLAGS.time_budget,
             candidates=FLAGS.candidates or None, duration=FLAGS.duration, report_dir=FLAGS.report_dir,
             calibration_data=FLAGS.calibration_data, overwrite=FLAGS.overwrite, strict_data=FLAGS.strict_data,
+            objective=FLAGS.objective,
             **cli_flags.model_load_options_from_flags(),
             progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
             **cli_flags.tune_budget_from_flags(),
@@ -45,9 +49,14 @@ def main() -> int:
         raise
     print("\n".join(result.table_lines()))
     print(f"\nchosen: {result.reason}")
-    threads = result.chosen.get("intra_op_threads")
-    if threads is not None:
-        print(f"serve it with TF threads intra_op={threads} inter_op={result.chosen['inter_op_threads']} "
-              "(tf.config.threading, before loading the model)")
+    serving = result.serving or {}
+    if serving.get("intra_op_threads"):
+        in_flight = (f", {serving['concurrency']} requests in flight (TF Serving: num_batch_threads)"
+                     if serving.get("objective") == "throughput" else "")
+        print(f"serve it with TF threads intra_op={serving['intra_op_threads']} inter_op={serving['inter_op_threads']}"
+              f"{in_flight} (tf.config.threading before loading the model; ModelRunner, batch-predict and "
+              "serving-config read it from the model)")
+    if serving.get("reason"):
+        print(f"why: {serving['reason']}")
     print(f"model: {result.output}\nreport: {result.report_dir}/tune.png")
     return 0

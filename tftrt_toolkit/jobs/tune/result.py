@@ -34,6 +34,9 @@ class TuneResult:
     files: Dict[str, str]
     seconds: float
     notes: List[str] = dataclasses.field(default_factory=list)
+    objective: str = "latency"  # what the choice maximised: "latency" (p50) or "throughput" (requests/s in flight)
+    # How to serve the chosen model and the measured reason (runtime.serving_threads.serving_choice); None: nothing chosen.
+    serving: Optional[dict] = None
 
     @property
     def chosen_model(self):
@@ -45,6 +48,9 @@ class TuneResult:
     def _cells(self) -> List[List[str]]:
         quality = "top-1 drop [95% interval]" if self.budget.metric == "top1_drop" else "top-1 agreement"
         header = ["candidate", "status", quality, f"p50 bs{self.batch_size} (ms)", "samples/s", "speed-up", "note"]
+        in_flight = next((row["concurrency"] for row in self.table if row.get("concurrency")), None)
+        if in_flight:  # objective throughput: requests/s with N in flight, at 1 thread per request | TF's threads
+            header.insert(-1, f"req/s x{in_flight}: 1 thread | TF threads")
         rows = [header]
         for row in self.table:
             value = row.get(self.budget.metric)
@@ -73,6 +79,9 @@ class TuneResult:
                 "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x",
                 note if len(note) <= 90 else note[:89].rstrip() + "…",
             ])
+            if in_flight:
+                one, tf = row.get("requests_per_s_one_thread"), row.get("requests_per_s_tf_threads")
+                rows[-1].insert(-1, "-" if one is None or tf is None else f"{one:.1f} | {tf:.1f}")
         return rows
 
     def table_lines(self) -> List[str]:
@@ -96,7 +105,7 @@ class TuneResult:
             "model": self.model, "data": self.data, "batch_size": self.batch_size, "budget": self.budget.to_json(),
             "chosen": None if self.chosen is None else self.chosen["candidate"], "reason": self.reason,
             "output": self.output, "report_dir": self.report_dir, "files": self.files,
-            "seconds": round(self.seconds, 1), "notes": self.notes,
+            "seconds": round(self.seconds, 1), "notes": self.notes, "objective": self.objective, "serving": self.serving,
             "table": [{column: row.get(column) for column in TABLE_COLUMNS} for row in self.table],
         }
 
