@@ -232,6 +232,16 @@ def write_metadata(saved_model_dir: str, metadata: dict) -> str:
     return path
 
 
+def serving_threads(metadata: Optional[dict]) -> Optional[dict]:
+    """How tune chose to serve a model (its ``chosen_by.serving``), or None for a model tune did not choose.
+
+    Keys: ``objective`` ("latency"/"throughput"), ``intra_op_threads`` and ``inter_op_threads``
+    (0 = TF's choice), ``concurrency`` (requests in flight), ``batch_size``, ``reason`` (measured).
+    """
+    serving = ((metadata or {}).get("chosen_by") or {}).get("serving")
+    return serving if isinstance(serving, dict) else None
+
+
 def read_metadata(saved_model_dir: str) -> Optional[dict]:
     """The toolkit metadata of a converted model, or None for models the toolkit did not write."""
     path = os.path.join(saved_model_dir, METADATA_RELATIVE_PATH)

@@ -42,6 +42,9 @@ def parse_args(argv):
     parser.add_argument("--calibration_data", default="photos:saved_models/samples",
                         help="cpu_int8's calibration inputs, as --agreement_data (other crops of the photos)")
     parser.add_argument("--agreement_samples", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="also measure requests/s at batch 1 with this many requests in flight, each runtime in its "
+                             "serving mode (see peer_benchmark/concurrency.py); e.g. the cores, --concurrency=2")
     parser.add_argument("--work_dir", default=None, help="keep converted models here (default: a temp dir, removed)")
     parser.add_argument("--noplot", action="store_true", help="skip the PNG")
     parser.add_argument("--overwrite", action="store_true", help="replace existing OUTPUT.* files")
@@ -66,6 +69,8 @@ def parse_args(argv):
         raise ConfigError("--rounds must be >= 1 and --seconds > 0")
     if args.rounds is None:
         args.rounds = max(MIN_ROUNDS, math.ceil(args.seconds / BLOCK_S))
+    if args.concurrency is not None and args.concurrency < 1:
+        raise ConfigError(f"--concurrency={args.concurrency} is not valid; give the requests in flight, a whole number >= 1")
     if args.warmup < 0 or args.agreement_samples < 1:
         raise ConfigError("--warmup must be >= 0 and --agreement_samples >= 1")
     for flag in ("agreement_data", "calibration_data"):

@@ -5,6 +5,7 @@ The export runs once (tf2onnx's own command line, in a child process); both rows
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Dict, Sequence, Tuple
@@ -37,6 +38,14 @@ class OnnxRuntimeRunner:
         if missing:
             raise Skipped(f"the ONNX model has outputs {produced}, not the signature's {missing}")
         self.output_names = list(output_names)
+        self.onnx_path = onnx_path
+        self.serving: list = []
+
+    def concurrent(self, inputs: Dict[str, np.ndarray], clients: int, threads: int):
+        """One session per request thread, 1 intra-op thread each: ONNX Runtime's shape for serving many requests."""
+        self.serving = [OnnxRuntimeRunner(self.onnx_path, self.output_names, 1) for _ in range(clients)]
+        return ([session.bind(inputs) for session in self.serving],
+                f"{clients} sessions, one per request thread, intra_op_num_threads=1 each")
 
     def bind(self, inputs: Dict[str, np.ndarray]) -> RunFn:
         feed = {name: np.ascontiguousarray(value) for name, value in inputs.items()}
@@ -44,6 +53,7 @@ class OnnxRuntimeRunner:
 
     def close(self) -> None:
         self.session = None
+        self.serving = []
 
 
 def build_onnxruntime(context: Context, key: str):
@@ -92,19 +102,25 @@ def _quantize_onnx(context: Context, fp32_path: str) -> Tuple[str, str]:
         def get_next(self):
             return next(self.remaining, None)
 
-    prepared = os.path.join(context.work_dir, "model-preprocessed.onnx")
-    source, how = fp32_path, []
-    try:  # shape inference and graph cleanup first, as ORT's quantization guide recommends
-        quant_pre_process(fp32_path, prepared)
-        source = prepared
-        how.append("quant_pre_process")
-    except Exception as error:  # optional step: quantize the plain export and record why
-        how.append(f"quant_pre_process failed ({first_line(error)[:120]}), quantized the plain export")
-    path = os.path.join(context.work_dir, "model-int8.onnx")
+    prepared = os.path.abspath(os.path.join(context.work_dir, "model-preprocessed.onnx"))
+    source, how = os.path.abspath(fp32_path), []
+    path = os.path.abspath(os.path.join(context.work_dir, "model-int8.onnx"))
     reduce_range = not context.cpu_has_int8_dot
-    quantize_static(source, path, Batches(context.calibration_batches), quant_format=QuantFormat.QDQ,
-                    per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+    # Where ORT's symbolic shape inference cannot infer every shape (a transformer did this), it
+    # saves "sym_shape_infer_temp.onnx" and its weights (a UUID-named file, 20 MB there) into the
+    # current directory and leaves them: run both steps from a scratch directory in the work dir.
+    scratch = os.path.join(context.work_dir, "onnxruntime-scratch")
+    os.makedirs(scratch, exist_ok=True)
+    with contextlib.chdir(scratch):
+        try:  # shape inference and graph cleanup first, as ORT's quantization guide recommends
+            quant_pre_process(source, prepared)
+            source = prepared
+            how.append("quant_pre_process")
+        except Exception as error:  # optional step: quantize the plain export and record why
+            how.append(f"quant_pre_process failed ({first_line(error)[:120]}), quantized the plain export")
+        quantize_static(source, path, Batches(context.calibration_batches), quant_format=QuantFormat.QDQ,
+                        per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
     samples = sum(len(next(iter(batch.values()))) for batch in context.calibration_batches)
     how.append(f"quantize_static(QDQ, per_channel, QUInt8 activations, QInt8 weights, reduce_range={reduce_range}, "
                f"MinMax on {samples} calibration samples)")

@@ -53,7 +53,48 @@ def markdown_table(report: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v) + ".",
         f"Regenerate: `{report['command']}`",
     ]
-    return "\n".join([tables.markdown(table)] + ([""] + skipped if skipped else []) + [""] + notes) + "\n"
+    return ("\n".join([tables.markdown(table)] + ([""] + skipped if skipped else []) + [""] + notes) + "\n"
+            + in_flight_table(report))
+
+
+SETTING_WORDS = {"tf_threads": "TF's threads", "one_thread_per_request": "1 intra-op thread per request",
+                 "served": "its serving mode"}
+
+
+def in_flight_table(report: dict) -> str:
+    """``--concurrency``: requests/s at batch 1 with N requests in flight, per row (empty without it)."""
+    setup = report["settings"].get("concurrency")
+    if not setup:
+        return ""
+    clients = setup["clients"]
+    reference = next((row.get("concurrent", {}).get("requests_per_second", {}).get("tf_threads")
+                      for row in report["rows"] if row["key"] == "tf"), None)
+    table = [["runtime", "served as", f"requests/s, {clients} in flight", "vs plain TF default"]]
+    for row in report["rows"]:
+        found = row.get("concurrent")
+        if row["status"] != "measured" or not found:
+            continue
+        rates = found.get("requests_per_second") or {}
+        label = row["label"] if row["family"] != "tftrt_toolkit" else f"**{row['label']}**"
+        # Plain TF at both threadings; every other row at its best (ours: what tftrt tune would choose).
+        shown = [s for s in ("tf_threads", "one_thread_per_request") if s in rates] if row["key"] == "tf" else (
+            [found["setting"]] if rates else [])
+        for setting in shown:
+            mode = found.get("modes", {}).get(setting, "")
+            served = SETTING_WORDS.get(setting, setting) if setting != "served" else mode
+            if row["key"] != "tf" and len(rates) > 1:  # the better threading; the other one's figure beside it
+                served += " (" + ", ".join(f"{SETTING_WORDS[s]}: {r:.1f}" for s, r in rates.items() if s != setting) + ")"
+            ratio = f"{rates[setting] / reference:.2f}×" if reference else "–"
+            table.append([label, served, f"{rates[setting]:.1f}", ratio])
+        if not rates:
+            table.append([label, found.get("problem") or found.get("problem_one_thread") or "not measured", "–", "–"])
+    settings = report["settings"]
+    notes = [f"Batch 1, {clients} requests in flight, {settings['usable_cores']} cores, {settings['threads']} intra-op "
+             f"threads for runtimes that share one pool; {setup['how']}. Peers in their serving modes: ONNX Runtime one "
+             "session per request thread (1 thread each), OpenVINO PERFORMANCE_HINT=THROUGHPUT with one stream per "
+             "request, TFLite one interpreter per request thread (1 thread each). TF SavedModels: TF's threads, or 1 "
+             "intra-op thread per request (inter-op = requests in flight) in a subprocess."]
+    return ("\n## Throughput: requests in flight\n\n" + tables.markdown(table) + "\n\n" + "\n".join(notes) + "\n")
 
 
 def write_outputs(report: dict, paths: Dict[str, str], *, overwrite: bool, plot: bool, log) -> dict:

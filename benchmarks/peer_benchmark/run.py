@@ -49,7 +49,8 @@ def main(argv=None) -> dict:
 
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     env = probe()
-    work_dir = args.work_dir or tempfile.mkdtemp(prefix="tftrt-peers-")
+    # Absolute: some steps run from a scratch directory inside it (their stray files stay in the work dir).
+    work_dir = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="tftrt-peers-")
     os.makedirs(work_dir, exist_ok=True)
     loaded = load_model(args.model, weights=None if args.weights.lower() == "none" else args.weights)
     rows: Dict[str, dict] = {}
@@ -166,6 +167,8 @@ def main(argv=None) -> dict:
                     runs=len(times), latency_ms=stats, throughput=round(batch_size * len(times) / sum(times), 3),
                     speedup_vs_tf=round(tf_median / stats["p50"], 3))
                 log(f"  {rows[key]['label']}: {stats['p50']:.2f} ms ({tf_median / stats['p50']:.2f}x)")
+        if args.concurrency:
+            _measure_in_flight(args, runners, rows, context, loaded, source, settings, log)
         if hasattr(os, "getloadavg"):
             settings["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
         for key, runner in runners.items():
@@ -191,6 +194,29 @@ def main(argv=None) -> dict:
         "rows": list(rows.values()),
     }
     return write_outputs(report, paths, overwrite=args.overwrite, plot=not args.noplot, log=log)
+
+
+def _measure_in_flight(args, runners, rows, context, loaded, source, settings, log) -> None:
+    """--concurrency: every row's requests/s at batch 1 with N requests in flight (peer_benchmark/concurrency.py)."""
+    from .concurrency import BLOCKS, measure_concurrency
+
+    inputs = batches_of(source, 1, 1)[0]
+    saved_models = {}
+    for key in runners:
+        if RUNTIMES[key].stays_tf_saved_model:
+            path = loaded.saved_model_dir if key in ("tf", "tf_onednn") else os.path.join(context.work_dir, key)
+            needs_onednn = bool(RUNTIMES[key].onednn_on) and not context.onednn_here
+            saved_models[key] = (path, "on" if needs_onednn else "inherit")
+    seconds = args.seconds or args.rounds * BLOCK_S
+    log(f"requests in flight: {args.concurrency} at batch 1, ~{seconds:g} s per row and setting, {BLOCKS} blocks each")
+    found = measure_concurrency(runners, saved_models, inputs, clients=args.concurrency, threads=args.threads,
+                                seconds=seconds, data=args.data, log=log)
+    for key, result in found.items():
+        rows[key]["concurrent"] = result
+    settings["concurrency"] = {
+        "clients": args.concurrency, "batch_size": 1, "seconds_per_row_and_setting": seconds,
+        "how": f"{args.concurrency} client threads send requests back to back (runtime.timing.run_clients), "
+               f"{BLOCKS} interleaved blocks per row; requests/s = timed requests / wall time"}
 
 
 def describe_onednn(enabled: bool, *, in_worker: bool) -> str:

@@ -34,6 +34,11 @@ class TFSavedModelRunner:
             return [outputs[name] for name in output_names]
         return run
 
+    def concurrent(self, inputs: Dict[str, np.ndarray], clients: int, threads: int):
+        """``clients`` calls sharing this loaded model, as TF Serving's request threads share a session."""
+        return ([self.bind(inputs) for _ in range(clients)],
+                f"{clients} client threads sharing one loaded model at this process's TF threads (intra-op {threads})")
+
     def close(self) -> None:
         self.runner.close()
 

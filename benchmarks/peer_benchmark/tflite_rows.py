@@ -32,6 +32,14 @@ class TFLiteRunner:
             raise Skipped(f"the TFLite model has outputs {sorted(outputs)}, not the signature's {missing}")
         self.output_index = [outputs[name]["index"] for name in output_names]
         self.shapes: Dict[str, tuple] = {}
+        self.content, self.output_names = tflite_content, list(output_names)
+        self.serving: list = []
+
+    def concurrent(self, inputs: Dict[str, np.ndarray], clients: int, threads: int):
+        """One interpreter per request thread, 1 thread each (an Interpreter is not safe to share between threads)."""
+        self.serving = [TFLiteRunner(self.content, self.output_names, 1) for _ in range(clients)]
+        return ([interpreter.bind(inputs) for interpreter in self.serving],
+                f"{clients} interpreters, one per request thread, num_threads=1 each (XNNPACK)")
 
     def bind(self, inputs: Dict[str, np.ndarray]) -> RunFn:
         interpreter = self.interpreter
@@ -52,6 +60,7 @@ class TFLiteRunner:
 
     def close(self) -> None:
         self.interpreter = None
+        self.serving = []
 
 
 # TFLiteConverter.from_saved_model aborts the process in TF 2.17 on Keras 3 exports (the shipped

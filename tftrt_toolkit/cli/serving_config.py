@@ -8,7 +8,9 @@ Writes DIR/models.config (a ModelServerConfig text proto: the name, BASE, platfo
 BatchingParameters: max_batch_size, batch_timeout_micros, num_batch_threads,
 max_enqueued_batches, allowed_batch_sizes), each file atomically. With a benchmark report
 (and the throughput.json `tftrt benchmark --concurrency` writes beside it) or a tune report
-the batching values come from those measurements; without, from documented defaults. Each
+the batching values come from those measurements; without, from documented defaults. A model
+chosen by tune carries its serving threading (threads, requests in flight, batch size) with the
+measured reason; it becomes the --tensorflow_*_op_parallelism flags and num_batch_threads. Each
 value's origin is a comment in the file. Prints the `docker run` lines for TF Serving's CPU
 image and its GPU image (for TensorRT models); they are printed, not run.
 """
@@ -64,6 +66,9 @@ def main(flags) -> int:
              f"  max_batch_size={batching.max_batch_size} allowed_batch_sizes={','.join(map(str, batching.allowed_batch_sizes))} "
              f"batch_timeout_micros={batching.batch_timeout_micros} num_batch_threads={batching.num_batch_threads} "
              f"max_enqueued_batches={batching.max_enqueued_batches}"]
+    if config.threads_reason:
+        threads = " ".join(flag for flag in config.server_flags(output) if "_op_parallelism" in flag) or "TF's default"
+        lines.append(f"  threads: {threads}, because {config.threads_reason}")
     lines += [f"  note: {note}" for note in config.notes]
     lines += ["", "Start TF Serving with these files (printed only: no TF Serving server was run on this machine):",
               "  CPU:", f"    {commands['cpu']}",

@@ -9,6 +9,9 @@ validates each against the original on --data, times them all at --batch_size in
 with the original, and writes the fastest one inside the budget to --output (a plain
 SavedModel; assets.extra/tftrt_toolkit.json says why it was chosen). tune.json, tune.csv
 and tune.png (latency vs accuracy, Pareto front, budget line) go to OUTPUT.tune/.
+--objective: latency (lowest p50) or throughput (most requests/s with one request per core in
+flight, each conversion at TF's threads and at 1 intra-op thread per request; the default at
+--batch_size=1); the chosen threading and its measured reason go into the model's metadata.
 Budget: --max_top1_drop (default 0.005 with labels: --labels_csv, or a --data folder whose image
 names carry ImageNet WordNet ids; the table shows the drop with its 95% paired interval) or --min_top1_agreement
 (default 0.99 without labels). When nothing qualifies: exit 8, the table is still written.
@@ -41,6 +44,10 @@ class TuneFlags(cli_flags.FlagGroup):
                      "What to try instead of the defaults: backend-precision[@INTRAxINTER], e.g. cpu-fp32,cpu-bf16,cpu-bf16@2x1.")
         cli_flags.define_calibration_data(flags, "int8 calibration data, same forms as --data (default: --data).")
         flags.define("string", "report_dir", None, "Where tune.json/csv/png go (default: OUTPUT.tune beside --output).")
+        flags.define("enum", "objective", None,
+                     "What tune maximises: latency (lowest p50, one request at a time) or throughput (most requests/s with one "
+                     "request per core in flight, at TF's threads and at 1 intra-op thread per request; the default at "
+                     "--batch_size=1).", enum_values=["latency", "throughput"])
 
     def parse(self, flags):
         self.batch_size = flags.value("batch_size")
@@ -51,6 +58,7 @@ class TuneFlags(cli_flags.FlagGroup):
         self.candidates = flags.value("candidates") or None
         self.calibration_data = flags.value("calibration_data")
         self.report_dir = flags.value("report_dir")
+        self.objective = flags.value("objective")
 
 
 def flag_groups():
@@ -71,7 +79,7 @@ def main(flags) -> int:
             model.spec, data.data, output.path, overwrite=output.overwrite, **model.load_options,
             labels_csv=data.labels_csv, strict_data=data.strict, **data.options,
             batch_size=own.batch_size, time_budget=own.time_budget, candidates=own.candidates, duration=own.duration,
-            report_dir=own.report_dir, calibration_data=own.calibration_data, **own.budget,
+            report_dir=own.report_dir, calibration_data=own.calibration_data, objective=own.objective, **own.budget,
             progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
         )
     except NoCandidateInBudget as failure:
@@ -79,9 +87,14 @@ def main(flags) -> int:
         raise
     print("\n".join(result.table_lines()))
     print(f"\nchosen: {result.reason}")
-    threads = result.chosen.get("intra_op_threads")
-    if threads is not None:
-        print(f"serve it with TF threads intra_op={threads} inter_op={result.chosen['inter_op_threads']} "
-              "(tf.config.threading, before loading the model)")
+    serving = result.serving or {}
+    if serving.get("intra_op_threads"):
+        in_flight = (f", {serving['concurrency']} requests in flight (TF Serving: num_batch_threads)"
+                     if serving.get("objective") == "throughput" else "")
+        print(f"serve it with TF threads intra_op={serving['intra_op_threads']} inter_op={serving['inter_op_threads']}"
+              f"{in_flight} (tf.config.threading before loading the model; ModelRunner, batch-predict and "
+              "serving-config read it from the model)")
+    if serving.get("reason"):
+        print(f"why: {serving['reason']}")
     print(f"model: {result.output}\nreport: {result.report_dir}/tune.png")
     return 0

@@ -259,6 +259,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                         f"{'on' if env.onednn_default else 'off'}, so the original was also timed that way in a "
                         "subprocess, interleaved: the 'vs plain TF default' columns compare against it")
             _write_benchmarks(stage.path, benchmarks, files, notes)
+            if benchmarks:
+                _serving_threading(runners, rows, min(batch_sizes), duration, data, stage.path, files, notes, progress)
         finally:
             for runner in runners.values():
                 runner.close()
@@ -322,6 +324,32 @@ def reject_outside_budget(rows: Sequence[ModelRow], notes: List[str]) -> None:
         if outside:
             notes.append(f"int8: {outside}; falling back to the other precisions.")
             row.note = "rejected: outside the accuracy budget"
+def _serving_threading(runners, rows, batch_size: int, duration: float, data, stage_dir: str, files: Dict[str, str],
+                       notes: List[str], progress) -> None:
+    """Each model served with one request per core in flight, at TF's threads and at 1 intra-op thread per request.
+
+    Which setting won per model goes to the notes, the measurements to threading.json
+    (``runtime.serving_threads``); a failure is a note, the run goes on.
+    """
+    from tftrt_toolkit.runtime.serving_threads import measure_threading
+
+    progress(f"      threading: each model with requests in flight at batch {batch_size}, TF's threads against "
+             "1 intra-op thread per request")
+    with attempt("threading") as tried:  # whatever it raises costs the threading notes only, not the report
+        measured = measure_threading({row.name: runners[row.name] for row in rows}, batch_size=batch_size,
+                                     duration=duration, data=data, baseline="original")
+    if tried.failure:
+        notes.append(f"threading not measured: {tried.failure.reason}")
+        return
+    for row in rows:
+        notes.append(f"serving threading, {measured[row.name].describe()}")
+    default = measured["original"].requests_per_second["tf_threads"]
+    best = max(rows[1:], key=lambda row: measured[row.name].best_requests_per_second, default=None)
+    if best is not None:
+        rate = measured[best.name].best_requests_per_second
+        notes.append(f"serving threading: {best.name} at its best threading serves {rate:.1f} requests/s against "
+                     f"{default:.1f} for the original at TF's default threads ({rate / default:.2f}x)")
+    _write(stage_dir, "threading.json", {name: measurement.to_json() for name, measurement in measured.items()}, files)
 
 
 def _record_accuracy(model_dir: str, accuracy: dict) -> None:

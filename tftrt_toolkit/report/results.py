@@ -206,6 +206,9 @@ def tune_cells(result) -> List[List[str]]:
     """Rows of strings (header first) of a TuneResult's table: each candidate's status, accuracy, speed and note."""
     quality = "top-1 drop [95% interval]" if result.budget.metric == "top1_drop" else "top-1 agreement"
     header = ["candidate", "status", quality, f"p50 bs{result.batch_size} (ms)", "samples/s", "speed-up", "note"]
+    in_flight = next((row["concurrency"] for row in result.table if row.get("concurrency")), None)
+    if in_flight:  # objective throughput: requests/s with N in flight, at 1 thread per request | TF's threads
+        header.insert(-1, f"req/s x{in_flight}: 1 thread | TF threads")
     rows = [header]
     for row in result.table:
         value = row.get(result.budget.metric)
@@ -234,6 +237,9 @@ def tune_cells(result) -> List[List[str]]:
             "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x",
             note if len(note) <= 90 else note[:89].rstrip() + "…",
         ])
+        if in_flight:
+            one, tf = row.get("requests_per_s_one_thread"), row.get("requests_per_s_tf_threads")
+            rows[-1].insert(-1, "-" if one is None or tf is None else f"{one:.1f} | {tf:.1f}")
     return rows
 
 

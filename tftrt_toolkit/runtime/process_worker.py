@@ -66,6 +66,15 @@ class ProcessWorker:
         self._send("round")
         self._receive("ok", None)
 
+    def concurrent(self, seconds: float, clients: int) -> None:
+        """One block per model of ``clients`` concurrent requests for ``seconds`` (``runtime.timing.run_clients``).
+
+        ``finish()`` then also holds, per model, ``"concurrent"``: {"requests", "wall_s",
+        "clients", "latency_ms"}, summed over the blocks.
+        """
+        self._send(json.dumps({"concurrent": {"seconds": float(seconds), "clients": int(clients)}}))
+        self._receive("ok", None)
+
     def finish(self) -> Dict[str, dict]:
         self._send("finish")
         return self._receive("results", None)
@@ -131,6 +140,7 @@ def _worker_main() -> int:
     from tftrt_toolkit.data.samples import filled_batch
     from tftrt_toolkit.runtime.timing import latency_stats
     from tftrt_toolkit.runtime.session import ModelRunner, configure_threads
+    from tftrt_toolkit.runtime.timing import run_clients
     from tftrt_toolkit.runtime.timing import prepared_call, time_rounds
 
     def reply(**message) -> None:
@@ -141,9 +151,10 @@ def _worker_main() -> int:
     runners: Dict[str, ModelRunner] = {}
     try:
         configure_threads(*request["threads"])  # first: before TF's runtime starts
-        runners["baseline"] = ModelRunner(request["baseline"], name="original").load()
+        # This process's threads are the request's, whatever a model's metadata says tune chose.
+        runners["baseline"] = ModelRunner(request["baseline"], name="original", tuned_threads=False).load()
         for name, path in request["models"].items():
-            runners[name] = ModelRunner(path, name=name).load()
+            runners[name] = ModelRunner(path, name=name, tuned_threads=False).load()
         # The same inputs benchmark_many uses in the main process (same source, preprocessing, seed).
         source = open_source(request["data"], runners["baseline"].signature, model_hint=runners["baseline"].model_info,
                              preprocess=request.get("preprocess", "auto"), input_shape=request.get("input_shape"))
@@ -152,9 +163,23 @@ def _worker_main() -> int:
         time_rounds(calls, rounds=1 + request["warmup"])  # the first call (graph optimization) and warm-up, off the record
         reply(ready=True)
         latencies: Dict[str, List[float]] = {role: [] for role in runners}
+        concurrent: Dict[str, dict] = {}
         for line in sys.stdin:
             if line.strip() == "finish":
                 break
+            if line.startswith("{"):  # a block of concurrent requests per model (serving-shaped throughput)
+                block = json.loads(line)["concurrent"]
+                for role, runner in runners.items():
+                    # Each client its own prepared tensors, as runtime.throughput does.
+                    clients = [prepared_call(runner, inputs) for _ in range(block["clients"])]
+                    per_client, wall = run_clients(clients, duration=block["seconds"], warmup=1)
+                    total = concurrent.setdefault(role, {"requests": 0, "wall_s": 0.0, "clients": block["clients"],
+                                                         "seconds": []})
+                    total["requests"] += sum(len(values) for values in per_client)
+                    total["wall_s"] += wall
+                    total["seconds"].extend(value for values in per_client for value in values)
+                reply(ok=True)
+                continue
             for role, seconds in time_rounds(calls, rounds=1).items():  # one interleaved round per cue
                 latencies[role].extend(seconds)
             reply(ok=True)
@@ -164,15 +189,19 @@ def _worker_main() -> int:
     finally:
         for runner in runners.values():
             runner.close()
-    if not latencies["baseline"]:
+    if not latencies["baseline"] and not concurrent:
         reply(error="no rounds were run")
         return 1
-    baseline_p50 = latency_stats(latencies["baseline"])["p50"]
-    results = {}
-    for role, values in latencies.items():
-        p50 = latency_stats(values)["p50"]
-        results[role] = {"p50_ms": p50, "throughput": batch_size * len(values) / sum(values), "runs": len(values),
-                         "speedup": baseline_p50 / p50, "latency_ms": latency_stats(values)}
+    results = {role: {} for role in runners}
+    if latencies["baseline"]:
+        baseline_p50 = latency_stats(latencies["baseline"])["p50"]
+        for role, values in latencies.items():
+            p50 = latency_stats(values)["p50"]
+            results[role] = {"p50_ms": p50, "throughput": batch_size * len(values) / sum(values), "runs": len(values),
+                             "speedup": baseline_p50 / p50, "latency_ms": latency_stats(values)}
+    for role, total in concurrent.items():
+        results[role]["concurrent"] = {"requests": total["requests"], "wall_s": total["wall_s"],
+                                       "clients": total["clients"], "latency_ms": latency_stats(total["seconds"])}
     reply(results=results)
     return 0
 

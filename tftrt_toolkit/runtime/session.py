@@ -9,7 +9,10 @@ keras:NAME, a Hub handle) or an already loaded ``LoadedModel``; it never uses to
 code at run time, so what it measures is what ``tf.saved_model.load`` users get.
 
 ``configure_threads`` sets TensorFlow's thread pools; TF fixes them when its runtime
-starts (the first op or model load), so call it before anything runs.
+starts (the first op or model load), so call it before anything runs. A model ``tune`` chose
+carries the threading it is best served with (``chosen_by.serving``: e.g. one intra-op thread
+per request at batch 1); ``ModelRunner`` and batch-predict's workers apply it with
+``apply_tuned_threads`` where nothing else has set TF's pools yet.
 """
 
 from __future__ import annotations
@@ -63,6 +66,35 @@ def configure_threads(intra_op_threads: Optional[int] = None, inter_op_threads: 
     return current_threads()
 
 
+def apply_tuned_threads(metadata: Optional[dict]) -> Tuple[Optional[Dict[str, int]], str]:
+    """Set TF's pools to the threading tune chose for a model (``artifacts.serving_threads``), unless already set.
+
+    Returns (the threads now in force when the model's choice holds, else None; a note saying
+    what happened, "" for a model tune did not choose). Threads someone set explicitly (a flag,
+    ``configure_threads``) win; so does a TF runtime that already started (TF cannot change then).
+    """
+    from tftrt_toolkit.artifacts import serving_threads
+
+    serving = serving_threads(metadata)
+    if not serving:
+        return None, ""
+    wanted = {"intra_op_threads": int(serving.get("intra_op_threads") or 0),
+              "inter_op_threads": int(serving.get("inter_op_threads") or 0)}
+    text = f"intra={wanted['intra_op_threads'] or 'auto'} inter={wanted['inter_op_threads'] or 'auto'}"
+    current = current_threads()
+    if current == wanted:
+        return current, f"TF threads {text}, as tune chose for this model ({serving.get('objective')})"
+    if any(current.values()):
+        return None, (f"tune chose TF threads {text} for this model; kept intra={current['intra_op_threads'] or 'auto'} "
+                      f"inter={current['inter_op_threads'] or 'auto'}, set before it loaded")
+    try:
+        in_force = configure_threads(**wanted)
+    except ConfigError:
+        return None, (f"tune chose TF threads {text} for this model; TF's runtime had already started in this "
+                      "process, so its pools stay as they are")
+    return in_force, f"TF threads {text}, as tune chose for this model ({serving.get('objective')})"
+
+
 def current_threads() -> Dict[str, int]:
     """TensorFlow's thread-pool settings as {"intra_op_threads", "inter_op_threads"} (0 = TF's choice)."""
     import tensorflow as tf
@@ -82,15 +114,19 @@ class ModelRunner:
       weights, signature_key, unsafe_deserialization, custom_objects: as for ``load_model``.
       name: how reports call this model (default: the spec as given).
 
+      tuned_threads: apply the threading tune chose for this model (``apply_tuned_threads``)
+        before loading it, where nothing has set TF's pools yet; ``threads_note`` says what happened.
+
     Attributes (after ``load()`` / entering the ``with``): ``signature``, ``model_info``
-    (model card + toolkit metadata), ``saved_model_dir``, ``load_seconds``.
+    (model card + toolkit metadata), ``saved_model_dir``, ``load_seconds``, ``threads_note``.
 
     Raises ModelLoadError when the model cannot be loaded, DataError from ``run`` when
     inputs are missing or do not fit the signature.
     """
 
     def __init__(self, model: ModelLike, *, weights: Optional[str] = "imagenet", signature_key: Optional[str] = None,
-                 unsafe_deserialization: bool = False, custom_objects=None, name: Optional[str] = None):
+                 unsafe_deserialization: bool = False, custom_objects=None, name: Optional[str] = None,
+                 tuned_threads: bool = True):
         self._model = model
         self._load_options = dict(weights=weights, signature_key=signature_key, unsafe_deserialization=unsafe_deserialization,
                                   custom_objects=custom_objects)
@@ -107,6 +143,8 @@ class ModelRunner:
         self._saved_model_object = None
         self._function = None
         self.load_seconds: Optional[float] = None
+        self._tuned_threads = tuned_threads
+        self.threads_note = ""
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> "ModelRunner":
@@ -116,6 +154,8 @@ class ModelRunner:
         from tftrt_toolkit import onednn
 
         onednn.turn_on_before_tensorflow()  # before TF is imported, where it is not yet
+        if self._tuned_threads:  # before the model loads: TF fixes its pools when its runtime starts
+            self.threads_note = apply_tuned_threads(self._metadata_before_loading())[1]
         start = time.perf_counter()
         if isinstance(self._model, LoadedModel):
             self.loaded_model = self._model
@@ -130,6 +170,14 @@ class ModelRunner:
             raise
         self.load_seconds = time.perf_counter() - start
         return self
+
+    def _metadata_before_loading(self) -> Optional[dict]:
+        from tftrt_toolkit.artifacts import read_metadata
+
+        if isinstance(self._model, LoadedModel):
+            return self._model.toolkit_metadata
+        path = self._model.location if isinstance(self._model, ModelSpec) else os.fspath(self._model)
+        return read_metadata(path) if os.path.isdir(path) else None
 
     def close(self) -> None:
         """Drop the TF objects and any temporary export this runner made."""
@@ -182,6 +230,7 @@ class ModelRunner:
             "backend": metadata.get("backend"),
             "precision": metadata.get("precision"),
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
+            **({"tuned_threads": self.threads_note} if self.threads_note else {}),
         }
 
     # ------------------------------------------------------------------ running

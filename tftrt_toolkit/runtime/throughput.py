@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import threading
-import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from tftrt_toolkit.data import open_source
@@ -38,7 +36,7 @@ from tftrt_toolkit.progress import progress_bar
 from tftrt_toolkit.report import throughput as rendered
 from tftrt_toolkit.runtime.benchmark import DEFAULT_DURATION_S, DEFAULT_WARMUP, _settings, latency_stats
 from tftrt_toolkit.runtime.session import ModelLike, ModelRunner, Threads, configure_threads, open_runner
-from tftrt_toolkit.runtime.timing import MIN_ROUNDS, Call, prepared_call, time_calls
+from tftrt_toolkit.runtime.timing import prepared_call, run_clients  # noqa: F401  (run_clients lived here; its old name works)
 
 DEFAULT_CONCURRENCY = (1, 4)
 _MAX_CONCURRENCY = 256
@@ -130,49 +128,6 @@ def _check_levels(name: str, values: Sequence[int], limit: int) -> Tuple[int, ..
     if len(set(values)) != len(values):
         raise ConfigError(f"{name} {list(values)} repeats a value; list each once.")
     return values
-
-
-def run_clients(calls: Sequence[Call], *, duration: float, warmup: int = DEFAULT_WARMUP) -> Tuple[List[List[float]], float]:
-    """Run every call in its own client thread for ``duration`` seconds, all starting together.
-
-    Each client makes ``warmup`` untimed calls, waits for the others, then times its calls with
-    ``time_calls`` (at least ``MIN_ROUNDS``). Returns (seconds per call, per client; wall seconds
-    from the common start to the last client's end). A client's exception is raised here.
-    """
-    count = len(calls)
-    start_line = threading.Barrier(count + 1)
-    latencies: List[Optional[List[float]]] = [None] * count
-    ends = [0.0] * count
-    errors: List[BaseException] = []
-
-    def client(index: int) -> None:
-        try:
-            if warmup:
-                time_calls(calls[index], count=warmup)
-            start_line.wait()
-            latencies[index] = time_calls(calls[index], duration=duration, min_count=MIN_ROUNDS)
-            ends[index] = time.perf_counter()
-        except threading.BrokenBarrierError:
-            pass  # another client failed; its error is the one raised
-        except BaseException as error:  # noqa: B902 - re-raised in the caller's thread below
-            errors.append(error)
-            start_line.abort()
-
-    workers = [threading.Thread(target=client, args=(index,), name=f"tftrt-client-{index}", daemon=True)
-               for index in range(count)]
-    for worker in workers:
-        worker.start()
-    started = None
-    try:
-        start_line.wait()
-        started = time.perf_counter()
-    except threading.BrokenBarrierError:
-        pass
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise errors[0]
-    return [list(l or ()) for l in latencies], max(ends) - started
 
 
 def throughput(model: Union[ModelLike, ModelRunner], *, concurrency: Sequence[int] = DEFAULT_CONCURRENCY,

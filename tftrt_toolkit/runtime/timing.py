@@ -3,6 +3,7 @@
     call = prepared_call(runner, inputs)               # inputs become tensors here, off the clock
     latencies = time_calls(call, count=50, warmup=5)   # seconds per timed call
     rounds = time_rounds({"original": a, "bf16": b}, duration=3.0)   # interleaved: {name: seconds}
+    per_client, wall = run_clients([call, call], duration=3.0)         # concurrent clients, one thread each
 
 What is on the clock: one call, then every output copied to host memory (``.numpy()`` on
 each tensor), so the work is finished when the clock stops; TF's dispatch is asynchronous
@@ -20,8 +21,9 @@ Imports no TensorFlow: any zero-argument callable can be timed (ONNX Runtime, Op
 from __future__ import annotations
 
 import numbers
+import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from tftrt_toolkit.errors import ConfigError
 
@@ -150,3 +152,46 @@ def latency_stats(latencies_s: Sequence[float]) -> Dict[str, float]:
         "max": ms.max(),
     }
     return {name: round(float(value), 4) for name, value in stats.items()}
+
+
+def run_clients(calls: Sequence[Call], *, duration: float, warmup: int = 5) -> Tuple[List[List[float]], float]:
+    """Run every call in its own client thread for ``duration`` seconds, all starting together.
+
+    Each client makes ``warmup`` untimed calls, waits for the others, then times its calls with
+    ``time_calls`` (at least ``MIN_ROUNDS``). Returns (seconds per call, per client; wall seconds
+    from the common start to the last client's end). A client's exception is raised here.
+    """
+    count = len(calls)
+    start_line = threading.Barrier(count + 1)
+    latencies: List[Optional[List[float]]] = [None] * count
+    ends = [0.0] * count
+    errors: List[BaseException] = []
+
+    def client(index: int) -> None:
+        try:
+            if warmup:
+                time_calls(calls[index], count=warmup)
+            start_line.wait()
+            latencies[index] = time_calls(calls[index], duration=duration, min_count=MIN_ROUNDS)
+            ends[index] = time.perf_counter()
+        except threading.BrokenBarrierError:
+            pass  # another client failed; its error is the one raised
+        except BaseException as error:  # noqa: B902 - re-raised in the caller's thread below
+            errors.append(error)
+            start_line.abort()
+
+    workers = [threading.Thread(target=client, args=(index,), name=f"tftrt-client-{index}", daemon=True)
+               for index in range(count)]
+    for worker in workers:
+        worker.start()
+    started = None
+    try:
+        start_line.wait()
+        started = time.perf_counter()
+    except threading.BrokenBarrierError:
+        pass
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return [list(l or ()) for l in latencies], max(ends) - started

@@ -37,6 +37,7 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from tftrt_toolkit import benchmark_schema
+from tftrt_toolkit.artifacts import serving_threads
 from tftrt_toolkit.errors import ConfigError
 
 MODELS_CONFIG_FILE = "models.config"
@@ -92,6 +93,7 @@ class ServingConfig:
     backend: Optional[str]  # of the newest version, from its toolkit metadata (None when not ours or not local)
     notes: Tuple[str, ...]
     requires_onednn: bool = False  # the newest version holds ops only TF's oneDNN kernels implement
+    threads_reason: Optional[str] = None  # why these TF threads: tune's measured serving choice
 
     def models_config_text(self) -> str:
         """A ``ModelServerConfig`` text proto serving the newest version under ``base_path``."""
@@ -113,7 +115,12 @@ class ServingConfig:
         )
 
     def batching_parameters_text(self) -> str:
-        return self.batching.to_text()
+        text = self.batching.to_text()
+        if self.threads_reason:
+            # TF Serving takes threads as flags, not in this file: say which, and why, where the batching is.
+            flags = " ".join(self.server_flags(CONFIG_MOUNT)[3:]) or "TF Serving's default threads"
+            text += f"# server flags: {flags}\n# why: {self.threads_reason}\n"
+        return text
 
     def server_flags(self, config_dir: str) -> List[str]:
         flags = [f"--model_config_file={config_dir}/{MODELS_CONFIG_FILE}", "--enable_batching=true",
@@ -144,7 +151,8 @@ class ServingConfig:
     def to_json(self) -> dict:
         return {"name": self.name, "base_path": self.base_path, "batching": self.batching.to_json(),
                 "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
-                "backend": self.backend, "requires_onednn": self.requires_onednn, "notes": list(self.notes)}
+                "backend": self.backend, "requires_onednn": self.requires_onednn, "notes": list(self.notes),
+                "threads_reason": self.threads_reason}
 
 
 def _quoted(text: str) -> str:
@@ -285,8 +293,11 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
         measured_cpu_count = settings.get("cpu_count")
         source = os.path.basename(benchmark_report)
     tune_row = None
+    # tune's serving choice (threads, requests in flight, batch): from tune.json, else the model's own metadata.
+    serving = serving_threads(metadata)
     if tune_report:
         tune = read_report(tune_report, "tune_report")
+        serving = tune.get("serving") if isinstance(tune.get("serving"), dict) else serving
         chosen = tune.get("chosen")
         tune_row = next((row for row in tune.get("table", []) if row.get("candidate") == chosen), None)
         if tune_row is None:
@@ -299,6 +310,15 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
             points = {int(tune["batch_size"]): {"throughput": tune_row.get("throughput"), "p50_ms": float(tune_row["p50_ms"])}}
             source = os.path.basename(tune_report)
 
+    threads_reason = None
+    in_flight = None
+    if serving:
+        intra = serving.get("intra_op_threads") or None
+        inter = serving.get("inter_op_threads") or None
+        threads_reason = serving.get("reason")
+        if serving.get("objective") == "throughput" and serving.get("concurrency"):
+            in_flight = int(serving["concurrency"]), int(serving.get("batch_size") or 1)
+
     build_sizes = sorted({int(shape[0]) for shape in ((metadata or {}).get("config") or {}).get("build_shapes") or []})
     if len(points) > 1:
         max_batch_size = _largest_improving_batch_size(points)
@@ -307,6 +327,11 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
                                      f">= {MIN_THROUGHPUT_GAIN:.0%} in {source} (samples/s by batch size {measured})")
         allowed = tuple(b for b in sorted(points) if b <= max_batch_size)
         reasons["allowed_batch_sizes"] = f"allowed_batch_sizes: the batch sizes measured in {source}, up to max_batch_size"
+    elif in_flight and len(points) <= 1:
+        max_batch_size, allowed = in_flight[1], (in_flight[1],)
+        reasons["max_batch_size"] = (f"max_batch_size: the batch size tune measured serving at, {in_flight[0]} requests "
+                                     "in flight (the reason is at the end of this file)")
+        reasons["allowed_batch_sizes"] = "allowed_batch_sizes: tune's batch size only"
     elif len(points) == 1 and next(iter(points)) > 1:
         max_batch_size = next(iter(points))
         reasons["max_batch_size"] = f"max_batch_size: the batch size measured in {source}"
@@ -323,7 +348,10 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
         reasons["max_batch_size"] = f"max_batch_size: default {DEFAULT_MAX_BATCH_SIZE} ({why})"
         reasons["allowed_batch_sizes"] = "allowed_batch_sizes: default, powers of two up to max_batch_size"
 
-    if points:
+    if in_flight and max_batch_size == 1:
+        timeout = 0
+        reasons["batch_timeout_micros"] = "batch_timeout_micros: 0, a batch of one is full at once (no request waits)"
+    elif points:
         smallest = min(points)
         timeout = max(1, int(round(points[smallest]["p50_ms"] * 1000)))
         reasons["batch_timeout_micros"] = (f"batch_timeout_micros: the measured p50 latency at batch {smallest} in {source} "
@@ -335,6 +363,10 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
     concurrency = _concurrency_threads(throughput, max_batch_size) if throughput else None
     if concurrency:
         num_batch_threads, reasons["num_batch_threads"] = concurrency
+    elif in_flight:
+        num_batch_threads = in_flight[0]
+        reasons["num_batch_threads"] = (f"num_batch_threads: the {num_batch_threads} requests in flight tune measured the "
+                                        "chosen threading with (one per core)")
     elif measured_cpu_count:
         num_batch_threads = int(measured_cpu_count)
         reasons["num_batch_threads"] = f"num_batch_threads: the measured machine's {num_batch_threads} CPUs (TF Serving's advice for CPUs)"
@@ -358,7 +390,8 @@ def serving_config(model_base_path: str, name: str, *, benchmark_report: Optiona
         notes.append("the model needs TF's oneDNN ops (" + str(metadata["runtime"].get("why", "oneDNN-only ops"))
                      + "): the docker lines set TF_ENABLE_ONEDNN_OPTS=1")
     return ServingConfig(name=name, base_path=base_path, batching=batching, intra_op_threads=intra,
-                         inter_op_threads=inter, backend=backend, notes=tuple(notes), requires_onednn=requires_onednn)
+                         inter_op_threads=inter, backend=backend, notes=tuple(notes), requires_onednn=requires_onednn,
+                         threads_reason=threads_reason)
 
 
 def _powers_of_two_up_to(limit: int) -> Tuple[int, ...]:

@@ -192,6 +192,12 @@ class SavedModelHandler(_BeamModelHandler):
         self._input_name = input_name
 
     def load_model(self) -> _LoadedSignature:
+        from tftrt_toolkit.artifacts import read_metadata
+        from tftrt_toolkit.runtime.session import apply_tuned_threads
+
+        # Each worker process serves the model with the threading tune chose for it (e.g. one
+        # intra-op thread per request at batch 1), unless its pools were set or TF already ran.
+        self.threads_note = apply_tuned_threads(read_metadata(self._saved_model_dir))[1]
         return _LoadedSignature(self._saved_model_dir, self._signature_key)
 
     def run_inference(self, batch: Sequence[np.ndarray], model: _LoadedSignature,

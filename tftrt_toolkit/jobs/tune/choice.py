@@ -21,6 +21,9 @@ TABLE_COLUMNS = (
     "labelled_images", "p50_ms", "throughput", "speedup",
     "measured_in", "convert_s", "reason",
 )
+# Objective throughput: N requests in flight at 1 intra-op thread each and at TF's threads (jobs/tune/throughput_choice.py).
+THROUGHPUT_COLUMNS = ("concurrency", "requests_per_s_one_thread", "requests_per_s_tf_threads")
+TABLE_COLUMNS += THROUGHPUT_COLUMNS
 # Row statuses: the original (reference, never chosen), timed candidates, and the rest.
 ORIGINAL, MEASURED, FAILED, SKIPPED = "original", "measured", "failed", "skipped"
 

@@ -37,6 +37,9 @@ class TuneResult:
     files: Dict[str, str]
     seconds: float
     notes: List[str] = dataclasses.field(default_factory=list)
+    objective: str = "latency"  # what the choice maximised: "latency" (p50) or "throughput" (requests/s in flight)
+    # How to serve the chosen model and the measured reason (runtime.serving_threads.serving_choice); None: nothing chosen.
+    serving: Optional[dict] = None
 
     @property
     def chosen_model(self):
@@ -64,7 +67,7 @@ class TuneResult:
             "model": self.model, "data": self.data, "batch_size": self.batch_size, "budget": self.budget.to_json(),
             "chosen": None if self.chosen is None else self.chosen["candidate"], "reason": self.reason,
             "output": self.output, "report_dir": self.report_dir, "files": self.files,
-            "seconds": round(self.seconds, 1), "notes": self.notes,
+            "seconds": round(self.seconds, 1), "notes": self.notes, "objective": self.objective, "serving": self.serving,
             "table": [{column: row.get(column) for column in TABLE_COLUMNS} for row in self.table],
         }
 

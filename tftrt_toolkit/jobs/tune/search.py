@@ -20,6 +20,8 @@ from tftrt_toolkit.jobs.tune.candidates import Candidate, Threads, default_candi
 from tftrt_toolkit.jobs.tune.choice import FAILED, MEASURED, ORIGINAL, SKIPPED, TABLE_COLUMNS, choose, mark_pareto
 from tftrt_toolkit.runtime.accuracy_rule import EPSILON, Budget, value_text
 from tftrt_toolkit.jobs.tune.result import NoCandidateInBudget, TuneResult
+from tftrt_toolkit.jobs.tune.throughput_choice import choose_by_throughput
+from tftrt_toolkit.runtime.serving_threads import check_objective
 from tftrt_toolkit.runtime.process_worker import ProcessWorker
 from tftrt_toolkit.progress import ProgressOption, reports_progress
 
@@ -37,7 +39,8 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
          progress: ProgressOption = True, duration: float = DEFAULT_DURATION_S, report_dir: Optional[str] = None,
          calibration_data=None, overwrite: bool = False, weights: Optional[str] = "imagenet",
          signature_key: Optional[str] = None, unsafe_deserialization: bool = False, custom_objects=None,
-         strict_data: bool = False, preprocess: str = "auto", input_shape=None) -> TuneResult:
+         strict_data: bool = False, preprocess: str = "auto", input_shape=None,
+         objective: Optional[str] = None) -> TuneResult:
     """Find the fastest conversion of ``model`` inside an accuracy budget; write it to ``output``.
 
     Args:
@@ -60,6 +63,11 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
         conversion, instead of leaving them out with a note.
       preprocess, input_shape: how images become the model's inputs (as for ``open_source``),
         for validation, timing and int8 calibration alike; the chosen model records the mode.
+      objective: "latency" (the lowest p50, one request at a time) or "throughput" (the most
+        requests/s with one request per core in flight, each conversion served at TF's threads
+        and at one intra-op thread per request, the better kept); default throughput at
+        batch_size 1, latency otherwise. The chosen threading and its measured reason go to
+        ``result.serving`` and the model's ``chosen_by.serving`` (serving-config reads it).
       progress: a bar in a terminal or notebook (False: none); each step's message is logged at
         INFO either way (the CLI shows them).
 
@@ -83,6 +91,7 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
     budget = Budget.for_data(labels is not None, max_top1_drop=max_top1_drop, min_top1_agreement=min_top1_agreement)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is not valid; use a whole number >= 1.")
+    objective = check_objective(objective, batch_size)
     for name, value in (("time_budget", time_budget), ("duration", duration)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"{name}={value!r} is not valid; give seconds > 0.")
@@ -108,7 +117,7 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
         return time.monotonic() - started + needed > time_budget
 
     progress(f"tune: {len(candidate_list)} candidates at batch size {batch_size}, budget {budget.describe()}, "
-             f"time budget {time_budget:g} s")
+             f"objective {objective}, time budget {time_budget:g} s")
     owns_model = not isinstance(model, LoadedModel)
     loaded = load_model(model, weights=weights, signature_key=signature_key,
                         unsafe_deserialization=unsafe_deserialization,
@@ -144,16 +153,28 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
                 benchmarks = _benchmark(candidate_list, rows, original_row, runners, conversions, loaded, data=data,
                            batch_size=batch_size, duration=duration, time_left=lambda: time_budget - (time.monotonic() - started),
                            notes=notes, progress=progress, data_options=data_options)
+                measured = {}
+                if objective == "throughput":
+                    measured = _measure_threading(candidate_list, rows, original_row, runners, conversions, data=data,
+                                                  batch_size=batch_size, duration=duration, budget=budget,
+                                                  time_left=lambda: time_budget - (time.monotonic() - started),
+                                                  notes=notes, progress=progress)
                 for runner in runners.values():
                     runner.close()
                 runners.clear()
 
                 mark_pareto(table, budget)
-                chosen, reason = choose(table, **budget.as_kwargs())
+                chosen, reason = choose_by_throughput(table, budget) if measured else (None, "")
+                if chosen is None:
+                    chosen, reason = choose(table, **budget.as_kwargs())
                 progress(("chosen: " if chosen else "nothing chosen: ") + reason)
+                serving = _serving(chosen, reason, measured, objective) if chosen is not None else None
+                if serving is not None:
+                    progress(f"serve it with: {serving['reason']}")
                 result = TuneResult(output=target if chosen else None, report_dir=report_target, table=table,
                                     chosen=chosen, reason=reason, budget=budget, batch_size=batch_size,
-                                    model=model_text, data=str(data), files={}, seconds=0.0, notes=notes)
+                                    model=model_text, data=str(data), files={}, seconds=0.0, notes=notes,
+                                    objective=objective, serving=serving)
                 if chosen is not None:
                     config_of = {c.name: c.config for c in candidate_list}
                     _write_chosen(chosen, conversions[config_of[chosen["candidate"]]], model_stage.path, result,
@@ -382,6 +403,63 @@ def _benchmark(candidate_list, rows, original_row, runners, conversions, loaded,
     return timed_here
 
 
+def _measure_threading(candidate_list, rows, original_row, runners, conversions, *, data, batch_size, duration, budget,
+                       time_left, notes, progress) -> Dict[object, object]:
+    """Objective throughput: each conversion inside the budget (and the original) with N requests in flight.
+
+    Fills the THROUGHPUT_COLUMNS of the original's row and of each conversion's first row; returns
+    {that row's candidate name: ThreadingMeasurement} ({} when nothing could be measured, with a note).
+    """
+    from tftrt_toolkit.runtime.serving_threads import ONE_THREAD, TF_THREADS, measure_threading, serving_cores
+
+    first_rows = {}
+    for candidate in candidate_list:
+        row = rows[candidate.name]
+        if (candidate.config in conversions and candidate.config in runners and candidate.config not in first_rows
+                and row["status"] == MEASURED and row.get("within_budget")):
+            first_rows[candidate.config] = row
+    if not first_rows:
+        notes.append("objective throughput: no conversion inside the budget was timed; chosen by latency")
+        return {}
+    cores = serving_cores()
+    seconds = max(0.1, min(duration, 0.5 * (time_left() - _SUBPROCESS_START_S) / (2 * (len(first_rows) + 1))))
+    if time_left() < _SUBPROCESS_START_S + 2 * seconds * (len(first_rows) + 1):
+        notes.append("objective throughput: no time left to measure requests in flight (time budget); chosen by latency")
+        progress("threading: skipped (time budget)")
+        return {}
+    models = {"original": runners["original"], **{config: runners[config] for config in first_rows}}
+    names = {key: (key if key == "original" else first_rows[key]["candidate"]) for key in models}
+    with attempt("threading") as tried:  # any failure here costs the objective only: tune chooses by latency
+        measured = measure_threading({names[key]: runner for key, runner in models.items()}, batch_size=batch_size,
+                                     concurrency=cores, duration=seconds, data=data, baseline="original",
+                                     start_timeout=max(1.0, time_left()), progress=progress)
+    if tried.failure:
+        notes.append(f"objective throughput: requests in flight not measured ({tried.failure.reason}); chosen by latency")
+        progress(f"threading: failed: {tried.failure.reason}")
+        return {}
+    by_key = {}
+    for key in models:
+        measurement = measured[names[key]]
+        row = original_row if key == "original" else first_rows[key]
+        row.update(concurrency=measurement.concurrency,
+                   requests_per_s_one_thread=measurement.requests_per_second[ONE_THREAD],
+                   requests_per_s_tf_threads=measurement.requests_per_second[TF_THREADS])
+        by_key[row["candidate"]] = measurement
+    return by_key
+
+
+def _serving(chosen: dict, reason: str, measured: Dict[str, object], objective: str) -> dict:
+    """What the chosen model is served with (``chosen_by.serving``): threads, requests in flight, batch, and why."""
+    from tftrt_toolkit.runtime.serving_threads import serving_choice
+
+    measurement = measured.get(chosen["candidate"])
+    if objective == "throughput" and measurement is not None:
+        return serving_choice(measurement, objective="throughput")
+    threads = {"intra_op_threads": chosen.get("intra_op_threads"), "inter_op_threads": chosen.get("inter_op_threads")}
+    return serving_choice(measurement, objective="latency", latency_threads=threads, latency_reason=(
+        f"objective {objective}: the chosen model's threads, one request at a time ({reason})"))
+
+
 def _fail(candidates, rows, failure: Failure, progress) -> None:
     for candidate in candidates:
         rows[candidate.name].update(status=FAILED, reason=failure.reason)
@@ -409,6 +487,9 @@ def _write_chosen(chosen: dict, path: str, stage_path: str, result: TuneResult, 
     threads = None
     if chosen.get("intra_op_threads") is not None:
         threads = {"intra_op_threads": chosen["intra_op_threads"], "inter_op_threads": chosen["inter_op_threads"]}
+    serving = result.serving or {}
+    if serving.get("objective") == "throughput":
+        threads = {"intra_op_threads": serving["intra_op_threads"], "inter_op_threads": serving["inter_op_threads"]}
     metadata["chosen_by"] = {
         "tool": "tune",
         "candidate": chosen["candidate"],
@@ -418,6 +499,8 @@ def _write_chosen(chosen: dict, path: str, stage_path: str, result: TuneResult, 
         "reason": result.reason,
         # A serving setting, not part of the graph: set these TF thread pools where the model runs.
         "threads": threads,
+        # How to serve it, and the measured reason: read by serving-config, ModelRunner and batch-predict's workers.
+        "serving": result.serving,
         "data": result.data,
         "table": [_public(row) for row in result.table],
     }
