@@ -20,6 +20,7 @@ LAYER_RANKS = {
     "runtime": 4, "report": 4,
     "pipeline": 3,
     "backends": 2, "serving": 2,
+    "analysis": 1.5,  # what a graph holds, computed without running it: read by backends, reads models
     "models": 1, "data": 1,
     "config": 0, "errors": 0, "artifacts": 0, "environment": 0, "onednn": 0, "shipped_files": 0, "progress": 0,
     "steps": 0, "tensorrt_libraries": 0,

@@ -127,8 +127,13 @@ class CpuBackend(ConversionBackend):
                 classic = graph_passes.rebuild_function(frozen, frozen.held.restored(graph_def), structure)
                 graph_passes.save_function(classic, output_dir, model.signature.key)
 
+        from tftrt_toolkit.analysis.precision_coverage import check_coverage, precision_coverage
         from tftrt_toolkit.backends.runtime_requirements import runtime_requirements
 
+        # Share of the multiply-adds in the precision asked for; too small a share is refused, nothing written.
+        coverage = precision_coverage(graph_def, config.precision.value)
+        summary["precision_coverage"] = coverage.to_json()
+        check_coverage(coverage, allow_partial=config.allow_partial_precision)
         summary["runtime"] = runtime_requirements(graph_def, config.precision.value)
         return Conversion(backend=self.name, precision=config.precision.value, write=write,
                           summary=summary, timings=timings)

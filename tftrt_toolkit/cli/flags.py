@@ -249,10 +249,20 @@ def define_conversion_flags() -> List[str]:
                "cpu int8: 7-bit weights where 8-bit ones overflow int16 on the calibration data (CPUs without VNNI)."),
         define("bool", "int8_bias_correction", True,
                "cpu int8: each conv's bias absorbs the mean shift its weight rounding causes on the calibration data."),
+        *define_allow_partial_flag(),
         *define_calibration_flags(),
         *define_batch_size_flag("int8 calibration: samples per calibration batch (--calibration_steps batches are fed)."),
         *define_serving_warmup_flags(),
     ]
+
+
+def define_allow_partial_flag() -> List[str]:
+    name = define("bool", "allow_partial_precision", False,
+                  "Accept a bf16/int8 conversion that leaves over half of the model's multiply-adds in fp32 "
+                  "(refused by default, naming the op types left behind). --allow_partial for short.")
+    if "allow_partial" not in FLAGS:
+        flags.DEFINE_alias("allow_partial", name)
+    return [name]
 
 
 def conversion_config_from_flags() -> ConversionConfig:
@@ -279,6 +289,7 @@ def conversion_config_from_flags() -> ConversionConfig:
         bf16_keep_fp32_ops=tuple(FLAGS.bf16_keep_fp32_ops or ()),
         int8_overflow_safe_weights=FLAGS.int8_overflow_safe_weights,
         int8_bias_correction=FLAGS.int8_bias_correction,
+        allow_partial_precision=FLAGS.allow_partial_precision,
         warmup_data=FLAGS.warmup_data,
         warmup_batch_sizes=tuple(FLAGS.warmup_batch_sizes or ()),
     )

@@ -32,6 +32,10 @@ def main() -> int:
                     custom_objects=FLAGS.custom_objects or None) as model:
         info = describe(model)
         lines = describe_lines(info)
+        if info.get("precision_coverage"):
+            from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+
+            lines.insert(2, PrecisionCoverage.from_json(info["precision_coverage"]).describe())
         if not model.is_temporary_export:
             lines.append(_warmup_line(model.saved_model_dir, info))
         if FLAGS.plan == "tensorrt":
