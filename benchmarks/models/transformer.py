@@ -67,9 +67,22 @@ def build_transformer(size: TransformerSize, seed: int = 0):
 def export_transformer(size_name: str, output_dir: str, seed: int = 0) -> str:
     """Build the model ``size_name`` names (a key of SIZES) and ``model.export`` it to ``output_dir``; returns the dir."""
     if size_name not in SIZES:
-        raise ValueError(f"unknown transformer size {size_name!r}; use one of: {', '.join(SIZES)}")
+        from tftrt_toolkit.errors import ConfigError
+
+        raise ConfigError(f"unknown transformer size {size_name!r}; use one of: {', '.join(SIZES)}")
     build_transformer(SIZES[size_name], seed=seed).export(output_dir, verbose=False)
     return output_dir
+
+
+def saved_model_for(model: str, work_dir: str) -> str:
+    """``model`` itself, or for ``transformer:SIZE`` the SavedModel of that size exported under ``work_dir``."""
+    if not model.startswith(PREFIX):
+        return model
+    size_name = model[len(PREFIX):]
+    path = os.path.join(work_dir, f"transformer-{size_name}")
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        export_transformer(size_name, path)
+    return path
 
 
 def main(argv=None) -> int:

@@ -51,7 +51,11 @@ def main(argv=None) -> dict:
     env = probe()
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="tftrt-peers-")
     os.makedirs(work_dir, exist_ok=True)
-    loaded = load_model(args.model, weights=None if args.weights.lower() == "none" else args.weights)
+    from models.transformer import saved_model_for  # benchmarks/models/, beside this package
+
+    # transformer:SIZE (benchmarks/models/transformer.py) is built and exported into the work dir first.
+    loaded = load_model(saved_model_for(args.model, work_dir),
+                        weights=None if args.weights.lower() == "none" else args.weights)
     rows: Dict[str, dict] = {}
     runners = {}
     context = None

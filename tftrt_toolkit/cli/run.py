@@ -22,6 +22,7 @@ def define_flags():
     names = cli_flags.define_model_flags() + cli_flags.define_threading_flags() + cli_flags.define_data_flag()
     names += cli_flags.define_strict_data_flag() + cli_flags.define_backend_flag()
     names += [n for n in cli_flags.define_calibration_flags() if n == "calibration_data"]
+    names += cli_flags.define_allow_partial_flag()
     names += [n for n in cli_flags.define_output_flags() if n == "overwrite"]
     names += [
         cli_flags.define("string", "output_dir", "tftrt-report", "Where the report and models go."),
@@ -45,6 +46,7 @@ def main() -> int:
         threads=cli_flags.threading_from_flags(), calibration_data=FLAGS.calibration_data,
         custom_objects=FLAGS.custom_objects or None, strict_data=FLAGS.strict_data,
         signature_key=FLAGS.signature, unsafe_deserialization=FLAGS.unsafe_deserialization,
+        allow_partial_precision=FLAGS.allow_partial_precision,
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     print()

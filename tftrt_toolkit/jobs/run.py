@@ -36,7 +36,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
             calibration_data: Optional[str] = None, custom_objects=None, strict_data: bool = False,
             signature_key: Optional[str] = None, unsafe_deserialization: bool = False,
-            progress: ProgressOption = True) -> RunReport:
+            allow_partial_precision: bool = False, progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
     Converts with each precision in ``precisions`` (default: the best this machine offers),
@@ -57,6 +57,9 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     and summed up in a note; ``strict_data`` refuses them (DataError) before any conversion.
     ``custom_objects``, ``signature_key`` and ``unsafe_deserialization`` are ``load_model``'s
     (a Keras file's custom classes, which signature, Lambda layers).
+
+    A bf16/int8 conversion leaving most of the multiply-adds in fp32 is not converted (a note
+    says which op types), unless ``allow_partial_precision``; each row reports its share.
 
     ``progress``: a bar over the six steps in a terminal or notebook (False: none); the step
     messages ("[2/6] convert: fp32") are logged at INFO either way (the CLI shows them).
@@ -91,7 +94,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     progress(f"[1/6] doctor: {env.one_line()}")
     progress.advance()
     precisions = list(precisions or offered_precisions(env))
-    base_config = ConversionConfig(backend=backend)
+    base_config = ConversionConfig(backend=backend, allow_partial_precision=allow_partial_precision)
     for precision in precisions:  # refuse impossible combinations before any work
         base_config.replace(precision=precision)
     target = artifacts.resolve_output(output_dir)
@@ -130,7 +133,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 continue
             rows.append(ModelRow(name=f"{result.backend}-{precision}",
                                  path=os.path.join(os.path.basename(target), "models", precision),
-                                 backend=result.backend, precision=precision))
+                                 backend=result.backend, precision=precision,
+                                 precision_coverage=result.metadata["conversion_summary"].get("precision_coverage")))
 
         runners = {row.name: ModelRunner(loaded if row.name == "original" else
                                          os.path.join(stage.path, "models", row.precision)).load()

@@ -32,6 +32,8 @@ class ModelRow:
     # from the run's own (AVX2-only CPUs: TF leaves oneDNN off, tftrt turns it on).
     speedup_vs_tf_default: Dict[int, float] = dataclasses.field(default_factory=dict)
     note: str = ""
+    # The conversion's precision_coverage record (analysis/precision_coverage.py); None for the original.
+    precision_coverage: Optional[dict] = None
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -78,6 +80,9 @@ class RunReport:
         against_default = any(row.speedup_vs_tf_default for row in self.rows)
         if against_default:
             header += [f"vs plain TF default bs{b}" for b in self.batch_sizes]
+        covered = any(row.precision_coverage for row in self.rows)
+        if covered:
+            header.append("FLOPs in precision")
         rows = [header]
         for row in self.rows:
             top1 = f"{row.top1['label']} ({row.top1['probability']:.2f})" if row.top1 else "-"
@@ -91,6 +96,8 @@ class RunReport:
             if against_default:
                 cells += [f"{row.speedup_vs_tf_default[b]:.2f}x" if b in row.speedup_vs_tf_default else "-"
                           for b in self.batch_sizes]
+            if covered:
+                cells.append(f"{row.precision_coverage['share']:.0%}" if row.precision_coverage else "-")
             rows.append(cells)
         return rows
 
@@ -167,6 +174,14 @@ def markdown_report(report: RunReport, env) -> str:
         verdict = {True: "pass", False: "FAIL", None: "-"}[row.validation_passed]
         lines.append(f"- **{row.name}**: {verdict}; top-1 agreement {agreement}, top-5 {topk}, max abs error {error}"
                      + (f" — {row.note}" if row.note else ""))
+    covered = [row for row in report.optimized if row.precision_coverage]
+    if covered:
+        from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+
+        lines += ["", "## Precision coverage", "",
+                  "The share of the model's multiply-adds (Conv2D, MatMul, BatchMatMulV2, Einsum and their fused or "
+                  "quantized forms, at batch 1) that run in each model's precision.", ""]
+        lines += [f"- **{row.name}**: {PrecisionCoverage.from_json(row.precision_coverage).describe()}" for row in covered]
     labelled = [row for row in report.optimized if row.accuracy]
     if labelled:
         first = labelled[0].accuracy
