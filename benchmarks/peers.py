@@ -4,6 +4,8 @@
         --output=benchmarks/results/resnet50-peers --overwrite
     python benchmarks/peers.py --model=saved_models/efficientnet_lite0 --batch_sizes=1,8 \\
         --output=benchmarks/results/efficientnet_lite0-peers --overwrite
+    python benchmarks/peers.py --model=transformer:issue25 --agreement_data=synthetic \
+        --calibration_data=synthetic --output=benchmarks/results/transformer-4x256-peers --overwrite
 
 Writes OUTPUT.json (everything), OUTPUT.md (the table) and OUTPUT.png (the chart; needs
 matplotlib); ``--help`` lists the flags. The code lives in ``benchmarks/peer_benchmark/``, one

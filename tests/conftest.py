@@ -66,6 +66,33 @@ def tiny_saved_model(tmp_path_factory, tiny_keras_model):
     return path
 
 
+def load_transformer_builder():
+    """benchmarks/models/transformer.py (not a package: loaded by path), the one transformer builder."""
+    import importlib.util
+    import sys
+
+    name = "benchmarks_models_transformer"
+    if name not in sys.modules:  # registered: its dataclasses look their module up
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "models", "transformer.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_saved_model(tmp_path_factory):
+    """The tests' BERT-style model, saved with Keras 3's model.export: token_ids int32 [None,64] -> [None,2].
+
+    One attention block, d=32: two thirds of its multiply-adds are attention and projection
+    matmuls, which int8 leaves in fp32 (see benchmarks/models/transformer.py).
+    """
+    path = tmp_path_factory.mktemp("models") / "tiny_transformer"
+    load_transformer_builder().export_transformer("tiny", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_keras_file(tmp_path_factory, tiny_keras_model):
     path = tmp_path_factory.mktemp("models") / "tiny_cnn.keras"

@@ -78,6 +78,8 @@ class ConversionConfig:
         would overflow int16 on the calibration data on CPUs without VNNI (which saturate them there).
       int8_bias_correction: cpu int8: each conv's bias absorbs the mean shift its weight rounding causes
         on the calibration data.
+      allow_partial_precision: accept a bf16/int8 conversion that leaves most of the model's multiply-adds in
+        fp32 (analysis/precision_coverage.py: below 50% of FLOPs is refused by default).
       warmup_data: data spec for TF Serving warmup records (image dir, .npy/.npz, "synthetic");
         None = the calibration or build data when the conversion has some, "none" = no warmup file.
       warmup_batch_sizes: one warmup request per batch size; () = the build shapes' batch sizes, else 1.
@@ -103,6 +105,7 @@ class ConversionConfig:
     bf16_keep_fp32_ops: Tuple[str, ...] = ("Softmax",)
     int8_overflow_safe_weights: bool = True
     int8_bias_correction: bool = True
+    allow_partial_precision: bool = False
     # --- TF Serving warmup records (assets.extra/tf_serving_warmup_requests) ---
     warmup_data: Optional[str] = None
     warmup_batch_sizes: Tuple[int, ...] = ()
@@ -158,6 +161,8 @@ class ConversionConfig:
                     f"build shape {'x'.join(map(str, shape))} is out of range; batch up to {_MAX_REASONABLE_BATCH}, "
                     f"other dims up to {_MAX_REASONABLE_DIM}."
                 )
+        if not isinstance(self.allow_partial_precision, bool):
+            raise ConfigError(f"allow_partial_precision={self.allow_partial_precision!r} is not valid; use True or False.")
         if self.warmup_data is not None and not (isinstance(self.warmup_data, str) and self.warmup_data.strip()):
             raise ConfigError(f"warmup_data={self.warmup_data!r} is not valid; give a data spec (an image directory, "
                               "FILE.npy/.npz, 'synthetic') or 'none' for no warmup file.")

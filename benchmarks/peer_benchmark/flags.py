@@ -18,7 +18,8 @@ def parse_args(argv):
     """The flags of ``argv``, checked and filled in; ConfigError names the bad flag and what to pass."""
     parser = argparse.ArgumentParser(prog="benchmarks/peers.py", description=PACKAGE_DOC.splitlines()[0])
     parser.add_argument("--model", default="saved_models/efficientnet_lite0",
-                        help="anything tftrt accepts: SavedModel dir, .keras file, keras:NAME, hub:HANDLE")
+                        help="anything tftrt accepts: SavedModel dir, .keras file, keras:NAME, hub:HANDLE; or transformer:SIZE "
+                             "(issue25, bert_base, tiny: benchmarks/models/transformer.py builds it)")
     parser.add_argument("--weights", default="imagenet", help="keras:NAME weights: imagenet or none")
     parser.add_argument("--batch_sizes", default="1,8")
     parser.add_argument("--output", required=True, help="path prefix: writes OUTPUT.json, OUTPUT.md, OUTPUT.png")

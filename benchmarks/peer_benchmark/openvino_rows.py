@@ -44,8 +44,7 @@ class OpenVINORunner:
             model.reshape({name: openvino.PartialShape(list(shape)) for name, shape in shapes})
             compiled = self.core.compile_model(model, "CPU", self.config)
             # OpenVINO quietly runs f32 where the CPU has no bf16 (AVX2): a row labelled bf16 would be an f32 row.
-            in_force = compiled.get_property("INFERENCE_PRECISION_HINT")
-            in_force = in_force.get_type_name() if hasattr(in_force, "get_type_name") else str(in_force)
+            in_force = _text(compiled.get_property("INFERENCE_PRECISION_HINT"))
             if in_force != self.config["INFERENCE_PRECISION_HINT"]:
                 raise Skipped(f"OpenVINO runs {in_force}, not {self.config['INFERENCE_PRECISION_HINT']}, on this CPU "
                               "(no native support): the row would repeat another")
@@ -92,7 +91,7 @@ class OpenVINORunner:
         facts = {}
         for key in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT"):
             with contextlib.suppress(RuntimeError):
-                facts[key] = str(compiled.get_property(key))
+                facts[key] = _text(compiled.get_property(key))
         return facts
 
     def close(self) -> None:
@@ -171,3 +170,8 @@ def _convert_openvino(context: Context):
     saved_model = tf.saved_model.load(context.loaded.saved_model_dir)
     model = openvino.convert_model(saved_model.signatures[context.loaded.signature.key])
     return model, f"openvino.convert_model(loaded serving signature); on the SavedModel dir it failed: {first_failure}"
+
+
+def _text(value) -> str:
+    """A property as OpenVINO spells it in its config ("bf16", not str()'s "<Type: 'bfloat16'>")."""
+    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)

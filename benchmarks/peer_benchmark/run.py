@@ -52,7 +52,11 @@ def main(argv=None) -> dict:
     # Absolute: some steps run from a scratch directory inside it (their stray files stay in the work dir).
     work_dir = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="tftrt-peers-")
     os.makedirs(work_dir, exist_ok=True)
-    loaded = load_model(args.model, weights=None if args.weights.lower() == "none" else args.weights)
+    from models.transformer import saved_model_for  # benchmarks/models/, beside this package
+
+    # transformer:SIZE (benchmarks/models/transformer.py) is built and exported into the work dir first.
+    loaded = load_model(saved_model_for(args.model, work_dir),
+                        weights=None if args.weights.lower() == "none" else args.weights)
     rows: Dict[str, dict] = {}
     runners = {}
     context = None

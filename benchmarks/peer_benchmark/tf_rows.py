@@ -55,11 +55,13 @@ def build_toolkit(context: Context, key: str):
     output = os.path.join(context.work_dir, key)
     calibration_data = context.calibration_data if precision == "int8" else None
     try:
-        pipeline.convert(context.loaded, output, ConversionConfig(backend="cpu", precision=precision), overwrite=True,
+        converted = pipeline.convert(context.loaded, output, ConversionConfig(backend="cpu", precision=precision), overwrite=True,
                          calibration_data=calibration_data, progress=context.log)
     except ToolkitError as error:
         raise Skipped(f"{type(error).__name__}: {error}") from None
     return TFSavedModelRunner(output), {
         "artifact": "TF SavedModel", "artifact_mb": size_mb(output),
+        # The share of the multiply-adds in the row's precision (a conversion below half is refused: skipped).
+        "precision_coverage": converted.metadata["conversion_summary"].get("precision_coverage"),
         "converted_with": f"tftrt_toolkit.convert(ConversionConfig(backend='cpu', precision='{precision}'))"
                           + (", calibrated on --calibration_data" if calibration_data else "")}

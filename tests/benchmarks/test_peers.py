@@ -187,3 +187,26 @@ def test_rows_that_need_onednn_run_in_a_worker_where_it_is_off(peers, tiny_saved
     assert "| plain TF, oneDNN on | yes | 100% | on (TF_ENABLE_ONEDNN_OPTS=1, worker process) |" in markdown
     assert "rows marked 'worker process' ran in a second process" in markdown
     assert not [name for name in os.listdir(tmp_path) if name.startswith("worker-")]
+
+
+def test_a_transformer_spec_is_built_and_measured_on_token_ids(peers, tmp_path):
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or peers.usable_cores()
+    report = peers.main([
+        "--model=transformer:tiny", "--runtimes=tf,cpu_fp32", "--batch_sizes=1", "--rounds=1", "--warmup=1",
+        "--agreement_samples=4", "--data=synthetic", "--agreement_data=synthetic", "--calibration_data=synthetic",
+        f"--threads={threads}", f"--output={tmp_path / 'transformer'}", "--noplot",
+    ])
+    assert [tensor["dtype"] for tensor in report["signature"]["inputs"]] == ["int32"]
+    rows = {row["key"]: row for row in report["rows"]}
+    assert rows["cpu_fp32"]["status"] == "measured", rows["cpu_fp32"]
+    assert rows["cpu_fp32"]["agreement"]["top1_agreement"] == 1.0
+    assert rows["cpu_fp32"]["precision_coverage"]["share"] == 1.0
+
+
+def test_an_unknown_transformer_size_is_one_line(peers, tmp_path):
+    from tftrt_toolkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown transformer size 'huge'; use one of: issue25, bert_base, tiny"):
+        peers.main(["--model=transformer:huge", f"--output={tmp_path / 'x'}", "--rounds=1", "--noplot"])

@@ -69,3 +69,31 @@ def test_flagfile_recipe(tftrt, tiny_saved_model, tmp_path):
     code, out, err = tftrt("convert", f"--flagfile={flagfile}", f"--model={tiny_saved_model}",
                            f"--output={tmp_path / 'out'}")
     assert code == 0, err and "backend=cpu" in out
+
+
+def _have_inc() -> bool:
+    from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
+    from tftrt_toolkit.errors import BackendUnavailable
+
+    try:
+        _import_inc()
+    except BackendUnavailable:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _have_inc(), reason="Intel Neural Compressor (the cpu-int8 extra) is not installed")
+def test_int8_under_half_the_multiply_adds_fails_in_one_line_and_allow_partial_accepts_it(
+        run_cli, tiny_transformer_saved_model, tmp_path):
+    common = [f"--model={tiny_transformer_saved_model}", "--backend=cpu", "--precision=int8",
+              "--calibration_data=synthetic", "--calibration_steps=4"]
+    refused = run_cli("convert", *common, f"--output={tmp_path / 'refused'}", expect_exit=6)
+    last = refused.err.strip().splitlines()[-1]
+    assert "int8 covers only 33% of the model's multiply-adds" in last
+    assert "left in fp32: BatchMatMulV2 ×4, Einsum ×2" in last and "--allow_partial" in last
+    assert not (tmp_path / "refused").exists()
+
+    accepted = run_cli("convert", *common, f"--output={tmp_path / 'int8'}", "--allow_partial")
+    assert "precision coverage: 33% of 1.57 M FLOPs (batch 1) run in int8" in accepted.out
+    inspected = run_cli("inspect", f"--model={tmp_path / 'int8'}")
+    assert "precision coverage: 33% of" in inspected.out and "BatchMatMulV2 ×4 (fp32," in inspected.out

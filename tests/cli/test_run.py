@@ -36,3 +36,27 @@ def test_signature_flag_is_used_not_ignored(tiny_saved_model, tmp_path, run_cli)
                      expect_exit=3)
     assert "no_such_signature" in result.err and not (tmp_path / "report").exists()
 
+
+
+def test_a_transformer_on_synthetic_tokens_reports_coverage_per_precision(tiny_transformer_saved_model, tmp_path,
+                                                                          run_cli):
+    # int8 on the tiny transformer quantizes a third of the multiply-adds: not converted, and the note says why.
+    run_cli("run", f"--model={tiny_transformer_saved_model}", "--data=synthetic", "--precisions=fp32,int8",
+            f"--output_dir={tmp_path / 'report'}", "--batch_sizes=1", "--duration=0.2")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    coverage = {row["name"]: row["precision_coverage"] for row in report["rows"]}
+    assert coverage["original"] is None
+    assert coverage["cpu-fp32"]["share"] == 1.0 and coverage["cpu-fp32"]["total_flops"] > 0
+    assert "cpu-int8" not in coverage
+    int8_notes = [note for note in report["notes"] if note.startswith("int8:")]
+    assert len(int8_notes) == 1
+    from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
+    from tftrt_toolkit.errors import BackendUnavailable
+
+    try:
+        _import_inc()
+        assert "int8 covers only 33% of the model's multiply-adds" in int8_notes[0]
+    except BackendUnavailable:  # without the cpu-int8 extra, int8 is skipped for that reason instead
+        assert "neural" in int8_notes[0].lower() or "cpu-int8" in int8_notes[0]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "FLOPs in precision" in markdown and "**cpu-fp32**: precision coverage: 100% of" in markdown

@@ -261,3 +261,22 @@ def test_a_wordnet_named_folder_makes_the_budget_an_accuracy_drop_with_its_inter
     assert fp32["labelled_images"] == 8 and fp32["top1_drop"] == 0.0
     assert fp32["top1_drop_low"] < 0 < fp32["top1_drop_high"]  # no discordant image: an interval around zero
     assert any("[" in line and "pt" in line for line in result.table_lines())
+
+
+def test_tune_on_token_ids_keeps_the_transformer_and_refuses_a_partial_int8(tiny_transformer_saved_model, tmp_path):
+    # Synthetic data for an int32 [?, 64] input is token ids in [0, 100), inside the model's vocabulary.
+    result = tune(str(tiny_transformer_saved_model), "synthetic:64", str(tmp_path / "tuned"),
+                  candidates=["cpu-fp32", "cpu-int8"], duration=0.1, progress=lambda m: None)
+    rows = {r["candidate"]: r for r in result.table}
+    assert rows["cpu-fp32"]["status"] == "measured" and rows["cpu-fp32"]["top1_agreement"] == 1.0
+    assert result.chosen["candidate"] == "cpu-fp32"
+    # int8 quantizes a third of the multiply-adds (its Dense MatMuls): refused, with the share, not measured.
+    assert rows["cpu-int8"]["status"] == "failed"
+    from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
+    from tftrt_toolkit.errors import BackendUnavailable
+
+    try:
+        _import_inc()
+    except BackendUnavailable:  # without the cpu-int8 extra it fails for that reason instead
+        return
+    assert "int8 covers only 33% of the model's multiply-adds" in rows["cpu-int8"]["reason"]

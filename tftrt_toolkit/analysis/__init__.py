@@ -1,5 +1,7 @@
-"""What we predict without converting: the TensorRT segment plan (``tensorrt_plan/``).
+"""What we learn about a graph without converting or running it; sits below ``backends``.
 
-Sits below ``backends`` (the tensorrt backend reports the plan) and reads the frozen graph
-both backends start from (``backends/frozen``, ``backends/graphdef.py``).
+``tensorrt_plan/``: the TensorRT segment plan (the tensorrt backend reports it), read from the
+frozen graph both backends start from (``backends/frozen``, ``backends/graphdef.py``).
+``precision_coverage``: the share of a converted graph's multiply-adds in its target precision
+(the cpu backend refuses too small a share).
 """

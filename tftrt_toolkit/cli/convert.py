@@ -40,4 +40,8 @@ def main(flags) -> int:
     summary = result.metadata.get("conversion_summary", {})
     print(f"{result.path}  backend={result.backend} precision={result.precision} "
           f"nodes={summary.get('nodes_frozen', '?')}→{summary.get('nodes_optimized', '?')}")
+    if summary.get("precision_coverage"):
+        from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+
+        print(PrecisionCoverage.from_json(summary["precision_coverage"]).describe())
     return 0

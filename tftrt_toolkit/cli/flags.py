@@ -291,6 +291,15 @@ def define_calibration_data(flags: CommandFlags, meaning: str = "int8 calibratio
     return flags.define("string", "calibration_data", None, meaning)
 
 
+def define_allow_partial(flags: CommandFlags) -> str:
+    """--allow_partial_precision (--allow_partial for short): accept a bf16/int8 conversion with under half its FLOPs converted."""
+    name = flags.define("bool", "allow_partial_precision", False,
+                        "Accept a bf16/int8 conversion that leaves over half of the model's multiply-adds in fp32 "
+                        "(refused by default, naming the op types left behind). --allow_partial for short.")
+    absl_flags.DEFINE_alias("allow_partial", name, flag_values=flags.values)
+    return name
+
+
 def define_batch_sizes(flags: CommandFlags, default: List[str], meaning: str = "Batch sizes to measure.", *,
                        formerly: Sequence[str] = ()) -> str:
     return flags.define("list", "batch_sizes", default, meaning, formerly=formerly)
@@ -363,6 +372,7 @@ class ConversionFlags(FlagGroup):
                      "cpu int8: 7-bit weights where 8-bit ones overflow int16 on the calibration data (CPUs without VNNI).")
         flags.define("bool", "int8_bias_correction", True,
                      "cpu int8: each conv's bias absorbs the mean shift its weight rounding causes on the calibration data.")
+        define_allow_partial(flags)
         define_calibration_data(flags)
         flags.define("integer", "calibration_steps", 8, "int8: batches of calibration data to feed.")
         flags.define("integer", "batch_size", 8,
@@ -399,6 +409,7 @@ class ConversionFlags(FlagGroup):
             bf16_keep_fp32_ops=tuple(flags.value("bf16_keep_fp32_ops") or ()),
             int8_overflow_safe_weights=flags.value("int8_overflow_safe_weights"),
             int8_bias_correction=flags.value("int8_bias_correction"),
+            allow_partial_precision=flags.value("allow_partial_precision"),
             warmup_data=flags.value("warmup_data"),
             warmup_batch_sizes=tuple(flags.value("warmup_batch_sizes") or ()),
         )

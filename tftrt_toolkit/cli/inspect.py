@@ -26,6 +26,10 @@ def main(flags) -> int:
     with load_model(model.spec, **model.load_options) as loaded:
         info = describe(loaded)
         lines = describe_lines(info)
+        if info.get("precision_coverage"):
+            from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+
+            lines.insert(2, PrecisionCoverage.from_json(info["precision_coverage"]).describe())
         if not loaded.is_temporary_export:
             lines.append(_warmup_line(loaded.saved_model_dir, info))
         if plan.plan == "tensorrt":

@@ -37,6 +37,7 @@ class RunFlags(cli_flags.FlagGroup):
         cli_flags.define_batch_sizes(flags, ["1", "8"], "Batch sizes to benchmark.", formerly=["run_batch_sizes"])
         cli_flags.define_duration(flags, 3.0, "Seconds of timed runs per model and batch size.",
                                   formerly=["seconds_per_measurement"])
+        cli_flags.define_allow_partial(flags)
 
     def parse(self, flags):
         self.backend = flags.value("backend")
@@ -44,6 +45,7 @@ class RunFlags(cli_flags.FlagGroup):
         self.calibration_data = flags.value("calibration_data")
         self.batch_sizes = cli_flags.batch_sizes(flags)
         self.duration = flags.value("duration")
+        self.allow_partial_precision = flags.value("allow_partial_precision")
 
 
 def flag_groups():
@@ -80,6 +82,7 @@ def _run_job_from_flags(flags):
         data=data.data, labels_csv=data.labels_csv, strict_data=data.strict, **data.options,
         precisions=run.precisions, backend=run.backend, calibration_data=run.calibration_data,
         batch_sizes=run.batch_sizes, duration=run.duration, threads=flags[cli_flags.ThreadingFlags].threads,
+        allow_partial_precision=run.allow_partial_precision,
         progress=True,  # a bar when stderr is a terminal; the step lines are logged (cli/main.py shows them)
     )
     return report

@@ -49,7 +49,8 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
             top_k: int = 5, overwrite: bool = False, threads=(None, None),
             calibration_data: Optional[str] = None, custom_objects=None, strict_data: bool = False,
             signature_key: Optional[str] = None, unsafe_deserialization: bool = False,
-            preprocess: str = "auto", input_shape=None, progress: ProgressOption = True) -> RunReport:
+            preprocess: str = "auto", input_shape=None, allow_partial_precision: bool = False,
+            progress: ProgressOption = True) -> RunReport:
     """Run the whole job on ``model`` (default: the shipped EfficientNet-Lite0 and its samples).
 
     Converts with each precision in ``precisions`` (default: the best this machine offers),
@@ -79,6 +80,9 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     and summed up in a note; ``strict_data`` refuses them (DataError) before any conversion.
     ``custom_objects``, ``signature_key`` and ``unsafe_deserialization`` are ``load_model``'s
     (a Keras file's custom classes, which signature, Lambda layers).
+
+    A bf16/int8 conversion leaving most of the multiply-adds in fp32 is not converted (a note
+    says which op types), unless ``allow_partial_precision``; each row reports its share.
 
     ``progress``: a bar over the six steps in a terminal or notebook (False: none); the step
     messages ("[2/6] convert: fp32") are logged at INFO either way (the CLI shows them).
@@ -116,7 +120,7 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
     progress.advance()
     named = list(precisions or [])  # asked for by name: their failure fails the run
     precisions = list(precisions or offered_precisions(env))
-    base_config = ConversionConfig(backend=backend)
+    base_config = ConversionConfig(backend=backend, allow_partial_precision=allow_partial_precision)
     for precision in precisions:  # refuse impossible combinations before any work
         base_config.replace(precision=precision)
     target = artifacts.resolve_output(output_dir)
@@ -158,7 +162,9 @@ def run_job(model: Optional[str] = None, *, output_dir: str = DEFAULT_OUTPUT_DIR
                 base_config.backend.value if base_config.backend.value != "auto" else env.recommended_backend()[0])
             rows.append(ModelRow(name=f"{backend_name}-{precision}",
                                  path=os.path.join(os.path.basename(target), "models", precision),
-                                 backend=backend_name, precision=precision))
+                                 backend=backend_name, precision=precision,
+                                 precision_coverage=None if tried.failure else
+                                 result.metadata["conversion_summary"].get("precision_coverage")))
             if tried.failure:
                 _fail(rows[-1], tried.failure, rows, failed, notes, progress)
 

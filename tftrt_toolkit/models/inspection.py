@@ -65,6 +65,7 @@ def describe(model: LoadedModel) -> dict:
         info["converted_by_tftrt_toolkit"] = {k: meta.get(k) for k in ("backend", "precision", "toolkit_version",
                                                                        "tensorflow_version", "created_at")}
         info["runtime"] = meta.get("runtime")
+        info["precision_coverage"] = (meta.get("conversion_summary") or {}).get("precision_coverage")
     return info
 
 

@@ -34,6 +34,8 @@ class ModelRow:
     note: str = ""
     # Set when a step raised for this model: {"step", "reason", "error_type", "exit_code"} (jobs.attempts.Failure).
     failure: Optional[dict] = None
+    # The conversion's precision_coverage record (analysis/precision_coverage.py); None for the original.
+    precision_coverage: Optional[dict] = None
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -80,6 +82,9 @@ class RunReport:
         against_default = any(row.speedup_vs_tf_default for row in self.rows)
         if against_default:
             header += [f"vs plain TF default bs{b}" for b in self.batch_sizes]
+        covered = any(row.precision_coverage for row in self.rows)
+        if covered:
+            header.append("FLOPs in precision")
         any_failed = any(row.failure for row in self.rows)
         if any_failed:
             header.append("failed")
@@ -96,6 +101,8 @@ class RunReport:
             if against_default:
                 cells += [f"{row.speedup_vs_tf_default[b]:.2f}x" if b in row.speedup_vs_tf_default else "-"
                           for b in self.batch_sizes]
+            if covered:
+                cells.append(f"{row.precision_coverage['share']:.0%}" if row.precision_coverage else "-")
             if any_failed:
                 cells.append(f"at {row.failure['step']}: {row.failure['reason']}" if row.failure else "-")
             rows.append(cells)
@@ -174,6 +181,14 @@ def markdown_report(report: RunReport, env) -> str:
         verdict = "FAILED" if row.failure else {True: "pass", False: "FAIL", None: "-"}[row.validation_passed]
         lines.append(f"- **{row.name}**: {verdict}; top-1 agreement {agreement}, top-5 {topk}, max abs error {error}"
                      + (f" — {row.note}" if row.note else ""))
+    covered = [row for row in report.optimized if row.precision_coverage]
+    if covered:
+        from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+
+        lines += ["", "## Precision coverage", "",
+                  "The share of the model's multiply-adds (Conv2D, MatMul, BatchMatMulV2, Einsum and their fused or "
+                  "quantized forms, at batch 1) that run in each model's precision.", ""]
+        lines += [f"- **{row.name}**: {PrecisionCoverage.from_json(row.precision_coverage).describe()}" for row in covered]
     labelled = [row for row in report.optimized if row.accuracy]
     if labelled:
         first = labelled[0].accuracy

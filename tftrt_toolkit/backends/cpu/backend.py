@@ -112,6 +112,14 @@ class CpuBackend(ConversionBackend):
             timings["quantize_s"] = time.perf_counter() - start
             summary["op_histogram"] = graphdef.op_histogram(frozen.graph_def)
 
+        from tftrt_toolkit.analysis.precision_coverage import check_coverage, precision_coverage
+
+        # Share of the multiply-adds in the precision asked for; too small a share is refused
+        # before the rebuild, nothing written.
+        coverage = precision_coverage(frozen.graph_def, config.precision.value)
+        summary["precision_coverage"] = coverage.to_json()
+        check_coverage(coverage, allow_partial=config.allow_partial_precision)
+
         variables = ()
         with step("rebuild"):
             if not weights_size.fit_in_one_graph(frozen.held.nbytes):

@@ -40,10 +40,25 @@ def _fold_weight_casts(graph_def, keep, held):
 
 # Constant folding stored bf16 weights when they were graph constants; held aside, we cast them.
 FOLD_WEIGHT_CASTS = Stage("fold_weight_casts", transform=_fold_weight_casts)
+
+
+def _fuse_layer_norms(graph_def, keep, held):
+    from tftrt_toolkit.backends.cpu.layer_norm_fusion import fuse_layer_norms
+
+    graph_def, _ = fuse_layer_norms(graph_def, keep=tuple(keep), held=held)
+    return graph_def, held
+
+
+def _no_layer_norm_ops(graph_def, records) -> str:
+    return "" if any(node.op == "SquaredDifference" for node in graph_def.node) else "no LayerNorm (SquaredDifference) ops"
+
+
+# Keras 3's ten-op LayerNorm → one oneDNN _MklLayerNorm (the remapper knows only tf.keras's pattern).
+FUSE_LAYER_NORM = Stage("fuse_layer_norm", transform=_fuse_layer_norms, skip_reason=_no_layer_norm_ops)
 # Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
 FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
 
-CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSION)
+CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, FUSION)
 # No offline fusion under bf16: grappler's _FusedConv2D does not accept bfloat16 (the saved graph
 # would not load), while at run time TF rewrites fusions into oneDNN kernels that do. Random-weight
 # models hide this (zero biases fold away, leaving nothing to fuse); real weights do not.
