@@ -7,9 +7,7 @@ bf16 kernels there. A smaller CPU is imitated on a bigger one in child processes
 AVX2 path, and the other way round. Only speed is the hardware's, and nothing here times.
 """
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
@@ -17,12 +15,11 @@ import pytest
 from tftrt_toolkit import ConversionConfig, convert
 from tftrt_toolkit.backends.precisions import offered_precisions
 from tftrt_toolkit.environment import probe
+from tests.extras import HAVE_INC, needs_inc
 from tests.every_cpu import (child_env, environment_offering_bf16, model_process_env, python_in_child,
                              run_serving_default, smaller_cpu_env, tftrt_in_child)
 
 PRECISIONS = ("fp32", "bf16", "int8")
-HAVE_INC = importlib.util.find_spec("neural_compressor") is not None
-needs_inc = pytest.mark.skipif(not HAVE_INC, reason='int8 conversion needs the cpu-int8 extra: pip install -e ".[cpu-int8]"')
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 

@@ -47,6 +47,7 @@ class ConversionRecord:
         return self.metadata["precision"]
 
     def __fspath__(self) -> str:
+        # Path-like: os.fspath(model), open(...), and every API that takes a model path take it.
         return self.path
 
     def to_json(self) -> dict:

@@ -7,29 +7,19 @@ bf16 conversions cover (nearly) everything.
 """
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
 
 from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage, check_coverage, precision_coverage
-from tftrt_toolkit.backends.cpu.int8 import INSTALL_HINT
-from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.environment import probe
-from tftrt_toolkit.errors import BackendUnavailable, ConfigError, ConversionError
+from tftrt_toolkit.errors import ConfigError, ConversionError
 from tftrt_toolkit.pipeline import convert
 
-
-def _have_inc() -> bool:
-    try:
-        _import_inc()
-    except BackendUnavailable:
-        return False
-    return True
+from tests.extras import needs_inc
 
 
-needs_inc = pytest.mark.skipif(not _have_inc(), reason=f"Intel Neural Compressor missing: {INSTALL_HINT}")
 
 
 def _graph_def(build):

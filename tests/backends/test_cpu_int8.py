@@ -15,11 +15,12 @@ from tftrt_toolkit import onednn
 from tftrt_toolkit.backends.cpu import int8 as cpu_int8
 from tftrt_toolkit.backends.cpu.int8 import fp32_check
 from tftrt_toolkit.backends.cpu.int8.overflow_guard import pair_sums_overflow
-from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
 from tftrt_toolkit.backends.precisions import offer_for
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import BackendUnavailable, DataError
+
+from tests.extras import needs_inc
 
 IMAGE_SIZE = 32
 CALIBRATION_BATCH = 8
@@ -27,17 +28,6 @@ CALIBRATION_STEPS = 8  # 64 samples, above cpu_int8.MIN_CALIBRATION_SAMPLES
 
 _INT8 = offer_for(probe(), "cpu", "int8")
 needs_int8 = pytest.mark.skipif(not _INT8.available, reason=f"cpu int8 cannot run here: {_INT8.reason}")
-
-
-def _have_inc() -> bool:
-    try:
-        _import_inc()
-    except BackendUnavailable:
-        return False
-    return True
-
-
-needs_inc = pytest.mark.skipif(not _have_inc(), reason=f"Intel Neural Compressor missing: {cpu_int8.INSTALL_HINT}")
 
 
 def _build_residual_cnn():

@@ -6,6 +6,8 @@ import pytest
 
 from tftrt_toolkit.environment import probe
 
+from tests.extras import needs_inc
+
 def test_convert_cpu_fp32_then_refuses_to_overwrite(tftrt, tiny_saved_model, tmp_path):
     out_dir = tmp_path / "fp32"
     code, out, err = tftrt("convert", f"--model={tiny_saved_model}", f"--output={out_dir}",
@@ -71,18 +73,7 @@ def test_flagfile_recipe(tftrt, tiny_saved_model, tmp_path):
     assert code == 0, err and "backend=cpu" in out
 
 
-def _have_inc() -> bool:
-    from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
-    from tftrt_toolkit.errors import BackendUnavailable
-
-    try:
-        _import_inc()
-    except BackendUnavailable:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _have_inc(), reason="Intel Neural Compressor (the cpu-int8 extra) is not installed")
+@needs_inc
 def test_int8_under_half_the_multiply_adds_fails_in_one_line_and_allow_partial_accepts_it(
         run_cli, tiny_transformer_saved_model, tmp_path):
     common = [f"--model={tiny_transformer_saved_model}", "--backend=cpu", "--precision=int8",

@@ -4,8 +4,12 @@ import csv
 import json
 import os
 
+from tftrt_toolkit.backends.precisions import offered_precisions
+from tftrt_toolkit.environment import probe
+from tftrt_toolkit.errors import ConversionError
 from tftrt_toolkit.jobs.run import DEFAULT_MODEL, DEFAULT_SAMPLES
 from tests.every_cpu import environment_offering_bf16, model_process_env, tftrt_in_child
+from tests.extras import HAVE_INC
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -40,23 +44,24 @@ def test_signature_flag_is_used_not_ignored(tiny_saved_model, tmp_path, run_cli)
 
 def test_a_transformer_on_synthetic_tokens_reports_coverage_per_precision(tiny_transformer_saved_model, tmp_path,
                                                                           run_cli):
-    # int8 on the tiny transformer quantizes a third of the multiply-adds: not converted, and the note says why.
-    run_cli("run", f"--model={tiny_transformer_saved_model}", "--data=synthetic", "--precisions=fp32,int8",
-            f"--output_dir={tmp_path / 'report'}", "--batch_sizes=1", "--duration=0.2")
-    report = json.loads((tmp_path / "report" / "report.json").read_text())
-    coverage = {row["name"]: row["precision_coverage"] for row in report["rows"]}
-    assert coverage["original"] is None
-    assert coverage["cpu-fp32"]["share"] == 1.0 and coverage["cpu-fp32"]["total_flops"] > 0
-    assert "cpu-int8" not in coverage
-    int8_notes = [note for note in report["notes"] if note.startswith("int8:")]
-    assert len(int8_notes) == 1
-    from tftrt_toolkit.backends.cpu.int8.quantize import _import_inc
-    from tftrt_toolkit.errors import BackendUnavailable
-
-    try:
-        _import_inc()
-        assert "int8 covers only 33% of the model's multiply-adds" in int8_notes[0]
-    except BackendUnavailable:  # without the cpu-int8 extra, int8 is skipped for that reason instead
-        assert "neural" in int8_notes[0].lower() or "cpu-int8" in int8_notes[0]
-    markdown = (tmp_path / "report" / "report.md").read_text()
+    # int8 on the tiny transformer quantizes a third of the multiply-adds: refused at convert, a
+    # failed row naming the share, and the run goes on (int8 only offered, not named: exit 0).
+    out = tmp_path / "report"
+    run_cli("run", f"--model={tiny_transformer_saved_model}", "--data=synthetic", f"--output_dir={out}",
+            "--batch_sizes=1", "--duration=0.2")
+    rows = {row["name"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+    assert rows["original"]["precision_coverage"] is None
+    fp32 = rows["cpu-fp32"]["precision_coverage"]
+    assert fp32["share"] == 1.0 and fp32["total_flops"] > 0
+    markdown = (out / "report.md").read_text()
     assert "FLOPs in precision" in markdown and "**cpu-fp32**: precision coverage: 100% of" in markdown
+    if HAVE_INC and "int8" in offered_precisions(probe()):
+        int8 = rows["cpu-int8"]
+        assert int8["failure"]["step"] == "convert" and int8["precision_coverage"] is None
+        assert "int8 covers only 33% of the model's multiply-adds" in int8["failure"]["reason"]
+        # Named with --precisions, the same refusal fails the run in one line, after writing the report.
+        named = run_cli("run", f"--model={tiny_transformer_saved_model}", "--data=synthetic", "--precisions=fp32,int8",
+                        f"--output_dir={tmp_path / 'named'}", "--batch_sizes=1", "--duration=0.2",
+                        expect_exit=ConversionError.exit_code)
+        assert "left in fp32: BatchMatMulV2" in named.err.splitlines()[-1]
+        assert (tmp_path / "named" / "report.md").exists()

@@ -57,7 +57,7 @@ class Failure:
 
     def describe(self) -> str:
         """One line: "failed at convert: RuntimeError: boom"."""
-        return f"failed at {self.step}: {self.reason}"
+        return f"failed at {self.step}: {self.reason.rstrip('.')}"  # callers go on after it with "; ..."
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

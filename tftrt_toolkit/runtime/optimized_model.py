@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 from tftrt_toolkit import artifacts
 from tftrt_toolkit.errors import ModelLoadError
 from tftrt_toolkit.models.spec import ModelKind, ModelSpec
+from tftrt_toolkit.pipeline import ConversionRecord
 from tftrt_toolkit.report import results as rendered
 from tftrt_toolkit.runtime import benchmark as runtime_benchmark
 from tftrt_toolkit.runtime import predict as runtime_predict
@@ -28,11 +29,9 @@ from tftrt_toolkit.runtime import validate as runtime_validate
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizedModel:
-    """A converted model on disk (path-like) and the record of how it was made."""
-
-    path: str
-    metadata: dict
+class OptimizedModel(ConversionRecord):
+    """A converted model on disk (path-like) and the record of how it was made (``pipeline.ConversionRecord``),
+    with the methods that use it."""
 
     @classmethod
     def from_path(cls, path) -> "OptimizedModel":
@@ -42,14 +41,6 @@ class OptimizedModel:
         if metadata is None:
             raise ModelLoadError(f"{path!r} was not written by tftrt_toolkit (no {artifacts.METADATA_RELATIVE_PATH}).")
         return cls(path, metadata)
-
-    @property
-    def backend(self) -> str:
-        return self.metadata["backend"]
-
-    @property
-    def precision(self) -> str:
-        return self.metadata["precision"]
 
     @property
     def signature_key(self) -> str:
@@ -62,10 +53,6 @@ class OptimizedModel:
         if not source:
             return None
         return ModelSpec(ModelKind(source["kind"]), source["location"], source.get("weights"))
-
-    def __fspath__(self) -> str:
-        # Path-like: os.fspath(model), open(...), and every API that takes a model path take it.
-        return self.path
 
     # ------------------------------------------------------------------ using it
 
@@ -108,9 +95,6 @@ class OptimizedModel:
         return runtime_predict.predict(self.path, data, **options)
 
     # ------------------------------------------------------------------ rendering
-
-    def to_json(self) -> dict:
-        return {"path": self.path, "metadata": self.metadata}
 
     def to_markdown(self) -> str:
         return rendered.optimized_model_markdown(self)
