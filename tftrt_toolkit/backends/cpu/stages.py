@@ -55,6 +55,26 @@ def _no_layer_norm_ops(graph_def, records) -> str:
 
 # Keras 3's ten-op LayerNorm → one oneDNN _MklLayerNorm (the remapper knows only tf.keras's pattern).
 FUSE_LAYER_NORM = Stage("fuse_layer_norm", transform=_fuse_layer_norms, skip_reason=_no_layer_norm_ops)
+
+
+def _projections_to_matmuls(graph_def, keep, held):
+    from tftrt_toolkit.backends.cpu.projection_matmuls import projections_to_matmuls
+
+    graph_def, held, _ = projections_to_matmuls(graph_def, keep=tuple(keep), held=held)
+    return graph_def, held
+
+
+def _no_batch_matmuls(graph_def, records) -> str:
+    return "" if any(node.op == "BatchMatMulV2" for node in graph_def.node) else "no BatchMatMulV2 ops"
+
+
+# Keras 3's EinsumDense projections (BatchMatMulV2 by a reshaped constant weight) → 2-D MatMuls,
+# which the int8 quantizer takes; cleanup then merges the Reshapes. Only before int8: in fp32 and
+# bf16 it measured neutral (benchmarks/transformer_cpu_notes.md).
+PROJECTIONS_TO_MATMULS = Stage("projections_to_matmuls", transform=_projections_to_matmuls,
+                               skip_reason=_no_batch_matmuls)
+CLEANUP_AFTER_PROJECTIONS = dataclasses.replace(CLEANUP, name="cleanup_after_projections",
+                                                skip_reason=_previous_stage_changed_nothing)
 # Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
 FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
 
@@ -62,7 +82,9 @@ CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAY
 # No offline fusion under bf16: grappler's _FusedConv2D does not accept bfloat16 (the saved graph
 # would not load), while at run time TF rewrites fusions into oneDNN kernels that do. Random-weight
 # models hide this (zero biases fold away, leaving nothing to fuse); real weights do not.
-CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, BF16, FOLD_WEIGHT_CASTS)
+# LayerNorm is fused before the bf16 pass, which leaves _MklLayerNorm in fp32 between two Casts:
+# the ten ops in bf16 were a third of a bf16 transformer's time (Eigen's elementwise bf16 is slow).
+CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, BF16, FOLD_WEIGHT_CASTS)
 # Before quantizing: cleanup and layout, no remapper fusion (the int8 quantizer matches plain
-# Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself).
-PREQUANTIZE_STAGES = (CLEANUP, LAYOUT)
+# Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself), projections made MatMuls it quantizes.
+PREQUANTIZE_STAGES = (CLEANUP, LAYOUT, PROJECTIONS_TO_MATMULS, CLEANUP_AFTER_PROJECTIONS)
