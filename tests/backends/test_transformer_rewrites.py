@@ -1,4 +1,5 @@
-"""Transformer rewrites of the cpu backend: projections as 2-D MatMuls (int8 quantizes them) and LayerNorm fused in bf16."""
+"""Transformer rewrites of the cpu backend: projections as 2-D MatMuls (int8 quantizes them); bf16 with LayerNorm fused
+and elementwise ops in fp32."""
 
 import numpy as np
 import pytest
@@ -95,6 +96,8 @@ def test_bf16_fuses_each_layer_norm_and_answers_like_the_original(tiny_transform
     assert summary["op_histogram"].get("_MklLayerNorm") == 2
     assert "SquaredDifference" not in summary["op_histogram"] and "Rsqrt" not in summary["op_histogram"]
     assert summary["precision_coverage"]["share"] == 1.0
+    # Its elementwise ops (GELU, residual adds, the attention scale) stay fp32, with the Softmax asked for.
+    assert summary["kept_fp32_ops"] == ["Softmax", "Erf", "Mul", "AddV2"]
 
     tokens = _tokens()
     expected = _original_outputs(tiny_transformer_saved_model, tokens)

@@ -85,6 +85,25 @@ CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAY
 # LayerNorm is fused before the bf16 pass, which leaves _MklLayerNorm in fp32 between two Casts:
 # the ten ops in bf16 were a third of a bf16 transformer's time (Eigen's elementwise bf16 is slow).
 CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, BF16, FOLD_WEIGHT_CASTS)
+# The bf16 stages in two runs: what prepares the graph, then the pass, whose fp32 ops depend on that graph.
+CPU_BF16_PREPARE_STAGES = CPU_BF16_STAGES[:CPU_BF16_STAGES.index(BF16)]
+CPU_BF16_PASS_STAGES = CPU_BF16_STAGES[CPU_BF16_STAGES.index(BF16):]
+
+# A transformer's elementwise ops between its matmuls (GELU's Erf/Mul/AddV2, residual adds, the
+# attention scale): Eigen runs them in bf16 element by element, in fp32 vectorized; kept in fp32 they
+# measured 1.15-1.25x faster over the whole 4-layer model of issue 25 (benchmarks/transformer_cpu_notes.md).
+# Only where the graph holds a fused LayerNorm: a CNN's residual adds stay bf16, fused into convolutions.
+TRANSFORMER_FP32_OPS = ("Erf", "Mul", "AddV2")
+
+
+def bf16_fp32_ops(graph_def, asked) -> tuple:
+    """The op types the bf16 pass keeps in fp32 for ``graph_def``: ``asked`` plus, in a transformer, its elementwise ops."""
+    from tftrt_toolkit.backends.cpu.layer_norm_fusion import FUSED_OP
+
+    asked = tuple(asked)
+    if not any(node.op == FUSED_OP for node in graph_def.node):
+        return asked
+    return asked + tuple(op for op in TRANSFORMER_FP32_OPS if op not in asked)
 # Before quantizing: cleanup and layout, no remapper fusion (the int8 quantizer matches plain
 # Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself), projections made MatMuls it quantizes.
 PREQUANTIZE_STAGES = (CLEANUP, LAYOUT, PROJECTIONS_TO_MATMULS, CLEANUP_AFTER_PROJECTIONS)
