@@ -7,6 +7,7 @@ import pytest
 from tests.extras import needs_inc
 from tests.every_cpu import environment_offering_bf16, python_in_child, run_serving_default, smaller_cpu_env
 from tftrt_toolkit.backends.cpu.projection_matmuls import projections_to_matmuls
+from tftrt_toolkit.backends.cpu.static_reshapes import constant_reshape_shapes
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.pipeline import convert
 
@@ -65,6 +66,22 @@ def test_a_batched_matmul_that_is_not_a_plain_projection_is_left_alone(case):
     assert count == 0 and rewritten is graph_def
 
 
+def test_a_dense_on_tokens_gets_constant_reshape_shapes_and_the_same_answer_at_any_batch():
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as graph:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 5, 4], name="x")
+        weight = tf.constant(np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32))
+        tf.identity(tf.tensordot(x, weight, axes=[[2], [0]]), name="out")  # what Keras 3's Dense exports
+    graph_def = graph.as_graph_def()
+    rewritten, _, count = constant_reshape_shapes(graph_def, keep=("out",))
+    ops = [node.op for node in rewritten.node]
+    assert count == 2 and "Shape" not in ops and "Prod" not in ops and "Pack" not in ops
+    for batch in (1, 3):
+        feed = np.random.default_rng(batch).normal(size=(batch, 5, 4)).astype(np.float32)
+        np.testing.assert_allclose(_run(rewritten, feed), _run(graph_def, feed), rtol=1e-6, atol=1e-6)
+
+
 @needs_inc
 def test_int8_quantizes_the_attention_projections_and_answers_like_the_original(tiny_transformer_saved_model, tmp_path):
     result = convert(str(tiny_transformer_saved_model), str(tmp_path / "int8"),
@@ -94,6 +111,7 @@ def test_bf16_fuses_each_layer_norm_and_answers_like_the_original(tiny_transform
                      progress=False)
     summary = result.metadata["conversion_summary"]
     assert summary["op_histogram"].get("_MklLayerNorm") == 2
+    assert "Shape" not in summary["op_histogram"] and "static_reshapes" in summary["stages_that_changed_the_graph"]
     assert "SquaredDifference" not in summary["op_histogram"] and "Rsqrt" not in summary["op_histogram"]
     assert summary["precision_coverage"]["share"] == 1.0
     # Its elementwise ops (GELU, residual adds, the attention scale) stay fp32, with the Softmax asked for.

@@ -75,6 +75,21 @@ PROJECTIONS_TO_MATMULS = Stage("projections_to_matmuls", transform=_projections_
                                skip_reason=_no_batch_matmuls)
 CLEANUP_AFTER_PROJECTIONS = dataclasses.replace(CLEANUP, name="cleanup_after_projections",
                                                 skip_reason=_previous_stage_changed_nothing)
+
+
+def _constant_reshape_shapes(graph_def, keep, held):
+    from tftrt_toolkit.backends.cpu.static_reshapes import constant_reshape_shapes
+
+    graph_def, held, _ = constant_reshape_shapes(graph_def, keep=tuple(keep), held=held)
+    return graph_def, held
+
+
+def _no_dynamic_reshapes(graph_def, records) -> str:
+    return "" if any(node.op == "Shape" for node in graph_def.node) else "no shapes computed at run time (Shape ops)"
+
+
+# Keras 3's Tensordot (Dense on [B, T, C]) computes its Reshapes' shapes at every call: made constants.
+STATIC_RESHAPES = Stage("static_reshapes", transform=_constant_reshape_shapes, skip_reason=_no_dynamic_reshapes)
 # Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
 FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
 
@@ -84,7 +99,9 @@ CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAY
 # models hide this (zero biases fold away, leaving nothing to fuse); real weights do not.
 # LayerNorm is fused before the bf16 pass, which leaves _MklLayerNorm in fp32 between two Casts:
 # the ten ops in bf16 were a third of a bf16 transformer's time (Eigen's elementwise bf16 is slow).
-CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, BF16, FOLD_WEIGHT_CASTS)
+# Constant Reshape shapes measured 1.04-1.10x at bs1 in bf16 (fewer ops per call), neutral in fp32 and int8.
+CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, STATIC_RESHAPES, BF16,
+                   FOLD_WEIGHT_CASTS)
 # The bf16 stages in two runs: what prepares the graph, then the pass, whose fp32 ops depend on that graph.
 CPU_BF16_PREPARE_STAGES = CPU_BF16_STAGES[:CPU_BF16_STAGES.index(BF16)]
 CPU_BF16_PASS_STAGES = CPU_BF16_STAGES[CPU_BF16_STAGES.index(BF16):]
