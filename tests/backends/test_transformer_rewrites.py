@@ -95,6 +95,7 @@ def test_int8_quantizes_the_attention_projections_and_answers_like_the_original(
     assert "BatchMatMulV2" not in histogram and histogram.get("MatMul", 0) == 0
     assert sum(count for op, count in histogram.items() if op.startswith("QuantizedMatMul")) == 7
     assert set(summary["precision_coverage"]["ops_left_behind"]) == {"Einsum"}
+    assert histogram.get("_MklLayerNorm") == 2  # fused before quantizing; INC leaves it in fp32
 
     tokens = _tokens()
     expected = _original_outputs(tiny_transformer_saved_model, tokens)

@@ -122,5 +122,6 @@ def bf16_fp32_ops(graph_def, asked) -> tuple:
         return asked
     return asked + tuple(op for op in TRANSFORMER_FP32_OPS if op not in asked)
 # Before quantizing: cleanup and layout, no remapper fusion (the int8 quantizer matches plain
-# Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself), projections made MatMuls it quantizes.
-PREQUANTIZE_STAGES = (CLEANUP, LAYOUT, PROJECTIONS_TO_MATMULS, CLEANUP_AFTER_PROJECTIONS)
+# Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself), projections made MatMuls it quantizes,
+# LayerNorm fused (INC leaves the op as it is; 1.2x at bs8, 1.02x at bs1 on the 4x256 transformer).
+PREQUANTIZE_STAGES = (CLEANUP, LAYOUT, PROJECTIONS_TO_MATMULS, CLEANUP_AFTER_PROJECTIONS, FUSE_LAYER_NORM)
