@@ -5,8 +5,7 @@ Keras 3 exports ``EinsumDense`` (MultiHeadAttention's query/key/value/output pro
 broadcasts one weight over the batch, with the weight reshaped at every call (a held weight is a
 Placeholder, which constant folding cannot fold). TF's int8 quantizer (Intel Neural Compressor)
 quantizes ``MatMul`` but not ``BatchMatMulV2``, so an int8 transformer left these projections,
-a third of its multiply-adds, in fp32 (issue 25); the remapper's MatMul + BiasAdd fusion cannot
-take them either. The same product as a plain matmul:
+a third of its multiply-adds, in fp32 (issue 25). The same product as a plain matmul:
 
     BatchMatMulV2(x, W)  ==  Reshape(MatMul(Reshape(x, [-1, K]), W), [-1, T, N])
 
