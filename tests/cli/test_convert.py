@@ -80,11 +80,11 @@ def test_int8_under_half_the_multiply_adds_fails_in_one_line_and_allow_partial_a
               "--calibration_data=synthetic", "--calibration_steps=4"]
     refused = run_cli("convert", *common, f"--output={tmp_path / 'refused'}", expect_exit=6)
     last = refused.err.strip().splitlines()[-1]
-    assert "int8 covers only 33% of the model's multiply-adds" in last
-    assert "left in fp32: BatchMatMulV2 ×4, Einsum ×2" in last and "--allow_partial" in last
+    assert "int8 covers only 43% of the model's multiply-adds" in last
+    assert "left in fp32: Einsum ×2." in last and "--allow_partial" in last
     assert not (tmp_path / "refused").exists()
 
     accepted = run_cli("convert", *common, f"--output={tmp_path / 'int8'}", "--allow_partial")
-    assert "precision coverage: 33% of 1.57 M FLOPs (batch 1) run in int8" in accepted.out
+    assert "precision coverage: 43% of 459 k FLOPs (batch 1) run in int8" in accepted.out
     inspected = run_cli("inspect", f"--model={tmp_path / 'int8'}")
-    assert "precision coverage: 33% of" in inspected.out and "BatchMatMulV2 ×4 (fp32," in inspected.out
+    assert "precision coverage: 43% of" in inspected.out and "Einsum ×2 (fp32," in inspected.out

@@ -44,7 +44,7 @@ def test_signature_flag_is_used_not_ignored(tiny_saved_model, tmp_path, run_cli)
 
 def test_a_transformer_on_synthetic_tokens_reports_coverage_per_precision(tiny_transformer_saved_model, tmp_path,
                                                                           run_cli):
-    # int8 on the tiny transformer quantizes a third of the multiply-adds: refused at convert, a
+    # int8 on the tiny transformer quantizes 43% of the multiply-adds (attention's Einsums stay fp32): refused at convert, a
     # failed row naming the share, and the run goes on (int8 only offered, not named: exit 0).
     out = tmp_path / "report"
     run_cli("run", f"--model={tiny_transformer_saved_model}", "--data=synthetic", f"--output_dir={out}",
@@ -58,10 +58,10 @@ def test_a_transformer_on_synthetic_tokens_reports_coverage_per_precision(tiny_t
     if HAVE_INC and "int8" in offered_precisions(probe()):
         int8 = rows["cpu-int8"]
         assert int8["failure"]["step"] == "convert" and int8["precision_coverage"] is None
-        assert "int8 covers only 33% of the model's multiply-adds" in int8["failure"]["reason"]
+        assert "int8 covers only 43% of the model's multiply-adds" in int8["failure"]["reason"]
         # Named with --precisions, the same refusal fails the run in one line, after writing the report.
         named = run_cli("run", f"--model={tiny_transformer_saved_model}", "--data=synthetic", "--precisions=fp32,int8",
                         f"--output_dir={tmp_path / 'named'}", "--batch_sizes=1", "--duration=0.2",
                         expect_exit=ConversionError.exit_code)
-        assert "left in fp32: BatchMatMulV2" in named.err.splitlines()[-1]
+        assert "left in fp32: Einsum ×2." in named.err.splitlines()[-1]
         assert (tmp_path / "named" / "report.md").exists()

@@ -65,13 +65,23 @@ class CpuBackend(ConversionBackend):
             frozen_at.append(time.perf_counter())
             return frozen
 
-        chosen = stages.CPU_BF16_STAGES if config.precision is Precision.BF16 else stages.CPU_FP32_STAGES
+        chosen = stages.CPU_FP32_STAGES
         if config.precision is Precision.INT8:
             # The int8 quantizer matches plain Conv2D/BiasAdd/Relu, not the remapper's _FusedConv2D.
             chosen = stages.PREQUANTIZE_STAGES
         # A loader, not a value (Polygraphy's way): nothing here holds the unoptimised graph
         # and its weights while the stages run.
-        frozen, records = optimize_graph(freeze, chosen, keep_fp32_ops=config.bf16_keep_fp32_ops)
+        kept_fp32_ops = config.bf16_keep_fp32_ops
+        if config.precision is Precision.BF16:
+            # Which ops stay fp32 depends on the prepared graph (a transformer keeps its elementwise ops).
+            prepared, records = optimize_graph(freeze, stages.CPU_BF16_PREPARE_STAGES)
+            kept_fp32_ops = stages.bf16_fp32_ops(prepared.graph_def, config.bf16_keep_fp32_ops)
+            handoff = [prepared]  # handed over, not held here while the pass runs
+            del prepared
+            frozen, pass_records = optimize_graph(handoff.pop, stages.CPU_BF16_PASS_STAGES, keep_fp32_ops=kept_fp32_ops)
+            records += pass_records
+        else:
+            frozen, records = optimize_graph(freeze, chosen)
         if config.precision is Precision.BF16 and _count_bf16_nodes(frozen.graph_def) == 0:
             # Grappler logs a failed pass and returns the graph unchanged; never save that as "bf16".
             logged = [e for r in records for e in r.grappler_errors]
@@ -89,7 +99,7 @@ class CpuBackend(ConversionBackend):
         })
         if config.precision is Precision.BF16:
             summary["bf16_nodes"] = _count_bf16_nodes(frozen.graph_def)
-            summary["kept_fp32_ops"] = list(config.bf16_keep_fp32_ops)
+            summary["kept_fp32_ops"] = list(kept_fp32_ops)
 
         if config.precision is Precision.INT8:
             from tftrt_toolkit.backends.cpu import int8
