@@ -50,7 +50,7 @@ def correct_weight_rounding_bias(fp32_graph, int8_graph, input_name: str,
         if bias.attr["value"].tensor.dtype != types_pb2.DT_FLOAT:
             continue  # a pre-quantized (int32) bias cannot take a float correction
         if readers.get(bias.name) != 1:
-            # Convs without a bias of their own share one of zeros (affine_folds.add_missing_bias).
+            # Convs without a bias of their own share one of zeros (folds.add_missing_bias).
             own = graph.node.add()
             own.CopyFrom(bias)
             own.name = f"{node.name}/corrected_bias"
