@@ -8,7 +8,10 @@ For each thread count two fresh processes (TF fixes its thread pools once per pr
 reads ``ONEDNN_VERBOSE`` at start-up) run the same model at intra-op T, inter-op ``--inter``:
 
 - the *plain* process (no verbose logging) times the serving signature as users call it
-  (``tf.saved_model.load``, outputs fetched with ``.numpy()``), then the same frozen graph in a
+  (``tf.saved_model.load``, outputs fetched with ``.numpy()``) with the process's CPU time over
+  those calls (all its threads: on a shared machine a 1-thread and a 2-thread process get different
+  shares of the cores, so CPU time per call says what the second thread costs where wall time
+  cannot), then the same frozen graph in a
   ``tf.compat.v1.Session`` untraced, then ``--traced_calls`` calls with FULL_TRACE step stats:
   per op type the time TF spent in it, the sum over all ops, and the step's span;
 - the *verbose* process runs the same signature calls with ``ONEDNN_VERBOSE=1`` and sums the
@@ -17,7 +20,8 @@ reads ``ONEDNN_VERBOSE`` at start-up) run the same model at intra-op T, inter-op
 From these: kernels / wall (the floor oneDNN sets), TF op time / traced span (the rest is the
 executor's dispatch between ops), and the cost per op type and per primitive kind at each thread
 count side by side with the ratio. Wall times come from the plain process; the verbose process's
-wall is recorded too (logging adds to it). Writes OUTPUT.json and OUTPUT.md.
+wall is recorded too (logging adds to it). ``--repeats`` alternates the thread counts and reports
+medians (each repeat's wall and CPU time are listed). Writes OUTPUT.json and OUTPUT.md.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Dict, List
 
 import numpy as np
@@ -51,6 +56,8 @@ def parse_args(argv):
     parser.add_argument("--inter", type=int, default=1, help="inter-op threads in every process")
     parser.add_argument("--calls", type=int, default=200, help="timed calls per measurement")
     parser.add_argument("--traced_calls", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure each thread count this many times, alternating (1,2,1,2...); medians are reported")
     parser.add_argument("--output", default=None, help="path prefix for OUTPUT.json and OUTPUT.md")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child_output", default=None, help=argparse.SUPPRESS)
@@ -59,8 +66,8 @@ def parse_args(argv):
         args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
     except ValueError:
         parser.error(f"--threads={args.threads!r} is not a list of whole numbers, e.g. 1,2")
-    if not args.threads or min(args.threads) < 1 or min(args.batch_size, args.calls, args.traced_calls, args.inter) < 1:
-        parser.error("--threads, --inter, --batch_size, --calls and --traced_calls must be whole numbers >= 1")
+    if not args.threads or min(args.threads) < 1 or min(args.batch_size, args.calls, args.traced_calls, args.inter, args.repeats) < 1:
+        parser.error("--threads, --inter, --batch_size, --calls, --traced_calls and --repeats must be whole numbers >= 1")
     return args
 
 
@@ -106,8 +113,11 @@ def child(args) -> None:
     signature = loaded.signatures[args.signature]
     batch = where_time_goes._input_batch(signature, args.batch_size)
     tensors = {name: tf.constant(value) for name, value in batch.items()}
-    signature_ms = where_time_goes._time_calls(lambda: [v.numpy() for v in signature(**tensors).values()],
-                                               args.calls, warmup=20)
+    call = lambda: [v.numpy() for v in signature(**tensors).values()]  # noqa: E731
+    time_calls(call, count=20)  # warm-up, off the clocks
+    cpu_start = time.process_time()  # every thread of this process: the cores the calls really used
+    signature_ms = where_time_goes._time_calls(call, args.calls, warmup=0)
+    cpu_ms = (time.process_time() - cpu_start) * 1e3 / args.calls
 
     frozen = convert_variables_to_constants_v2(signature)
     feeds = {tensor.name: batch[tensor.name.split(":")[0]] for tensor in frozen.inputs}
@@ -128,6 +138,7 @@ def child(args) -> None:
             session.run(fetches, feeds, options=options, run_metadata=metadata)
             traced.append(metadata.step_stats)
     result = {"threads": args.child, "inter": args.inter, "signature_ms": _median(signature_ms),
+              "signature_mean_ms": float(np.mean(signature_ms)), "cpu_ms_per_call": cpu_ms,
               "session_ms": _median(session_ms), **step_stats_summary(traced)}
     with open(args.child_output, "w") as f:
         json.dump(result, f)
@@ -158,6 +169,16 @@ def _run_child(args, threads: int, env: dict):
             return json.load(f), done.stdout
 
 
+def derived(figures: dict) -> dict:
+    """The shares from the medians: kernels / wall, wall - kernels, TF op time / traced span."""
+    wall, span = figures["signature_ms"], figures["traced_span_ms"]
+    return {"kernel_share_of_wall": figures["onednn_ms_per_call"] / wall if wall else 0.0,
+            "outside_kernels_ms": wall - figures["onednn_ms_per_call"],
+            "tf_op_share_of_traced_span": figures["tf_op_ms_per_call"] / span if span else 0.0,
+            "cpu_over_wall": figures["cpu_ms_per_call"] / figures["signature_mean_ms"]
+            if figures.get("signature_mean_ms") else 0.0}
+
+
 def measure(args, threads: int) -> dict:
     quiet = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     quiet.pop("ONEDNN_VERBOSE", None)
@@ -165,16 +186,41 @@ def measure(args, threads: int) -> dict:
     verbose, stdout = _run_child(args, threads, dict(quiet, ONEDNN_VERBOSE="1"))
     primitives = where_time_goes.onednn_primitive_times(stdout, args.calls)
     kernels = sum(p["ms_per_call"] for p in primitives)
-    wall = result["signature_ms"]
     result.update({
         "signature_ms_with_verbose": verbose["signature_ms"],
         "onednn_primitives": primitives, "onednn_kinds": per_kind(primitives),
         "onednn_ms_per_call": kernels,
-        "kernel_share_of_wall": kernels / wall if wall else 0.0,
-        "outside_kernels_ms": wall - kernels,
-        "tf_op_share_of_traced_span": result["tf_op_ms_per_call"] / result["traced_span_ms"]
-        if result["traced_span_ms"] else 0.0,
     })
+    result.update(derived(result))
+    return result
+
+
+def combine(measured: List[dict]) -> dict:
+    """One thread count's repeats as one: the median of every figure (per op type and primitive too), plus each repeat's wall."""
+    if len(measured) == 1:
+        return dict(measured[0], repeats=1)
+    first = measured[0]
+    result = {key: _median([m[key] for m in measured]) for key, value in first.items()
+              if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    result["threads"], result["inter"] = first["threads"], first["inter"]
+    for table in ("op_types", "onednn_kinds"):
+        names = {name for m in measured for name in m[table]}
+        merged = {name: {field: _median([m[table].get(name, {}).get(field, 0.0) for m in measured])
+                         for field in {f for m in measured for f in m[table].get(name, {})}}
+                  for name in names}
+        result[table] = dict(sorted(merged.items(), key=lambda kv: -kv[1]["ms_per_call"]))
+    keys = {(p["kind"], p["implementation"]) for m in measured for p in m["onednn_primitives"]}
+    primitives = []
+    for kind, impl in keys:
+        found = [[p for p in m["onednn_primitives"] if (p["kind"], p["implementation"]) == (kind, impl)] for m in measured]
+        primitives.append({"kind": kind, "implementation": impl,
+                           "per_call": _median([f[0]["per_call"] if f else 0.0 for f in found]),
+                           "ms_per_call": _median([f[0]["ms_per_call"] if f else 0.0 for f in found])})
+    result["onednn_primitives"] = sorted(primitives, key=lambda p: -p["ms_per_call"])
+    result.update(derived(result))
+    result["repeats"] = len(measured)
+    result["each_repeat"] = [{key: m[key] for key in ("signature_ms", "cpu_ms_per_call", "session_ms", "onednn_ms_per_call",
+                                                       "tf_op_ms_per_call", "traced_span_ms")} for m in measured]
     return result
 
 
@@ -196,12 +242,14 @@ def _side_by_side(runs: List[dict], rows: Dict[str, List[float]], label: str, li
 def markdown(report: dict) -> str:
     runs = report["runs"]
     lines = [f"# Per-op cost: {report['model']} (batch {report['batch_size']}, inter-op {report['inter']})", "",
-             "| intra-op threads | wall per call (signature) | Session.run | sum of oneDNN kernels | kernels / wall "
+             "| intra-op threads | wall per call (signature) | CPU time per call (all threads) | CPU / wall (mean) "
+             "| Session.run | sum of oneDNN kernels | kernels / wall "
              "| outside kernels | traced span | sum of TF op times | TF ops / span |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         lines.append(
-            f"| {run['threads']} | {run['signature_ms']:.3f} ms | {run['session_ms']:.3f} ms "
+            f"| {run['threads']} | {run['signature_ms']:.3f} ms | {run['cpu_ms_per_call']:.3f} ms "
+            f"| {run['cpu_over_wall']:.2f} | {run['session_ms']:.3f} ms "
             f"| {run['onednn_ms_per_call']:.3f} ms | {run['kernel_share_of_wall']:.0%} "
             f"| {run['outside_kernels_ms']:.3f} ms | {run['traced_span_ms']:.3f} ms "
             f"| {run['tf_op_ms_per_call']:.3f} ms | {run['tf_op_share_of_traced_span']:.0%} |")
@@ -224,6 +272,11 @@ def markdown(report: dict) -> str:
     lines += _side_by_side(runs, impls, "kind implementation", 12)
     lines += ["", "## TF op time per op type (FULL_TRACE step stats, ms per call)", ""]
     lines += _side_by_side(runs, ops, "TF op type", 15)
+    if any(run.get("repeats", 1) > 1 for run in runs):
+        lines += ["", "Medians over the repeats (alternating thread counts). Wall per call in each repeat: "
+                  + "; ".join(f"{run['threads']} thread(s): " + ", ".join(f"{r['signature_ms']:.2f}" for r in run["each_repeat"])
+                              + " (CPU " + ", ".join(f"{r['cpu_ms_per_call']:.2f}" for r in run["each_repeat"]) + ")"
+                              for run in runs) + " ms."]
     lines += ["", f"Command: `{report['command']}`. CPU: {report['cpu']}. "
               f"Load average (1 min) before/after: {report['load']}."]
     return "\n".join(lines) + "\n"
@@ -249,7 +302,11 @@ def main(argv=None) -> dict:
         raise SystemExit(f"per_op_cost: --model={args.model!r} is not a SavedModel directory "
                          "(convert one first: tftrt convert --model=... --output=DIR)")
     load = [round(os.getloadavg()[0], 2)] if hasattr(os, "getloadavg") else []
-    runs = [measure(args, threads) for threads in args.threads]
+    measured = {threads: [] for threads in args.threads}
+    for _ in range(args.repeats):  # alternating, so the thread counts share the machine's drift
+        for threads in args.threads:
+            measured[threads].append(measure(args, threads))
+    runs = [combine(measured[threads]) for threads in args.threads]
     if hasattr(os, "getloadavg"):
         load.append(round(os.getloadavg()[0], 2))
     command = "python benchmarks/per_op_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
