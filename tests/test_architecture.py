@@ -22,9 +22,8 @@ LAYER_RANKS = {
     "runtime": 4, "report": 4,
     "pipeline": 3,
     "backends": 2, "serving": 2,
-    # What we learn about a graph without converting or running it (the TensorRT segment plan,
-    # precision coverage): the backends read it, so it sits below them, on the frozen graph both
-    # backends start from.
+    # What we learn about a graph without converting or running it (the TensorRT segment plan):
+    # it sits below the backends, on the frozen graph both backends start from.
     "analysis": 1.5,
     # The floor of backends/: the frozen graph (freeze, large weights held aside, grappler
     # stages) and graph helpers the cpu backend, the tensorrt backend and the plan share.

@@ -79,7 +79,7 @@ class ConversionConfig:
       int8_bias_correction: cpu int8: each conv's bias absorbs the mean shift its weight rounding causes
         on the calibration data.
       allow_partial_precision: accept a bf16/int8 conversion that leaves most of the model's multiply-adds in
-        fp32 (analysis/precision_coverage.py: below 50% of FLOPs is refused by default).
+        fp32 (backends/precision_coverage.py: below 50% of FLOPs is refused by default).
       warmup_data: data spec for TF Serving warmup records (image dir, .npy/.npz, "synthetic");
         None = the calibration or build data when the conversion has some, "none" = no warmup file.
       warmup_batch_sizes: one warmup request per batch size; () = the build shapes' batch sizes, else 1.

@@ -41,7 +41,7 @@ def main(flags) -> int:
     print(f"{result.path}  backend={result.backend} precision={result.precision} "
           f"nodes={summary.get('nodes_frozen', '?')}→{summary.get('nodes_optimized', '?')}")
     if summary.get("precision_coverage"):
-        from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+        from tftrt_toolkit.backends.precision_coverage import PrecisionCoverage
 
         print(PrecisionCoverage.from_json(summary["precision_coverage"]).describe())
     return 0

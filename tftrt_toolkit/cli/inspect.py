@@ -27,7 +27,7 @@ def main(flags) -> int:
         info = describe(loaded)
         lines = describe_lines(info)
         if info.get("precision_coverage"):
-            from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+            from tftrt_toolkit.backends.precision_coverage import PrecisionCoverage
 
             lines.insert(2, PrecisionCoverage.from_json(info["precision_coverage"]).describe())
         if not loaded.is_temporary_export:

@@ -34,7 +34,7 @@ class ModelRow:
     note: str = ""
     # Set when a step raised for this model: {"step", "reason", "error_type", "exit_code"} (jobs.attempts.Failure).
     failure: Optional[dict] = None
-    # The conversion's precision_coverage record (analysis/precision_coverage.py); None for the original.
+    # The conversion's precision_coverage record (backends/precision_coverage.py); None for the original.
     precision_coverage: Optional[dict] = None
 
     def to_json(self) -> dict:
@@ -183,7 +183,7 @@ def markdown_report(report: RunReport, env) -> str:
                      + (f" — {row.note}" if row.note else ""))
     covered = [row for row in report.optimized if row.precision_coverage]
     if covered:
-        from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage
+        from tftrt_toolkit.backends.precision_coverage import PrecisionCoverage
 
         lines += ["", "## Precision coverage", "",
                   "The share of the model's multiply-adds (Conv2D, MatMul, BatchMatMulV2, Einsum and their fused or "

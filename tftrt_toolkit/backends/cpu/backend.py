@@ -122,7 +122,7 @@ class CpuBackend(ConversionBackend):
             timings["quantize_s"] = time.perf_counter() - start
             summary["op_histogram"] = graphdef.op_histogram(frozen.graph_def)
 
-        from tftrt_toolkit.analysis.precision_coverage import check_coverage, precision_coverage
+        from tftrt_toolkit.backends.precision_coverage import check_coverage, precision_coverage
 
         # Share of the multiply-adds in the precision asked for; too small a share is refused
         # before the rebuild, nothing written.

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tftrt_toolkit.analysis.precision_coverage import PrecisionCoverage, check_coverage, precision_coverage
+from tftrt_toolkit.backends.precision_coverage import PrecisionCoverage, check_coverage, precision_coverage
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import ConfigError, ConversionError
