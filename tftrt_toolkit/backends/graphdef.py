@@ -8,7 +8,7 @@ A GraphDef names its edges by strings: ``"conv"`` (output 0), ``"conv:1"`` (outp
 from __future__ import annotations
 
 import collections
-from typing import Dict, List
+from typing import Container, Dict, List, Sequence
 
 
 def node_name(tensor: str) -> str:
@@ -48,3 +48,31 @@ def op_histogram(graph_def) -> Dict[str, int]:
     for function in graph_def.library.function:
         counts.update(node.op for node in function.node_def)
     return dict(counts.most_common())
+
+
+def without_dead_nodes(graph_def, keep: Sequence[str], held: Container[str] = ()):
+    """Only the nodes ``keep`` (the outputs) reads, directly or not; without ``keep``, ``graph_def`` unchanged.
+
+    The signature's inputs (Placeholders) stay, read or not; a held weight's Placeholder (its
+    name in ``held``) goes when nothing reads it any more. For rewrites that leave the ops they
+    replaced behind.
+    """
+    if not keep:
+        return graph_def
+    from tensorflow.core.framework import graph_pb2
+
+    nodes = nodes_by_name(graph_def)
+    live = set()
+    stack = [name for name in keep if name in nodes]
+    stack += [node.name for node in graph_def.node if node.op == "Placeholder" and node.name not in held]
+    while stack:
+        name = stack.pop()
+        if name in live or name not in nodes:
+            continue
+        live.add(name)
+        stack.extend(node_name(tensor) for tensor in nodes[name].input)
+    pruned = graph_pb2.GraphDef()
+    pruned.versions.CopyFrom(graph_def.versions)
+    pruned.library.CopyFrom(graph_def.library)
+    pruned.node.extend(node for node in graph_def.node if node.name in live)
+    return pruned

@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import node_name
+from tftrt_toolkit.backends.graphdef import node_name, without_dead_nodes
 
 FUSED_OP = "_MklLayerNorm"
 
@@ -167,26 +167,4 @@ def fuse_layer_norms(graph_def, keep: Sequence[str] = (), held=None) -> Tuple[ob
         layer_norm.input.extend([x_tensor] + parameters)
         layer_norm.attr["T"].type = node.attr["T"].type
         layer_norm.attr["epsilon"].f = epsilon
-    return _without_dead_nodes(fused, keep), len(rewrites)
-
-
-def _without_dead_nodes(graph_def, keep: Sequence[str]):
-    """Drop the nodes nothing in ``keep`` reads any more (the replaced LayerNorms' ops); without keep, unchanged."""
-    if not keep:
-        return graph_def
-    from tensorflow.core.framework import graph_pb2
-
-    nodes = {node.name: node for node in graph_def.node}
-    live, stack = set(), [name for name in keep if name in nodes]
-    stack += [node.name for node in graph_def.node if node.op == "Placeholder"]  # inputs stay, read or not
-    while stack:
-        name = stack.pop()
-        if name in live or name not in nodes:
-            continue
-        live.add(name)
-        stack.extend(node_name(tensor) for tensor in nodes[name].input)
-    pruned = graph_pb2.GraphDef()
-    pruned.versions.CopyFrom(graph_def.versions)
-    pruned.library.CopyFrom(graph_def.library)
-    pruned.node.extend(node for node in graph_def.node if node.name in live)
-    return pruned
+    return without_dead_nodes(fused, keep), len(rewrites)

@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import node_name
+from tftrt_toolkit.backends.graphdef import node_name, without_dead_nodes
 
 REWRITTEN_OP = "BatchMatMulV2"
 
@@ -176,34 +176,7 @@ def projections_to_matmuls(graph_def, keep: Sequence[str] = (), held=None):
         output.attr["T"].type = node.attr["T"].type
         output.attr["Tshape"].type = tf.int32.as_datatype_enum
 
-    rewritten = _without_dead_nodes(rewritten, keep, held)
+    rewritten = without_dead_nodes(rewritten, keep, () if held is None else held)
     if held is not None:
         held = held.with_values(new_held).used_by(rewritten)
     return rewritten, held, len(rewrites)
-
-
-def _without_dead_nodes(graph_def, keep: Sequence[str], held):
-    """Drop the nodes nothing in ``keep`` reads (the replaced weights and their Reshapes); without keep, unchanged.
-
-    The signature's inputs stay, read or not; a held weight's Placeholder goes when nothing reads it.
-    """
-    if not keep:
-        return graph_def
-    from tensorflow.core.framework import graph_pb2
-
-    nodes = {node.name: node for node in graph_def.node}
-    live = set()
-    stack = [name for name in keep if name in nodes]
-    stack += [node.name for node in graph_def.node
-              if node.op == "Placeholder" and (held is None or node.name not in held)]
-    while stack:
-        name = stack.pop()
-        if name in live or name not in nodes:
-            continue
-        live.add(name)
-        stack.extend(node_name(tensor) for tensor in nodes[name].input)
-    pruned = graph_pb2.GraphDef()
-    pruned.versions.CopyFrom(graph_def.versions)
-    pruned.library.CopyFrom(graph_def.library)
-    pruned.node.extend(node for node in graph_def.node if node.name in live)
-    return pruned

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tftrt_toolkit.backends.cpu.projection_matmuls import (_batch_free_shape, _data_inputs, _shapes_at,
-                                                           _without_dead_nodes)
+from tftrt_toolkit.backends.cpu.projection_matmuls import _batch_free_shape, _data_inputs, _shapes_at
+from tftrt_toolkit.backends.graphdef import without_dead_nodes
 
 
 def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
@@ -55,7 +55,7 @@ def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
         del copy.input[:]
         copy.input.extend([data[0], constant.name] + controls)
         copy.attr["Tshape"].type = tf.int32.as_datatype_enum
-    rewritten = _without_dead_nodes(rewritten, keep, held)
+    rewritten = without_dead_nodes(rewritten, keep, () if held is None else held)
     if held is not None:
         held = held.used_by(rewritten)
     return rewritten, held, len(shapes)
