@@ -79,50 +79,48 @@ def _per_channel(value: Optional[np.ndarray]) -> Optional[np.ndarray]:
 def _match(graph: _Graph, output) -> Optional[Tuple[str, np.ndarray, np.ndarray, float]]:
     """(x, gamma, beta, epsilon) when ``output`` (an AddV2) ends a Keras 3 LayerNorm, else None."""
     # y = AddV2(AddV2(beta, Mul(Neg(mean), inv)), Mul(x, inv)), every AddV2/Mul in either order.
-    for _ in (1,):
-        split = graph.split(output, "AddV2")
-        if split is None:
-            return None
-        _, shift, scaled_tensor = split
-        scaled = graph.producer(scaled_tensor, "Mul")
-        if scaled is None:
-            return None
-        shift_split = graph.split(shift, "Mul")
-        if shift_split is None:
-            return None
-        _, centered, beta_tensor = shift_split
-        neg_split = graph.split(centered, "Neg")
-        if neg_split is None:
-            return None
-        _, negation, inv_tensor = neg_split
-        inv = graph.producer(inv_tensor, "Mul")
-        if inv is None or node_name(inv_tensor) not in {node_name(t) for t in _data_inputs(scaled)}:
-            return None
-        x_tensor = [t for t in _data_inputs(scaled) if node_name(t) != inv.name]
-        mean = graph.producer(_data_inputs(negation)[0], "Mean")
-        if len(x_tensor) != 1 or mean is None or _data_inputs(mean)[0] != x_tensor[0] or not _last_axis_only(graph, mean):
-            return None
-        rsqrt_split = graph.split(inv, "Rsqrt")
-        if rsqrt_split is None:
-            return None
-        _, rsqrt, gamma_tensor = rsqrt_split
-        add_eps = graph.producer(_data_inputs(rsqrt)[0], "AddV2")
-        if add_eps is None:
-            return None
-        variance_split = graph.split(add_eps, "Mean")
-        if variance_split is None:
-            return None
-        _, variance, epsilon_tensor = variance_split
-        difference = graph.producer(_data_inputs(variance)[0], "SquaredDifference")
-        if (difference is None or not _last_axis_only(graph, variance)
-                or sorted(_data_inputs(difference)) != sorted([x_tensor[0], _data_inputs(negation)[0]])):
-            return None
-        gamma, beta = _per_channel(graph.constant(gamma_tensor)), _per_channel(graph.constant(beta_tensor))
-        epsilon = graph.constant(epsilon_tensor)
-        if gamma is None or beta is None or gamma.shape != beta.shape or epsilon is None or epsilon.size != 1:
-            return None
-        return x_tensor[0], gamma, beta, float(epsilon.ravel()[0])
-    return None
+    split = graph.split(output, "AddV2")
+    if split is None:
+        return None
+    _, shift, scaled_tensor = split
+    scaled = graph.producer(scaled_tensor, "Mul")
+    if scaled is None:
+        return None
+    shift_split = graph.split(shift, "Mul")
+    if shift_split is None:
+        return None
+    _, centered, beta_tensor = shift_split
+    neg_split = graph.split(centered, "Neg")
+    if neg_split is None:
+        return None
+    _, negation, inv_tensor = neg_split
+    inv = graph.producer(inv_tensor, "Mul")
+    if inv is None or node_name(inv_tensor) not in {node_name(t) for t in _data_inputs(scaled)}:
+        return None
+    x_tensor = [t for t in _data_inputs(scaled) if node_name(t) != inv.name]
+    mean = graph.producer(_data_inputs(negation)[0], "Mean")
+    if len(x_tensor) != 1 or mean is None or _data_inputs(mean)[0] != x_tensor[0] or not _last_axis_only(graph, mean):
+        return None
+    rsqrt_split = graph.split(inv, "Rsqrt")
+    if rsqrt_split is None:
+        return None
+    _, rsqrt, gamma_tensor = rsqrt_split
+    add_eps = graph.producer(_data_inputs(rsqrt)[0], "AddV2")
+    if add_eps is None:
+        return None
+    variance_split = graph.split(add_eps, "Mean")
+    if variance_split is None:
+        return None
+    _, variance, epsilon_tensor = variance_split
+    difference = graph.producer(_data_inputs(variance)[0], "SquaredDifference")
+    if (difference is None or not _last_axis_only(graph, variance)
+            or sorted(_data_inputs(difference)) != sorted([x_tensor[0], _data_inputs(negation)[0]])):
+        return None
+    gamma, beta = _per_channel(graph.constant(gamma_tensor)), _per_channel(graph.constant(beta_tensor))
+    epsilon = graph.constant(epsilon_tensor)
+    if gamma is None or beta is None or gamma.shape != beta.shape or epsilon is None or epsilon.size != 1:
+        return None
+    return x_tensor[0], gamma, beta, float(epsilon.ravel()[0])
 
 
 def fuse_layer_norms(graph_def, keep: Sequence[str] = (), held=None) -> Tuple[object, int]:
