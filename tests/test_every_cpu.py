@@ -159,3 +159,47 @@ def test_the_main_job_on_the_shipped_model_writes_its_report(where, tmp_path):
         assert row["validation_passed"] is True, row
     assert (report_dir / "report.md").is_file() and (report_dir / "benchmark.json").is_file()
 
+
+
+_TOKENS_AND_PRINT = """
+import json, sys
+import numpy as np, tensorflow as tf
+tokens = np.random.default_rng(0).integers(0, 100, size=(2, 64)).astype(np.int32)
+outputs = tf.saved_model.load(sys.argv[1]).signatures["serving_default"](token_ids=tf.constant(tokens))
+print(json.dumps({"probabilities": next(iter(outputs.values())).numpy().tolist()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def transformer_in_each_precision(tiny_transformer_saved_model, tmp_path_factory):
+    """The tiny transformer converted here in every precision (int8 accepted at its 43% coverage)."""
+    work = tmp_path_factory.mktemp("transformer_each_precision")
+    converted = {}
+    for precision in [p for p in PRECISIONS if p != "int8" or HAVE_INC]:
+        config = _config(precision)
+        if precision == "int8":
+            config = ConversionConfig(backend="cpu", precision="int8", calibration_steps=8, batch_size=8,
+                                      allow_partial_precision=True)
+        convert(str(tiny_transformer_saved_model), str(work / precision), config, env=environment_offering_bf16(),
+                calibration_data="synthetic" if precision == "int8" else None, progress=False)
+        converted[precision] = work / precision
+    return converted
+
+
+@pytest.mark.parametrize("onednn_on", [False, True], ids=["avx2-onednn-off", "avx2-onednn-on"])
+def test_a_transformer_runs_in_every_precision_an_avx2_cpu_can_run(onednn_on, transformer_in_each_precision,
+                                                                   tiny_transformer_saved_model, tmp_path):
+    """Its fused LayerNorm (_MklLayerNorm) runs with oneDNN off too: fp32 and bf16 need no oneDNN, int8 does."""
+    env = smaller_cpu_env(onednn_on)
+    original = np.asarray(python_in_child(_TOKENS_AND_PRINT, tiny_transformer_saved_model, env=env)["probabilities"])
+    runs_there = {"fp32": True, "bf16": not onednn_on, "int8": onednn_on}
+    for precision, model in transformer_in_each_precision.items():
+        predicted = tftrt_in_child("predict", f"--model={model}", "--data=synthetic:2", "--format=json", env=env)
+        if runs_there[precision]:
+            assert predicted.returncode == 0, f"{precision}: {predicted.stderr[-2000:]}"
+            got = np.asarray(python_in_child(_TOKENS_AND_PRINT, model, env=env)["probabilities"])
+            np.testing.assert_allclose(got, original, atol=0.05, err_msg=precision)
+        else:  # refused in one line saying what to set (bf16: oneDNN off; int8: oneDNN on)
+            assert predicted.returncode != 0 and "Traceback" not in predicted.stderr, predicted.stderr[-2000:]
+            lines = [line for line in predicted.stderr.splitlines() if line.startswith("tftrt predict:")]
+            assert len(lines) == 1 and "TF_ENABLE_ONEDNN_OPTS" in lines[0], predicted.stderr[-2000:]
