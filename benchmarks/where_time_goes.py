@@ -49,7 +49,9 @@ def parse_args(argv):
     parser.add_argument("--traced_calls", type=int, default=10)
     parser.add_argument("--openvino_model", default=None,
                         help="also profile OpenVINO on this (original) SavedModel at the same threads")
-    parser.add_argument("--openvino_precision", default="bf16", choices=("bf16", "f32"))
+    parser.add_argument("--openvino_precision", default="bf16", choices=("bf16", "f32", "int8"))
+    parser.add_argument("--calibration_data", default="photos:saved_models/samples",
+                        help="OpenVINO int8 only: NNCF calibrates on the batches our int8 conversion draws from this")
     parser.add_argument("--output", default=None, help="path prefix for OUTPUT.json and OUTPUT.md")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child_output", default=None, help=argparse.SUPPRESS)
@@ -123,27 +125,54 @@ def _op_times(signature, batch: Dict[str, np.ndarray], threads: int, traced_call
             for op, (count, ms) in sorted(totals.items(), key=lambda kv: -kv[1][1])}
 
 
+def _openvino_int8(model, model_dir: str, calibration_data: str):
+    """NNCF's default post-training quantization on the batches our int8 conversion calibrates on (as peers.py)."""
+    import logging
+
+    import nncf
+
+    from peer_benchmark.inputs import calibration_batches
+    from tftrt_toolkit.models.loader import load_model
+
+    nncf.set_log_level(logging.ERROR)
+    batches = calibration_batches(calibration_data, load_model(model_dir))
+    samples = [{index: batch[name][item:item + 1] for index, name in enumerate(batch)}
+               for batch in batches for item in range(len(next(iter(batch.values()))))]
+    return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples))
+
+
 def _openvino(model_dir: str, signature_key: str, batch: Dict[str, np.ndarray], threads: int,
-              precision: str, calls: int) -> dict:
+              precision: str, calls: int, profiled_calls: int, calibration_data: str) -> dict:
     import openvino
     import tensorflow as tf
 
     loaded = tf.saved_model.load(model_dir)
     model = openvino.convert_model(loaded.signatures[signature_key])
+    if precision == "int8":
+        model = _openvino_int8(model, model_dir, calibration_data)
     model.reshape({port.get_any_name(): list(batch[list(batch)[i]].shape) for i, port in enumerate(model.inputs)})
     compiled = openvino.Core().compile_model(model, "CPU", {
-        "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-        "INFERENCE_NUM_THREADS": str(threads), "PERF_COUNT": "YES"})
+        # int8: the quantized layers run int8 whatever the hint; the rest f32, as in peers.py's int8 row.
+        "INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision, "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads), "PERF_COUNT": "YES"})
     request = compiled.create_infer_request()
     arrays = list(batch.values())
-    times = _time_calls(lambda: request.infer({i: a for i, a in enumerate(arrays)}), calls)
+    infer = lambda: request.infer({i: a for i, a in enumerate(arrays)})  # noqa: E731
+    times = _time_calls(infer, calls)
     layers = collections.defaultdict(lambda: [0, 0.0])
-    for info in request.profiling_info:
-        if info.status.name == "EXECUTED":
-            layers[(info.node_type, info.exec_type)][0] += 1
-            layers[(info.node_type, info.exec_type)][1] += info.real_time.total_seconds() * 1e3
-    return {"median_ms": float(np.median(times)), "precision": precision,
-            "layers": [{"type": t, "implementation": impl, "count": n, "ms_per_call": ms}
+    sums = []
+    for _ in range(profiled_calls):  # the counters describe the last call: read them after each one
+        infer()
+        total = 0.0
+        for info in request.profiling_info:
+            if info.status.name == "EXECUTED":
+                ms = info.real_time.total_seconds() * 1e3
+                layers[(info.node_type, info.exec_type)][0] += 1
+                layers[(info.node_type, info.exec_type)][1] += ms
+                total += ms
+        sums.append(total)
+    return {"median_ms": float(np.median(times)), "precision": precision, "layers_ms_per_call": float(np.median(sums)),
+            "layers": [{"type": t, "implementation": impl, "count": n / profiled_calls, "ms_per_call": ms / profiled_calls}
                        for (t, impl), (n, ms) in sorted(layers.items(), key=lambda kv: -kv[1][1])]}
 
 
@@ -158,7 +187,7 @@ def child(args) -> None:
     if args.child_part == "openvino":
         try:
             result = _openvino(args.openvino_model, args.signature, batch, args.child,
-                               args.openvino_precision, args.calls)
+                               args.openvino_precision, args.calls, args.traced_calls, args.calibration_data)
         except ImportError:
             result = {"skipped": "openvino is not installed: pip install -e '.[peers]'"}
     else:
@@ -195,7 +224,7 @@ def _run_child(args, threads: int, part: str, env: dict):
         command = [sys.executable, os.path.abspath(__file__), f"--model={args.model}", f"--signature={args.signature}",
                    f"--batch_size={args.batch_size}", f"--calls={args.calls}", f"--traced_calls={args.traced_calls}",
                    f"--child={threads}", f"--child_output={out}", f"--child_part={part}",
-                   f"--openvino_precision={args.openvino_precision}"]
+                   f"--openvino_precision={args.openvino_precision}", f"--calibration_data={args.calibration_data}"]
         if args.openvino_model:
             command.append(f"--openvino_model={args.openvino_model}")
         done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -219,23 +248,35 @@ def profile(args, threads: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Where the time goes: {report['model']} (batch {report['batch_size']})", "",
-             "| threads | wall median | in oneDNN primitives | top TF op types (ms per call) | OpenVINO median |",
-             "|---|---|---|---|---|"]
+    lines = [f"# Where the time goes: {report['model']} (batch {report['batch_size']})", ""]
+    if report.get("command"):
+        lines += [f"Regenerate: `{report['command']}`", "", f"CPU: {report.get('cpu', '?')}; load average before/after "
+                  f"{report.get('load_before')} / {report.get('load_after')}.", ""]
+    lines += ["| threads | TF wall median | in oneDNN primitives (share of wall) | top TF op types (ms per call) | "
+              "OpenVINO median | OpenVINO layers (share of its wall) |", "|---|---|---|---|---|---|"]
     for run in report["runs"]:
         ops = ", ".join(f"{op} {v['ms_per_call']:.2f}" for op, v in list(run["op_types"].items())[:4])
         openvino = run.get("openvino", {})
         ov = f"{openvino['median_ms']:.2f} ms" if "median_ms" in openvino else openvino.get("skipped", "-")
-        lines.append(f"| {run['threads']} | {run['median_ms']:.2f} ms | {run['onednn_ms_per_call']:.2f} ms | {ops} | {ov} |")
+        ov_layers = (f"{openvino['layers_ms_per_call']:.2f} ms ({openvino['layers_ms_per_call'] / openvino['median_ms']:.0%})"
+                     if "layers_ms_per_call" in openvino else "-")
+        lines.append(f"| {run['threads']} | {run['median_ms']:.2f} ms | {run['onednn_ms_per_call']:.2f} ms "
+                     f"({run['onednn_ms_per_call'] / run['median_ms']:.0%}) | {ops} | {ov} | {ov_layers} |")
     lines += ["", "oneDNN primitives per call (kind, implementation, ms):", ""]
     for run in report["runs"]:
         top = "; ".join(f"{p['kind']} {p['implementation']} {p['ms_per_call']:.2f}" for p in run["onednn_primitives"][:4])
         lines.append(f"- {run['threads']} thread(s): {top}")
         if run.get("openvino", {}).get("layers"):
-            top = "; ".join(f"{layer['type']} {layer['implementation']} {layer['ms_per_call']:.2f}"
-                            for layer in run["openvino"]["layers"][:4])
+            top = "; ".join(f"{layer['type']} {layer['implementation']} ×{layer['count']:.0f} {layer['ms_per_call']:.2f}"
+                            for layer in run["openvino"]["layers"][:6])
             lines.append(f"  - OpenVINO {run['openvino']['precision']}: {top}")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+    with open("/proc/cpuinfo") as cpuinfo:
+        name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def main(argv=None) -> dict:
@@ -246,8 +287,12 @@ def main(argv=None) -> dict:
     if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
         raise SystemExit(f"where_time_goes: --model={args.model!r} is not a SavedModel directory "
                          "(convert one first: tftrt convert --model=... --output=DIR)")
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    runs = [profile(args, threads) for threads in args.threads]
     report = {"model": args.model, "batch_size": args.batch_size, "openvino_model": args.openvino_model,
-              "runs": [profile(args, threads) for threads in args.threads]}
+              "command": "python benchmarks/where_time_goes.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "cpu": _cpu_name(), "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
+              "runs": runs}
     text = markdown(report)
     print(text)
     if args.output:

@@ -39,3 +39,21 @@ def test_onednn_verbose_lines_are_summed_between_the_marks(where_time_goes):
 def test_a_directory_that_is_not_a_saved_model_is_one_clear_error(where_time_goes, tmp_path):
     with pytest.raises(SystemExit, match="is not a SavedModel directory"):
         where_time_goes.main([f"--model={tmp_path}"])
+
+
+def test_openvino_int8_layers_are_summed_per_call_next_to_tf(where_time_goes, tiny_saved_model, tmp_path):
+    """The peer's floor beside ours: NNCF int8 layers, their per-call sum and its share of OpenVINO's wall."""
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        pytest.skip("OpenVINO int8 needs the peers extra: pip install 'tftrt_toolkit[peers]'")
+    report = where_time_goes.main([f"--model={tiny_saved_model}", f"--openvino_model={tiny_saved_model}",
+                                   "--openvino_precision=int8", "--calibration_data=synthetic", "--threads=1",
+                                   "--calls=3", "--traced_calls=3", f"--output={tmp_path / 'tiny'}"])
+
+    openvino = report["runs"][0]["openvino"]
+    assert openvino["precision"] == "int8" and 0 < openvino["layers_ms_per_call"]
+    assert any("i8" in layer["implementation"].lower() for layer in openvino["layers"]), openvino["layers"]
+    text = (tmp_path / "tiny.md").read_text()
+    assert "OpenVINO layers (share of its wall)" in text and "Regenerate: `python benchmarks/where_time_goes.py" in text
