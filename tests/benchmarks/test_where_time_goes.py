@@ -45,15 +45,15 @@ def test_openvino_int8_layers_are_summed_per_call_next_to_tf(where_time_goes, ti
     """The peer's floor beside ours: NNCF int8 layers, their per-call sum and its share of OpenVINO's wall."""
     try:
         import nncf  # noqa: F401
-        import openvino  # noqa: F401
+        import openvino  # noqa: F401  (both: the peers extra)
     except ImportError:
         pytest.skip("OpenVINO int8 needs the peers extra: pip install 'tftrt_toolkit[peers]'")
     report = where_time_goes.main([f"--model={tiny_saved_model}", f"--openvino_model={tiny_saved_model}",
                                    "--openvino_precision=int8", "--calibration_data=synthetic", "--threads=1",
                                    "--calls=3", "--traced_calls=3", f"--output={tmp_path / 'tiny'}"])
 
-    openvino = report["runs"][0]["openvino"]
-    assert openvino["precision"] == "int8" and 0 < openvino["layers_ms_per_call"]
-    assert any("i8" in layer["implementation"].lower() for layer in openvino["layers"]), openvino["layers"]
+    peer = report["runs"][0]["openvino"]
+    assert peer["precision"] == "int8" and 0 < peer["layers_ms_per_call"]
+    assert any("i8" in layer["implementation"].lower() for layer in peer["layers"]), peer["layers"]
     text = (tmp_path / "tiny.md").read_text()
     assert "OpenVINO layers (share of its wall)" in text and "Regenerate: `python benchmarks/where_time_goes.py" in text
