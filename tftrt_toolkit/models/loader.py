@@ -319,11 +319,13 @@ def load_model(model: Union[str, ModelSpec], *, weights: Optional[str] = "imagen
     return LoadedModel(spec, saved_model_dir, signature, model_info, temp_dir, tuple(sorted(signatures)))
 
 
-def load_signature_function(saved_model_dir: str, signature_key: str):
+def load_signature_function(saved_model_dir: str, signature_key: str, restore_variables: bool = True):
     """(loaded_object, signature_function) from plain ``tf.saved_model.load``.
 
     Keep the returned object alive while using the function: the function does not own
-    the variables, and they are freed with the object (a classic TF-TRT pitfall).
+    the variables, and they are freed with the object (a classic TF-TRT pitfall). With
+    ``restore_variables=False`` the variables are left uninitialised (nothing of the checkpoint
+    is read): for freezing, which reads the values it needs from the checkpoint itself.
     """
     from tftrt_toolkit import onednn
 
@@ -332,7 +334,8 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
 
     check_runtime_requirements(saved_model_dir)
     try:
-        loaded = tf.saved_model.load(saved_model_dir)
+        options = None if restore_variables else tf.saved_model.LoadOptions(experimental_skip_checkpoint=True)
+        loaded = tf.saved_model.load(saved_model_dir, options=options)
     except Exception as error:
         variables_problem = _unreadable_variables(saved_model_dir)
         if variables_problem:
