@@ -144,8 +144,10 @@ class CheckpointBundle:
         header = tensor_bundle_pb2.BundleHeaderProto.FromString(raw.pop(_HEADER_KEY, b""))
         self.num_shards = header.num_shards
         self.little_endian = header.endianness == tensor_bundle_pb2.BundleHeaderProto.LITTLE
+        # Slices of a split tensor are stored under binary keys (``checkpoint::EncodeTensorNameSlice``):
+        # they are read through the entry that names them, never here.
         self.entries = {key.decode("utf-8"): tensor_bundle_pb2.BundleEntryProto.FromString(value)
-                        for key, value in raw.items()}
+                        for key, value in raw.items() if not key.startswith(b"\0")}
 
     @classmethod
     def of_saved_model(cls, saved_model_dir: str) -> Optional["CheckpointBundle"]:
