@@ -215,3 +215,11 @@ def test_a_model_hashed_as_it_is_written_gets_tensorflows_fingerprint(sharded_sa
     stored, recomputed = _fingerprints(result.path)
     assert stored == recomputed and stored.saved_model_checksum != 0
     assert not read_back
+
+
+def test_without_the_compiled_hash_the_written_file_is_hashed_whole(sharded_saved_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(savedmodel_stream, "STREAMED_CHECKSUM_BYTES", 0)
+    monkeypatch.setattr(farmhash, "streaming_available", lambda: False)
+    result = convert(sharded_saved_model, str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
+    stored, recomputed = _fingerprints(result.path)
+    assert stored == recomputed and stored.saved_model_checksum != 0

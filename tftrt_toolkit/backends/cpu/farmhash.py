@@ -108,6 +108,21 @@ def _block_loop():
     return loop
 
 
+def streaming_available() -> bool:
+    """Whether this TensorFlow compiles the block loop (XLA's CPU backend: in every standard build).
+
+    Compiles it once on a batch of zeros; False (the caller hashes the whole file instead)
+    when TensorFlow refuses.
+    """
+    import tensorflow as tf
+
+    try:
+        _block_loop()(tf.zeros([7], tf.uint64), tf.zeros([_BATCH_BLOCKS, 8], tf.uint64), tf.constant(1))
+    except (tf.errors.OpError, NotImplementedError):
+        return False
+    return True
+
+
 class StreamingFingerprint64:
     """``Fingerprint64`` of ``length`` bytes given in pieces of any size (``update``), then ``digest()``.
 

@@ -14,7 +14,8 @@ from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.cpu.farmhash import StreamingFingerprint64, fingerprint64
+from tftrt_toolkit.backends.cpu import farmhash
+from tftrt_toolkit.backends.cpu.farmhash import fingerprint64
 from tftrt_toolkit.backends.frozen.checkpoint_bundle import CheckpointSlice
 from tftrt_toolkit.backends.frozen.held_weights import Weight
 
@@ -217,7 +218,9 @@ def write_into_saved_model(saved_model_dir: str, weights: Mapping[str, Weight]) 
     del saved_model
     # Hashed as written when large: reading the file back into one buffer to hash it would
     # hold the whole model in memory once more.
-    checksum = StreamingFingerprint64(chunks.size) if fingerprint and chunks.size > STREAMED_CHECKSUM_BYTES else None
+    checksum = None
+    if fingerprint and chunks.size > STREAMED_CHECKSUM_BYTES and farmhash.streaming_available():
+        checksum = farmhash.StreamingFingerprint64(chunks.size)
     partial = path + ".tftrt-partial"
     try:
         with open(partial, "wb") as handle:
