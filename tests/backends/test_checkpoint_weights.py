@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.every_cpu import environment_offering_bf16, run_serving_default
 from tftrt_toolkit import ConversionConfig, convert
 from tftrt_toolkit.backends.cpu import farmhash, savedmodel_stream
 from tftrt_toolkit.backends.frozen import held_weights
@@ -223,3 +224,31 @@ def test_without_the_compiled_hash_the_written_file_is_hashed_whole(sharded_save
     result = convert(sharded_saved_model, str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
     stored, recomputed = _fingerprints(result.path)
     assert stored == recomputed and stored.saved_model_checksum != 0
+
+
+def test_a_weight_cast_from_the_checkpoint_in_chunks_equals_the_cast_of_the_whole(sharded_saved_model, monkeypatch):
+    # bf16 conversions cast held weights; from the checkpoint that is done a chunk at a time.
+    from tftrt_toolkit.backends.frozen import checkpoint_bundle
+
+    monkeypatch.setattr(checkpoint_bundle, "CHUNK_BYTES", 1000)  # many chunks, not a multiple of the row size
+    where = CheckpointBundle.of_saved_model(sharded_saved_model).slice("first/.ATTRIBUTES/VARIABLE_VALUE")
+    whole = where.read()
+    for dtype in (tf.bfloat16.as_numpy_dtype, np.float16):
+        cast = held_weights.cast_to(where, dtype)
+        assert cast.shape == whole.shape and cast.tobytes() == whole.astype(dtype).tobytes()
+
+
+def test_bf16_writes_each_weight_from_the_checkpoint_cast_once(tiny_saved_model, tmp_path, monkeypatch, random_images):
+    monkeypatch.setattr(held_weights, "MIN_HELD_ELEMENTS", 100)
+    # On every CPU: where bf16 is not offered, past the capability check, run in a child as the model needs.
+    result = convert(str(tiny_saved_model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="bf16"),
+                     env=environment_offering_bf16())
+    reader = tf.train.load_checkpoint(_checkpoint_prefix(tiny_saved_model))
+    kernel = next(reader.get_tensor(key) for key, shape in reader.get_variable_to_shape_map().items()
+                  if shape == [3, 3, 8, 16])
+    # The unfolded 3x3x8x16 kernel is written as bf16: the checkpoint's values rounded once.
+    assert _saved_constants(result.path)[(3, 3, 8, 16)] == [kernel.astype(tf.bfloat16.as_numpy_dtype).tobytes()]
+    source = tf.saved_model.load(str(tiny_saved_model)).signatures["serving_default"]
+    converted = run_serving_default(result.path, {"images": random_images})["probabilities"]
+    np.testing.assert_allclose(converted, source(images=tf.constant(random_images))["probabilities"].numpy(),
+                               atol=0.05, rtol=0)

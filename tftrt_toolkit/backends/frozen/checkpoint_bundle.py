@@ -59,6 +59,17 @@ class CheckpointSlice:
             raise OSError(f"{self.path} ends inside a tensor (offset {self.offset}, {self.nbytes} bytes)")
         return value.reshape(self.shape)
 
+    def read_as(self, dtype) -> np.ndarray:
+        """The value cast to ``dtype`` (numpy's casting, e.g. round to nearest even for bfloat16),
+        read a chunk at a time: the value in its own type is never whole in memory."""
+        result = np.empty(self.size, dtype=dtype)
+        position = 0
+        for chunk in self.chunks(CHUNK_BYTES - CHUNK_BYTES % self.dtype.itemsize):
+            values = np.frombuffer(chunk, dtype=self.dtype)
+            result[position:position + values.size] = values.astype(dtype)
+            position += values.size
+        return result.reshape(self.shape)
+
     def chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """The raw bytes, at most ``chunk_bytes`` at a time."""
         with open(self.path, "rb") as handle:

@@ -48,6 +48,14 @@ def as_array(weight: Weight) -> np.ndarray:
     return weight.read() if isinstance(weight, CheckpointSlice) else weight
 
 
+def cast_to(weight: Weight, dtype) -> np.ndarray:
+    """The weight's value cast to the numpy ``dtype``; from the checkpoint a chunk at a time, so
+    the uncast value is never whole in memory (bf16 of VGG16's 411 MB fc1 kernel: 205 MB, not 616)."""
+    if isinstance(weight, CheckpointSlice):
+        return weight.read_as(dtype)
+    return weight.astype(dtype)
+
+
 class _ArraysView(Mapping):
     """Name → array, reading a checkpoint slice only when that weight is asked for."""
 
