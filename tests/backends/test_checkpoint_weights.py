@@ -15,8 +15,14 @@ from tests.every_cpu import environment_offering_bf16, run_serving_default
 from tftrt_toolkit import ConversionConfig, convert
 from tftrt_toolkit.backends.cpu import farmhash, savedmodel_stream
 from tftrt_toolkit.backends.frozen import held_weights
-from tftrt_toolkit.backends.frozen.checkpoint_bundle import CheckpointBundle, CheckpointSlice, read_index
+from tftrt_toolkit.backends.frozen.checkpoint_bundle import (CheckpointBundle, CheckpointSlice, read_index,
+                                                             streaming_available)
 from tftrt_toolkit.backends.frozen.freeze import freeze_signature
+from tftrt_toolkit.errors import ModelLoadError
+
+# Streaming checks each weight's CRC32C as TensorFlow's reader does; without google-crc32c (the
+# bigmodels extra) weights are restored as before, which the other tests here cover.
+needs_streaming = pytest.mark.skipif(not streaming_available(), reason="needs the bigmodels extra (google-crc32c)")
 
 
 def _saved_constants(saved_model_dir):
@@ -96,6 +102,7 @@ def _checkpoint_prefix(saved_model_dir):
     return os.path.join(str(saved_model_dir), "variables", "variables")
 
 
+@needs_streaming
 def test_the_index_reader_finds_every_tensor_where_tensorflow_reads_it(tiny_saved_model, sharded_saved_model):
     for model in (tiny_saved_model, sharded_saved_model):
         bundle = CheckpointBundle.of_saved_model(str(model))
@@ -114,6 +121,7 @@ def test_the_index_reader_finds_every_tensor_where_tensorflow_reads_it(tiny_save
     assert first.path.endswith("variables.data-00000-of-00002")
 
 
+@needs_streaming
 def test_weights_from_a_checkpoint_in_two_shards_are_byte_identical_to_the_source(sharded_saved_model, tmp_path):
     frozen = freeze_signature(sharded_saved_model, "serving_default")
     kinds = sorted((w.shape, type(w).__name__) for w in frozen.held.sources.values())
@@ -122,6 +130,7 @@ def test_weights_from_a_checkpoint_in_two_shards_are_byte_identical_to_the_sourc
     _check_written_like_the_source(sharded_saved_model, result.path)
 
 
+@needs_streaming
 def test_weights_split_into_slices_across_shards_are_held_as_arrays_and_written_correctly(split_saved_model, tmp_path):
     bundle = CheckpointBundle.of_saved_model(split_saved_model)
     assert bundle.entries["first/.ATTRIBUTES/VARIABLE_VALUE"].slices
@@ -132,6 +141,7 @@ def test_weights_split_into_slices_across_shards_are_held_as_arrays_and_written_
     _check_written_like_the_source(split_saved_model, result.path)
 
 
+@needs_streaming
 def test_a_weight_a_fold_changed_is_written_with_its_new_value(tiny_saved_model, tmp_path, monkeypatch, random_images):
     # Both convolution kernels are held from the checkpoint at freeze time; BatchNorm folding then
     # rewrites the first one (3x3x3x8, followed by BN); the second (3x3x8x16) is copied unchanged.
@@ -151,6 +161,7 @@ def test_a_weight_a_fold_changed_is_written_with_its_new_value(tiny_saved_model,
                                source(images=tf.constant(random_images))["probabilities"].numpy(), atol=1e-4, rtol=0)
 
 
+@needs_streaming
 def test_a_sliced_variable_is_not_streamed(tmp_path):
     # TF1 partitioned variables are saved as slices of one entry: not one run of bytes to copy.
     graph = tf.Graph()
@@ -226,6 +237,7 @@ def test_without_the_compiled_hash_the_written_file_is_hashed_whole(sharded_save
     assert stored == recomputed and stored.saved_model_checksum != 0
 
 
+@needs_streaming
 def test_a_weight_cast_from_the_checkpoint_in_chunks_equals_the_cast_of_the_whole(sharded_saved_model, monkeypatch):
     # bf16 conversions cast held weights; from the checkpoint that is done a chunk at a time.
     from tftrt_toolkit.backends.frozen import checkpoint_bundle
@@ -238,6 +250,7 @@ def test_a_weight_cast_from_the_checkpoint_in_chunks_equals_the_cast_of_the_whol
         assert cast.shape == whole.shape and cast.tobytes() == whole.astype(dtype).tobytes()
 
 
+@needs_streaming
 def test_bf16_writes_each_weight_from_the_checkpoint_cast_once(tiny_saved_model, tmp_path, monkeypatch, random_images):
     monkeypatch.setattr(held_weights, "MIN_HELD_ELEMENTS", 100)
     # On every CPU: where bf16 is not offered, past the capability check, run in a child as the model needs.
@@ -252,3 +265,19 @@ def test_bf16_writes_each_weight_from_the_checkpoint_cast_once(tiny_saved_model,
     converted = run_serving_default(result.path, {"images": random_images})["probabilities"]
     np.testing.assert_allclose(converted, source(images=tf.constant(random_images))["probabilities"].numpy(),
                                atol=0.05, rtol=0)
+
+
+@needs_streaming
+def test_a_streamed_weight_with_flipped_bytes_is_refused_and_nothing_is_written(sharded_saved_model, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(sharded_saved_model, model)
+    where = CheckpointBundle.of_saved_model(str(model)).slice("first/.ATTRIBUTES/VARIABLE_VALUE")
+    raw = bytearray(open(where.path, "rb").read())
+    middle = where.offset + where.nbytes // 2
+    raw[middle:middle + 16] = bytes(b ^ 0xFF for b in raw[middle:middle + 16])
+    open(where.path, "wb").write(bytes(raw))  # same size: only the checksum tells
+    with pytest.raises(ModelLoadError, match="are missing, truncated or corrupt .Checksum does not match"):
+        convert(str(model), str(tmp_path / "out"), ConversionConfig(backend="cpu", precision="fp32"))
+    assert sorted(os.listdir(tmp_path)) == ["model"]

@@ -6,7 +6,9 @@ tensor's key to a ``BundleEntryProto`` (dtype, shape, shard, offset, size); the 
 hold the raw little-endian bytes. ``CheckpointSlice`` names one tensor's bytes there; the
 streamed save (``backends/cpu/savedmodel_stream.py``) copies them into ``saved_model.pb`` in
 bounded chunks with plain reads, so a weight the conversion does not change is never
-resident (a memory map would be: touched pages count in RSS).
+resident (a memory map would be: touched pages count in RSS). Every read is checked against
+the entry's CRC32C as TensorFlow's own reader checks it (with ``google_crc32c``, the
+``bigmodels`` extra: without it nothing is streamed and the weights are restored as before).
 
 Mirrors tensorflow/core/lib/io/format.cc, block.cc and table.cc (reading only, no
 compression: ``BundleWriter`` writes none) and tensorflow/core/util/tensor_bundle/.
@@ -26,6 +28,29 @@ _FOOTER_SIZE = 48  # two block handles padded to 40 bytes, then the 8-byte magic
 _BLOCK_TRAILER_SIZE = 5  # compression type byte + masked crc32c
 _HEADER_KEY = b""  # the BundleHeaderProto's key
 CHUNK_BYTES = 8 * 1024 * 1024  # what one read copies into memory while streaming
+_CRC_MASK_DELTA = 0xA282EAD8  # tensorflow/core/lib/hash/crc32c.h: Mask()
+
+
+def streaming_available() -> bool:
+    """Whether checkpoint bytes can be checked as TensorFlow checks them (CRC32C) while streamed."""
+    try:
+        import google_crc32c  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _masked(crc: int) -> int:
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+def _corrupt(path: str, detail: str):
+    from tftrt_toolkit.errors import ModelLoadError
+
+    model = os.path.dirname(os.path.dirname(path))
+    return ModelLoadError(
+        f"the variables (weights) of the SavedModel in {model!r} are missing, truncated or corrupt "
+        f"({detail}: {os.path.basename(path)}); re-export the model, or copy it again from where it came from.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +66,7 @@ class CheckpointSlice:
     nbytes: int
     dtype: np.dtype
     shape: Tuple[int, ...]
+    masked_crc32c: int  # the entry's checksum of these bytes, masked as TensorFlow stores it
 
     @property
     def size(self) -> int:
@@ -52,12 +78,7 @@ class CheckpointSlice:
 
     def read(self) -> np.ndarray:
         """The whole value as a new array (for a step that changes it)."""
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            value = np.fromfile(handle, dtype=self.dtype, count=self.size)
-        if value.size != self.size:
-            raise OSError(f"{self.path} ends inside a tensor (offset {self.offset}, {self.nbytes} bytes)")
-        return value.reshape(self.shape)
+        return self.read_as(self.dtype)
 
     def read_as(self, dtype) -> np.ndarray:
         """The value cast to ``dtype`` (numpy's casting, e.g. round to nearest even for bfloat16),
@@ -71,16 +92,26 @@ class CheckpointSlice:
         return result.reshape(self.shape)
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-        """The raw bytes, at most ``chunk_bytes`` at a time."""
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            left = self.nbytes
-            while left:
-                data = handle.read(min(left, chunk_bytes))
-                if not data:
-                    raise OSError(f"{self.path} ends inside a tensor (offset {self.offset}, {self.nbytes} bytes)")
-                left -= len(data)
-                yield data
+        """The raw bytes, at most ``chunk_bytes`` at a time; ModelLoadError (after the last
+        chunk) when they are not the bytes the checkpoint's index has a checksum of."""
+        import google_crc32c
+
+        crc = 0
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                left = self.nbytes
+                while left:
+                    data = handle.read(min(left, chunk_bytes))
+                    if not data:
+                        raise _corrupt(self.path, "Read less bytes than requested")
+                    left -= len(data)
+                    crc = google_crc32c.extend(crc, data)
+                    if not left and _masked(crc) != self.masked_crc32c:
+                        raise _corrupt(self.path, "Checksum does not match")
+                    yield data
+        except OSError as error:
+            raise _corrupt(self.path, f"{type(error).__name__}: {error.strerror or error}") from error
 
 
 def _varint(data: bytes, position: int) -> Tuple[int, int]:
@@ -162,9 +193,10 @@ class CheckpointBundle:
 
     @classmethod
     def of_saved_model(cls, saved_model_dir: str) -> Optional["CheckpointBundle"]:
-        """The SavedModel's checkpoint, or None when it has none or it cannot be read this way."""
+        """The SavedModel's checkpoint, or None when it has none or it cannot be read this way
+        (or its bytes cannot be checked while streamed: ``streaming_available``)."""
         prefix = os.path.join(saved_model_dir, "variables", "variables")
-        if not os.path.exists(prefix + ".index"):
+        if not os.path.exists(prefix + ".index") or not streaming_available():
             return None
         try:
             return cls(prefix)
@@ -187,4 +219,9 @@ class CheckpointBundle:
         if None in shape or entry.size != numpy_dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
             return None
         path = f"{self.prefix}.data-{entry.shard_id:05d}-of-{self.num_shards:05d}"
-        return CheckpointSlice(path, entry.offset, entry.size, numpy_dtype, shape)
+        try:
+            if os.path.getsize(path) < entry.offset + entry.size:
+                return None  # truncated: TensorFlow's reader says so when it restores
+        except OSError:
+            return None  # missing: likewise
+        return CheckpointSlice(path, entry.offset, entry.size, numpy_dtype, shape, entry.crc32c)

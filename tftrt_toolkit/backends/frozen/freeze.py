@@ -15,7 +15,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from tftrt_toolkit.backends.frozen.held_weights import HeldWeights, make_placeholder
-from tftrt_toolkit.errors import ConversionError, first_line
+from tftrt_toolkit.errors import ConversionError, ModelLoadError, first_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,8 @@ def freeze_signature(saved_model_dir: str, signature_key: str) -> FrozenSignatur
     try:
         with captured_native_stderr([]):  # freezing runs grappler, whose INFO lines bypass TF's log level
             graph_def, input_names, held = _freeze_holding_weights(function, checkpoint)
+    except ModelLoadError:
+        raise  # a checkpoint that does not read back: the model's fault, said as loading says it
     except Exception as error:
         first = first_line(error, limit=200)
         raise ConversionError(
@@ -131,11 +133,15 @@ class _CheckpointValues:
         """Match the checkpoint's object graph to ``loaded`` as TF's restore does (by child names
         from the root); None when anything but a plain variable would have been restored, or a
         variable the function reads was not matched."""
+        import tensorflow as tf
         from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-        reader = _checkpoint_reader(bundle.prefix)
-        graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
-            reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        try:
+            reader = _checkpoint_reader(bundle.prefix)
+            graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
+                reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        except (tf.errors.OpError, IndexError, ValueError):  # what TF's checkpoint reader raises
+            return None  # restoring says what is wrong with the checkpoint
         keys, objects, visit = {}, {0: loaded}, [0]
         while visit:
             node_id = visit.pop()
@@ -164,8 +170,18 @@ class _CheckpointValues:
         return self._keys[id(variable)]
 
     def read(self, variable) -> np.ndarray:
-        """The variable's value, read alone from the checkpoint (TF's reader checks its checksum)."""
-        return self._reader.get_tensor(self.key(variable))
+        """The variable's value, read alone from the checkpoint (TF's reader checks its checksum);
+        ModelLoadError when it does not read back."""
+        import tensorflow as tf
+
+        try:
+            return self._reader.get_tensor(self.key(variable))
+        except (tf.errors.OpError, IndexError, ValueError) as error:  # what TF's checkpoint reader raises
+            model = os.path.dirname(os.path.dirname(self.bundle.prefix))
+            raise ModelLoadError(
+                f"the variables (weights) of the SavedModel in {model!r} are missing, truncated or corrupt "
+                f"({first_line(error, limit=160)}); re-export the model, or copy it again from where it came from."
+            ) from error
 
 
 def _checkpoint_reader(prefix: str):
