@@ -12,17 +12,13 @@ import pytest
 import tensorflow as tf
 
 from tests.every_cpu import environment_offering_bf16, run_serving_default
+from tests.extras import needs_streaming
 from tftrt_toolkit import ConversionConfig, convert
 from tftrt_toolkit.backends.cpu import farmhash, savedmodel_stream
 from tftrt_toolkit.backends.frozen import held_weights
-from tftrt_toolkit.backends.frozen.checkpoint_bundle import (CheckpointBundle, CheckpointSlice, read_index,
-                                                             streaming_available)
+from tftrt_toolkit.backends.frozen.checkpoint_bundle import CheckpointBundle, CheckpointSlice, read_index
 from tftrt_toolkit.backends.frozen.freeze import freeze_signature
 from tftrt_toolkit.errors import ModelLoadError
-
-# Streaming checks each weight's CRC32C as TensorFlow's reader does; without google-crc32c (the
-# bigmodels extra) weights are restored as before, which the other tests here cover.
-needs_streaming = pytest.mark.skipif(not streaming_available(), reason="needs the bigmodels extra (google-crc32c)")
 
 
 def _saved_constants(saved_model_dir):
