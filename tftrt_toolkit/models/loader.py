@@ -339,10 +339,7 @@ def load_signature_function(saved_model_dir: str, signature_key: str, restore_va
     except Exception as error:
         variables_problem = _unreadable_variables(saved_model_dir)
         if variables_problem:
-            raise ModelLoadError(
-                f"the variables (weights) of the SavedModel in {saved_model_dir!r} are missing, truncated or corrupt "
-                f"({variables_problem}); re-export the model, or copy it again from where it came from."
-            ) from error
+            raise unreadable_variables_error(saved_model_dir, variables_problem) from error
         first = first_line(error, limit=200)
         raise ModelLoadError(
             f"TensorFlow could not load the SavedModel in {saved_model_dir!r} ({type(error).__name__}: {first}); "
@@ -354,6 +351,13 @@ def load_signature_function(saved_model_dir: str, signature_key: str, restore_va
         raise ModelLoadError(
             f"{saved_model_dir!r} has no signature {signature_key!r}; available: {', '.join(loaded.signatures) or 'none'}."
         ) from None
+
+
+def unreadable_variables_error(saved_model_dir: str, problem: str) -> ModelLoadError:
+    """The one error for a SavedModel whose checkpoint does not read back (``problem``: TensorFlow's first line)."""
+    return ModelLoadError(
+        f"the variables (weights) of the SavedModel in {saved_model_dir!r} are missing, truncated or corrupt "
+        f"({problem}); re-export the model, or copy it again from where it came from.")
 
 
 def _runtime_record(saved_model_dir: str) -> Tuple[dict, dict]:

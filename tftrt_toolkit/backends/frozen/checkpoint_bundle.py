@@ -45,12 +45,9 @@ def _masked(crc: int) -> int:
 
 
 def _corrupt(path: str, detail: str):
-    from tftrt_toolkit.errors import ModelLoadError
+    from tftrt_toolkit.models.loader import unreadable_variables_error
 
-    model = os.path.dirname(os.path.dirname(path))
-    return ModelLoadError(
-        f"the variables (weights) of the SavedModel in {model!r} are missing, truncated or corrupt "
-        f"({detail}: {os.path.basename(path)}); re-export the model, or copy it again from where it came from.")
+    return unreadable_variables_error(os.path.dirname(os.path.dirname(path)), f"{detail}: {os.path.basename(path)}")
 
 
 @dataclasses.dataclass(frozen=True)

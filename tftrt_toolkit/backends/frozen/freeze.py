@@ -177,11 +177,10 @@ class _CheckpointValues:
         try:
             return self._reader.get_tensor(self.key(variable))
         except (tf.errors.OpError, IndexError, ValueError) as error:  # what TF's checkpoint reader raises
+            from tftrt_toolkit.models.loader import unreadable_variables_error
+
             model = os.path.dirname(os.path.dirname(self.bundle.prefix))
-            raise ModelLoadError(
-                f"the variables (weights) of the SavedModel in {model!r} are missing, truncated or corrupt "
-                f"({first_line(error, limit=160)}); re-export the model, or copy it again from where it came from."
-            ) from error
+            raise unreadable_variables_error(model, first_line(error, limit=160)) from error
 
 
 def _checkpoint_reader(prefix: str):
