@@ -11,6 +11,11 @@ progress events (``StepEvent``): at each step's start the process's peak-RSS mar
 peak. ``process_s`` is the wall time of the whole process, TensorFlow's import included, as a
 user of ``tftrt convert`` waits for it.
 
+When the model is a SavedModel directory, another fresh process first does what TensorFlow
+itself does with it, ``tf.saved_model.load`` + ``tf.saved_model.save`` (same oneDNN and
+allocator settings), and its seconds and peak RSS are reported beside the conversion's:
+issue 26 asks for convert() ≤ 2× that time and peak RSS ≤ 1.5× the model.
+
 With ``--reference=DIR`` (an earlier conversion of the same model) both models run on the same
 random batch in another process and the largest absolute difference is reported. With
 ``--before=FILE.json`` (an earlier run of this script) the markdown puts the two side by side.
@@ -147,6 +152,36 @@ def child(args) -> None:
     }))
 
 
+def load_save_child(model_dir: str, output_dir: str, tensorflow_allocator_pool: bool) -> None:
+    """TensorFlow's own round trip of the model (load + save), timed and measured like a conversion."""
+    try:
+        from tftrt_toolkit import onednn
+
+        onednn.turn_on_before_tensorflow()
+        if not tensorflow_allocator_pool:
+            onednn.return_freed_memory_before_tensorflow()
+    except ImportError:
+        pass
+    start = time.perf_counter()
+    import tensorflow as tf
+
+    import_s = time.perf_counter() - start
+    imported_rss = _status_bytes("VmRSS")
+    start = time.perf_counter()
+    loaded = tf.saved_model.load(model_dir)
+    load_s = time.perf_counter() - start
+    load_peak = _status_bytes("VmHWM")
+    _reset_peak()
+    start = time.perf_counter()
+    tf.saved_model.save(loaded, output_dir, signatures=dict(loaded.signatures))
+    save_s = time.perf_counter() - start
+    print(json.dumps({"tensorflow_import_s": round(import_s, 2), "rss_after_import_mb": round(imported_rss / MB),
+                      "load_s": round(load_s, 2), "save_s": round(save_s, 2),
+                      "load_save_s": round(load_s + save_s, 2), "load_peak_rss_mb": round(load_peak / MB),
+                      "save_peak_rss_mb": round(_status_bytes("VmHWM") / MB),
+                      "peak_rss_mb": round(max(load_peak, _status_bytes("VmHWM")) / MB)}))
+
+
 def compare_child(model_dir: str, reference_dir: str) -> None:
     try:  # run both models the way the toolkit's processes run them (fp32 fusions may need oneDNN)
         from tftrt_toolkit import onednn
@@ -204,6 +239,14 @@ def measure(args, precision: str) -> dict:
                 f"--calibration_data={args.calibration_data}", f"--keep_output={output}", f"--child={precision}"]
         if args.tensorflow_allocator_pool:
             argv.append("--tensorflow_allocator_pool")
+        if os.path.isdir(args.model):  # TensorFlow's own load + save of the same model, just before
+            code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+                    f"import conversion_cost; conversion_cost.load_save_child({args.model!r}, "
+                    f"{os.path.join(scratch, 'load-save')!r}, {bool(args.tensorflow_allocator_pool)!r})")
+            load_save = _run_json([sys.executable, "-c", code])
+            load_save["input_mb"] = _directory_mb(args.model)
+        else:
+            load_save = None
         steps_record = os.path.join(scratch, "steps.jsonl")
         argv.append(f"--steps_record={steps_record}")
         load_before = os.getloadavg()
@@ -217,6 +260,12 @@ def measure(args, precision: str) -> dict:
         run["load_average_before"] = [round(x, 2) for x in load_before]
         run["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         run["precision"] = precision
+        if load_save is not None:
+            run["tensorflow_load_save"] = load_save
+            run["input_mb"] = load_save["input_mb"]
+            if "failed" not in run and "failed" not in load_save:
+                run["peak_rss_over_input"] = round(run["peak_rss_mb"] / run["input_mb"], 2)
+                run["convert_s_over_load_save_s"] = round(run["convert_s"] / load_save["load_save_s"], 2)
         run["output_mb"] = _directory_mb(output) if os.path.isdir(output) else None
         if run["output_mb"] and run.get("peak_rss_mb"):
             run["peak_rss_over_output"] = round(run["peak_rss_mb"] / run["output_mb"], 1)
@@ -261,6 +310,28 @@ def _step_table(run: dict, before: Optional[dict]) -> List[str]:
     return lines
 
 
+def _load_save_lines(run: dict) -> List[str]:
+    load_save = run.get("tensorflow_load_save")
+    if not load_save:
+        return []
+    if "failed" in load_save:
+        return [f"TensorFlow's own load + save of the input failed: {load_save['failed']}.", ""]
+    lines = ["TensorFlow's own `tf.saved_model.load` + `tf.saved_model.save` of the same input, in a fresh "
+             "process just before the conversion (same oneDNN and allocator settings):", "",
+             "| | TensorFlow load + save | this conversion | ratio |", "|---|---:|---:|---:|",
+             f"| seconds (load + save / convert()) | {load_save['load_save_s']} | {run.get('convert_s', '-')} | "
+             f"{run.get('convert_s_over_load_save_s', '-')}× |",
+             f"| peak RSS MB | {load_save['peak_rss_mb']} | {run.get('peak_rss_mb', '-')} | "
+             f"{round(run['peak_rss_mb'] / load_save['peak_rss_mb'], 2) if run.get('peak_rss_mb') else '-'}× |",
+             f"| RSS after importing TensorFlow MB | {load_save['rss_after_import_mb']} | "
+             f"{run.get('baseline_rss_mb', '-')} (before the first step) | |",
+             f"| peak RSS / input SavedModel ({load_save['input_mb']} MB) | "
+             f"{round(load_save['peak_rss_mb'] / load_save['input_mb'], 2)} | {run.get('peak_rss_over_input', '-')} | |",
+             "", f"(TensorFlow's load: {load_save['load_s']} s, peak {load_save['load_peak_rss_mb']} MB; "
+             f"its save: {load_save['save_s']} s, peak {load_save['save_peak_rss_mb']} MB.)", ""]
+    return lines
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Conversion cost: {report['model']} ({report['backend']})", "",
              f"Regenerate: `{report['command']}`", "",
@@ -286,6 +357,7 @@ def markdown(report: dict) -> str:
         if "failed" in run:
             lines += [f"**The conversion failed: {run['failed']}**, after the steps listed.", ""]
         lines += _step_table(run, before) + [""]
+        lines += _load_save_lines(run)
         if "comparison_failed" in run:
             lines += [f"The comparison with {run['reference']} failed: {run['comparison_failed']}.", ""]
         if "max_abs_diff" in run:

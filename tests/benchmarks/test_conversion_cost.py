@@ -21,6 +21,11 @@ def test_tiny_model_cost_per_step_and_comparison(conversion_cost, tiny_saved_mod
     assert all(s["peak_rss_mb"] > 0 and s["seconds"] >= 0 for s in run["steps"])
     assert run["peak_rss_mb"] >= max(s["peak_rss_mb"] for s in run["steps"]) and run["output_mb"] is not None
     assert (kept / "saved_model.pb").exists()
+    # TensorFlow's own load + save of the same SavedModel, measured in the same run, and the ratios.
+    load_save = run["tensorflow_load_save"]
+    assert load_save["load_save_s"] > 0 and load_save["peak_rss_mb"] > 0 and load_save["input_mb"] > 0
+    assert run["convert_s_over_load_save_s"] > 0 and run["peak_rss_over_input"] > 0
+    assert "TensorFlow load + save" in (tmp_path / "first.md").read_text()
 
     second = conversion_cost.main([f"--model={tiny_saved_model}", f"--reference={kept}",
                                    f"--before={tmp_path / 'first.json'}", f"--output={tmp_path / 'second'}"])

@@ -319,11 +319,13 @@ def load_model(model: Union[str, ModelSpec], *, weights: Optional[str] = "imagen
     return LoadedModel(spec, saved_model_dir, signature, model_info, temp_dir, tuple(sorted(signatures)))
 
 
-def load_signature_function(saved_model_dir: str, signature_key: str):
+def load_signature_function(saved_model_dir: str, signature_key: str, restore_variables: bool = True):
     """(loaded_object, signature_function) from plain ``tf.saved_model.load``.
 
     Keep the returned object alive while using the function: the function does not own
-    the variables, and they are freed with the object (a classic TF-TRT pitfall).
+    the variables, and they are freed with the object (a classic TF-TRT pitfall). With
+    ``restore_variables=False`` the variables are left uninitialised (nothing of the checkpoint
+    is read): for freezing, which reads the values it needs from the checkpoint itself.
     """
     from tftrt_toolkit import onednn
 
@@ -332,14 +334,12 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
 
     check_runtime_requirements(saved_model_dir)
     try:
-        loaded = tf.saved_model.load(saved_model_dir)
+        options = None if restore_variables else tf.saved_model.LoadOptions(experimental_skip_checkpoint=True)
+        loaded = tf.saved_model.load(saved_model_dir, options=options)
     except Exception as error:
         variables_problem = _unreadable_variables(saved_model_dir)
         if variables_problem:
-            raise ModelLoadError(
-                f"the variables (weights) of the SavedModel in {saved_model_dir!r} are missing, truncated or corrupt "
-                f"({variables_problem}); re-export the model, or copy it again from where it came from."
-            ) from error
+            raise unreadable_variables_error(saved_model_dir, variables_problem) from error
         first = first_line(error, limit=200)
         raise ModelLoadError(
             f"TensorFlow could not load the SavedModel in {saved_model_dir!r} ({type(error).__name__}: {first}); "
@@ -351,6 +351,13 @@ def load_signature_function(saved_model_dir: str, signature_key: str):
         raise ModelLoadError(
             f"{saved_model_dir!r} has no signature {signature_key!r}; available: {', '.join(loaded.signatures) or 'none'}."
         ) from None
+
+
+def unreadable_variables_error(saved_model_dir: str, problem: str) -> ModelLoadError:
+    """The one error for a SavedModel whose checkpoint does not read back (``problem``: TensorFlow's first line)."""
+    return ModelLoadError(
+        f"the variables (weights) of the SavedModel in {saved_model_dir!r} are missing, truncated or corrupt "
+        f"({problem}); re-export the model, or copy it again from where it came from.")
 
 
 def _runtime_record(saved_model_dir: str) -> Tuple[dict, dict]:

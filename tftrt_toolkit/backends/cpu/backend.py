@@ -149,7 +149,7 @@ class CpuBackend(ConversionBackend):
                 rebuild.save_function(function, output_dir, model.signature.key, variables=variables)
                 return
             try:
-                rebuild.save_function(function, output_dir, model.signature.key, frozen.held.values)
+                rebuild.save_function(function, output_dir, model.signature.key, frozen.held.sources)
             except RuntimeError:
                 # A stand-in did not survive saving as one constant (never seen): save with the
                 # weights in the graph, the slow way.

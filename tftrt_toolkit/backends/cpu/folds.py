@@ -317,7 +317,7 @@ def fold_weight_casts(graph_def, held) -> Tuple[object, int, object]:
     """
     from tensorflow.python.framework import dtypes
 
-    from tftrt_toolkit.backends.frozen.held_weights import make_placeholder
+    from tftrt_toolkit.backends.frozen.held_weights import cast_to, make_placeholder
     from tftrt_toolkit.backends.graphdef import copy
 
     graph_def = copy(graph_def)
@@ -325,8 +325,8 @@ def fold_weight_casts(graph_def, held) -> Tuple[object, int, object]:
     for node in graph_def.node:
         if node.op != "Cast" or not node.input or not (node.input[0] in held or node.input[0] in cast_values):
             continue
-        source = cast_values[node.input[0]] if node.input[0] in cast_values else held.values[node.input[0]]
-        cast_values[node.name] = source.astype(dtypes.as_dtype(node.attr["DstT"].type).as_numpy_dtype)
+        source = cast_values[node.input[0]] if node.input[0] in cast_values else held.sources[node.input[0]]
+        cast_values[node.name] = cast_to(source, dtypes.as_dtype(node.attr["DstT"].type).as_numpy_dtype)
         make_placeholder(node, cast_values[node.name])
     if not cast_values:
         return graph_def, 0, held

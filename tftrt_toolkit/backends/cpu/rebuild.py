@@ -71,11 +71,11 @@ def rebuild_function_reading_variables(frozen: FrozenSignature,
     return frozen.structure.apply_to(function), variables
 
 
-def save_function(function, output_dir: str, signature_key: str, weights: Optional[Mapping[str, np.ndarray]] = None,
+def save_function(function, output_dir: str, signature_key: str, weights: Optional[Mapping[str, object]] = None,
                   variables: Sequence[object] = ()) -> None:
     """Save one function as a SavedModel signature, with nothing else tracked but ``variables``.
 
-    With ``weights`` (node name → array), the function holds stand-ins for those weights and
+    With ``weights`` (node name → array or source-checkpoint slice), the function holds stand-ins for those weights and
     their values are streamed into the saved graph afterwards (savedmodel_stream). With
     ``variables`` (weights past 2 GB), the function reads them and they are saved in the checkpoint.
     """

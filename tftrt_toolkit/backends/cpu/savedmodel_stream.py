@@ -14,7 +14,17 @@ from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
+from tftrt_toolkit.backends.cpu import farmhash
+from tftrt_toolkit.backends.cpu.farmhash import fingerprint64
+from tftrt_toolkit.backends.frozen.checkpoint_bundle import CheckpointSlice
+from tftrt_toolkit.backends.frozen.held_weights import Weight
+
+__all__ = ["fingerprint64", "write_into_saved_model"]
+
 _TENSOR_CONTENT_FIELD = 4  # TensorProto.tensor_content
+# Files larger than this are hashed as they are written (farmhash.StreamingFingerprint64:
+# a compiled loop, ~0.5 s to build); smaller ones are read back and hashed in one piece.
+STREAMED_CHECKSUM_BYTES = 64 * 1024 * 1024
 
 def _varint(value: int) -> bytes:
     out = bytearray()
@@ -33,7 +43,10 @@ def _field_header(number: int, length: int) -> bytes:
 
 
 class _Chunks:
-    """Serialised bytes and numpy arrays to write in order, with their total size known up front."""
+    """Serialised bytes, numpy arrays and checkpoint slices to write in order, with their total size known up front.
+
+    A checkpoint slice is copied from the source checkpoint in bounded reads as it is written.
+    """
 
     def __init__(self):
         self.parts: List[object] = []
@@ -45,20 +58,27 @@ class _Chunks:
             self.size += part.size
         else:
             self.parts.append(part)
-            self.size += part.nbytes if isinstance(part, np.ndarray) else len(part)
+            self.size += part.nbytes if isinstance(part, (np.ndarray, CheckpointSlice)) else len(part)
         return self
 
     def field(self, number: int, inner: "_Chunks") -> "_Chunks":
         return self.add(_field_header(number, inner.size)).add(inner)
 
-    def write_to(self, handle) -> None:
+    def pieces(self):
+        """The bytes to write, in order, each piece small or an array's own buffer (never a copy of the whole)."""
         for part in self.parts:
-            if isinstance(part, np.ndarray):
+            if isinstance(part, CheckpointSlice):
+                yield from part.chunks()
+            elif isinstance(part, np.ndarray):
                 # As raw bytes: the buffer protocol has no format for ml_dtypes' bfloat16 (nor for
                 # the quantized types), so memoryview(...).cast("B") refuses those arrays.
-                handle.write(memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8)))
+                yield memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8))
             else:
-                handle.write(part)
+                yield part
+
+    def write_to(self, handle) -> None:
+        for piece in self.pieces():
+            handle.write(piece)
 
 
 def _field_range_bytes(message, low: int, high: int) -> bytes:
@@ -74,7 +94,7 @@ def _field_range_bytes(message, low: int, high: int) -> bytes:
 _LAST_FIELD = 2 ** 29 - 1
 
 
-def _node_chunks(node, value: np.ndarray) -> _Chunks:
+def _node_chunks(node, value: Weight) -> _Chunks:
     """NodeDef with attr "value" = TensorProto(dtype, shape, tensor_content=value bytes), fields in order."""
     from tensorflow.core.framework import node_def_pb2, tensor_pb2
 
@@ -83,7 +103,7 @@ def _node_chunks(node, value: np.ndarray) -> _Chunks:
         if key == "value":
             stand_in = node.attr["value"].tensor
             header = tensor_pb2.TensorProto(dtype=stand_in.dtype, tensor_shape=stand_in.tensor_shape).SerializeToString()
-            if value.dtype.byteorder == ">":
+            if isinstance(value, np.ndarray) and value.dtype.byteorder == ">":
                 value = value.astype(value.dtype.newbyteorder("<"))
             tensor = _Chunks().add(header).field(_TENSOR_CONTENT_FIELD, _Chunks().add(value))
             attr_value = _Chunks().field(8, tensor)  # AttrValue.tensor
@@ -109,7 +129,7 @@ def _message_value_bytes(message) -> bytes:
     return _field_header(2, len(data)) + data
 
 
-def _function_chunks(function, weights: Mapping[str, np.ndarray], found: Dict[str, int]) -> _Chunks:
+def _function_chunks(function, weights: Mapping[str, Weight], found: Dict[str, int]) -> _Chunks:
     """FunctionDef in field order: signature 1, node_def 3, ret 4, attr 5, control_ret 6, arg_attr 7,
     resource_arg_unique_id 8 (protobuf's deterministic order, which TensorFlow's fingerprint hashes)."""
     chunks = _Chunks().add(_field_range_bytes(function, 1, 2))
@@ -125,7 +145,7 @@ def _function_chunks(function, weights: Mapping[str, np.ndarray], found: Dict[st
     return chunks.add(_field_range_bytes(function, 9, _LAST_FIELD))
 
 
-def _saved_model_chunks(saved_model, weights: Mapping[str, np.ndarray]) -> Tuple[_Chunks, Dict[str, int]]:
+def _saved_model_chunks(saved_model, weights: Mapping[str, Weight]) -> Tuple[_Chunks, Dict[str, int]]:
     """The whole SavedModel as protobuf's deterministic serialisation writes it, held weights included.
 
     SavedModel.meta_graphs(2) → MetaGraphDef.graph_def(2) → GraphDef.library(2) →
@@ -152,19 +172,6 @@ def _saved_model_chunks(saved_model, weights: Mapping[str, np.ndarray]) -> Tuple
     return chunks.add(_field_range_bytes(saved_model, 3, _LAST_FIELD)), found
 
 
-def fingerprint64(data) -> int:
-    """TensorFlow's ``Fingerprint64`` (farmhash) of ``data`` (bytes or a scalar string tensor).
-
-    TF's Python API has no op returning it whole; ``to_hash_bucket_fast`` returns it modulo
-    any bucket count: modulo 2**62 gives the low 62 bits, modulo 5 picks the top two.
-    """
-    import tensorflow as tf
-
-    low = int(tf.strings.to_hash_bucket_fast(data, 2 ** 62).numpy())
-    residue = int(tf.strings.to_hash_bucket_fast(data, 5).numpy())
-    return next(candidate for candidate in (low + top * 2 ** 62 for top in range(4)) if candidate % 5 == residue)
-
-
 def _chunks_fingerprint64(chunks: _Chunks) -> int:
     import io
 
@@ -173,10 +180,11 @@ def _chunks_fingerprint64(chunks: _Chunks) -> int:
     return fingerprint64(buffer.getvalue())
 
 
-def write_into_saved_model(saved_model_dir: str, weights: Mapping[str, np.ndarray]) -> None:
-    """Replace each weight's stand-in constant in ``saved_model_dir`` by its real value (``weights``: node name → array).
+def write_into_saved_model(saved_model_dir: str, weights: Mapping[str, Weight]) -> None:
+    """Replace each weight's stand-in constant in ``saved_model_dir`` by its real value (``weights``: node name →
+    array, or slice of the source checkpoint).
 
-    Streams the values from the arrays into a new ``saved_model.pb`` (then renamed over the old
+    Streams the values from the arrays and the checkpoint into a new ``saved_model.pb`` (then renamed over the old
     one), so memory never holds a serialised copy of the model. Raises RuntimeError when a
     weight is not exactly one constant in the saved functions (the caller then saves the slow way).
 
@@ -185,7 +193,7 @@ def write_into_saved_model(saved_model_dir: str, weights: Mapping[str, np.ndarra
     signatures, object graph and checkpoint, none of which hold them. The new file is written
     in protobuf's deterministic order, so its checksum is the hash of the file's bytes. The
     stand-in file is re-serialised the same way first and must hash to the checksum TensorFlow
-    wrote for it; if not (a protobuf detail this code does not reproduce), TensorFlow
+    wrote for it; the new file is hashed as it is written (``farmhash``); if not (a protobuf detail this code does not reproduce), TensorFlow
     recomputes the fingerprint from the written file, parsing it whole.
     """
     from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2
@@ -208,10 +216,18 @@ def write_into_saved_model(saved_model_dir: str, weights: Mapping[str, np.ndarra
             fingerprint = None
         os.remove(fingerprint_path)  # it describes the stand-in file
     del saved_model
+    # Hashed as written when large: reading the file back into one buffer to hash it would
+    # hold the whole model in memory once more.
+    checksum = None
+    if fingerprint and chunks.size > STREAMED_CHECKSUM_BYTES and farmhash.streaming_available():
+        checksum = farmhash.StreamingFingerprint64(chunks.size)
     partial = path + ".tftrt-partial"
     try:
         with open(partial, "wb") as handle:
-            chunks.write_to(handle)
+            for piece in chunks.pieces():
+                handle.write(piece)
+                if checksum is not None:
+                    checksum.update(piece)
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
@@ -220,9 +236,12 @@ def write_into_saved_model(saved_model_dir: str, weights: Mapping[str, np.ndarra
     if fingerprint is None:
         _write_fingerprint_by_parsing(saved_model_dir)
         return
-    import tensorflow as tf
+    if checksum is not None:
+        fingerprint.saved_model_checksum = checksum.digest()
+    else:
+        import tensorflow as tf
 
-    fingerprint.saved_model_checksum = fingerprint64(tf.io.read_file(path))
+        fingerprint.saved_model_checksum = fingerprint64(tf.io.read_file(path))
     _write_atomically(fingerprint_path, fingerprint.SerializeToString())
 
 
