@@ -2,7 +2,7 @@
 
 Keras 3's ``Dense(N, activation="gelu")`` on a [B, T, C] input exports ``Tensordot``:
 
-    Reshape(x, [-1, C]) ─ MatMul(W) ─ Reshape(·, [B, T, N]) ─ AddV2(bias) ─ GELU's ops (Mul, Erf, AddV2, Mul, Mul)
+    Reshape(x, [-1, C]) ─ MatMul(W) ─ Reshape(·, [B, T, N]) ─ AddV2(bias) ─ GELU (Mul, Erf, AddV2, Mul, Mul)
 
 TF 2.17's remapper (``remapper.cc``, ``FindMatMulBiasAddAndGelu``: oneDNN builds only) fuses
 ``MatMul ─ BiasAdd ─ GELU`` (exact, with Erf; or approximate, with Tanh; operands in any order)
@@ -88,8 +88,8 @@ class _Graph:
         return shape[0] if matmul.attr["transpose_b"].b else shape[1]
 
 
-def _bias(graph: _Graph, node, start: str, columns: int) -> Optional[Tuple[str, str]]:
-    """(bias tensor, the node's other input) when ``node`` adds a [N] constant to ``start``'s output."""
+def _bias(graph: _Graph, node, start: str, columns: int) -> Optional[str]:
+    """The bias tensor when ``node`` adds a [N] constant to ``start``'s output, else None."""
     if node.op not in ("AddV2", "Add", "BiasAdd") or len(_data_inputs(node)) != 2:
         return None
     inputs = _data_inputs(node)
@@ -97,7 +97,7 @@ def _bias(graph: _Graph, node, start: str, columns: int) -> Optional[Tuple[str, 
         if node_name(inputs[index]) == start and _output_0(inputs[index]):
             bias = graph.constant(inputs[1 - index])
             if bias is not None and bias.shape == (columns,):
-                return inputs[1 - index], inputs[index]
+                return inputs[1 - index]
     return None
 
 
@@ -123,16 +123,10 @@ def _gelu(graph: _Graph, start: str, dtype: int) -> Optional[Tuple[List[str], st
             continue
         if any((value := graph.constant(t)) is None or value.size != 1 for t in others):
             continue
-        region.add(name)
+        region.add(name)  # an op seen before all its inputs joined is seen again from the last one
         if len(region) > _MAX_GELU_OPS:
             return None
         frontier.extend(graph.readers.get(name, []))
-    # A region op read before all its inputs joined the region would have been skipped: re-check closure.
-    for name in region:
-        for tensor in graph.nodes[name].input:
-            inner = node_name(tensor)
-            if inner != start and inner not in region and graph.constant(tensor) is None:
-                return None
     if any(reader not in region for reader in graph.readers.get(start, [])):
         return None
     outputs = [name for name in region if any(r not in region for r in graph.readers.get(name, []))]
@@ -140,6 +134,19 @@ def _gelu(graph: _Graph, start: str, dtype: int) -> Optional[Tuple[List[str], st
         return None
     order = [node.name for node in graph.nodes.values() if node.name in region]
     return order, outputs[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class _DenseGelu:
+    matmul: str
+    reshape: object      # the Tensordot's trailing Reshape (NodeDef)
+    cast: Optional[str]  # the bf16 pass's Cast to fp32 before the GELU, if any
+    bias: Optional[str]  # the [N] bias tensor added before the GELU, if any
+    start: str           # the node the GELU reads
+    ops: List[str]       # the GELU's ops, in graph order
+    output: str          # the GELU's last op
+    columns: int         # N
+    dtype: int           # the MatMul's dtype, the fused op's
 
 
 def _match(graph: _Graph, matmul):
@@ -158,31 +165,18 @@ def _match(graph: _Graph, matmul):
     start, cast, bias, gelu_dtype = reshape.name, None, None, dtype
     after = graph.only_reader(start)
     # A bf16 graph whose GELU the bf16 pass kept in fp32: MatMul (bf16) ─ Reshape ─ Cast to fp32 ─ GELU.
-    if (after is not None and after.op == "Cast" and after.attr["SrcT"].type == dtype
-            and after.attr["DstT"].type == tf.float32.as_datatype_enum and dtype != after.attr["DstT"].type):
+    if (after is not None and after.op == "Cast" and dtype == tf.bfloat16.as_datatype_enum
+            and after.attr["SrcT"].type == dtype and after.attr["DstT"].type == tf.float32.as_datatype_enum):
         start, cast, gelu_dtype = after.name, after.name, tf.float32.as_datatype_enum
         after = graph.only_reader(start)
     if after is not None:
-        found = _bias(graph, after, start, columns)
-        if found is not None:
-            bias, start = found[0], after.name
+        bias = _bias(graph, after, start, columns)
+        if bias is not None:
+            start = after.name
     gelu = _gelu(graph, start, gelu_dtype)
     if gelu is None:
         return None
     return _DenseGelu(matmul.name, reshape, cast, bias, start, gelu[0], gelu[1], columns, dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class _DenseGelu:
-    matmul: str
-    reshape: object      # the Tensordot's trailing Reshape (NodeDef)
-    cast: Optional[str]  # the bf16 pass's Cast to fp32 before the GELU, if any
-    bias: Optional[str]  # the [N] bias tensor added before the GELU, if any
-    start: str           # the node the GELU reads
-    ops: List[str]       # the GELU's ops, in graph order
-    output: str          # the GELU's last op
-    columns: int         # N
-    dtype: int           # the MatMul's dtype, the fused op's
 
 
 def fuse_ready_gelus(graph_def, keep: Sequence[str] = (), held=None):

@@ -109,8 +109,11 @@ def _no_gelu_ops(graph_def, records) -> str:
 
 # Keras 3's Dense + GELU reshaped to MatMul ─ BiasAdd ─ GELU ─ Reshape (backends/cpu/matmul_gelu.py):
 # plain ops in the saved graph, which TF's remapper fuses into one oneDNN kernel when the model is
-# loaded with oneDNN on. After FUSION, so that our own remapper run (oneDNN on here) does not fuse
-# it into a _FusedMatMul that only oneDNN can run.
+# loaded with oneDNN on (and Eigen runs as they are with it off). After FUSION, so that our own
+# remapper run (oneDNN on here) does not fuse it into a _FusedMatMul that only oneDNN can run; in
+# bf16 after the pass, which kept the GELU in fp32 (TRANSFORMER_FP32_OPS): the rewrite puts it in
+# bf16 with its MatMul, the one dtype the remapper fuses. On the 4x256 transformer: fp32 1.05x at
+# bs1, 1.18x at bs8; bf16 1.28x, 1.17x (benchmarks/transformer_cpu_notes.md).
 GELU_READY = Stage("gelu_ready", transform=_fuse_ready_gelus, skip_reason=_no_gelu_ops)
 
 CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, FUSION, GELU_READY)
@@ -144,4 +147,6 @@ def bf16_fp32_ops(graph_def, asked) -> tuple:
 # Before quantizing: cleanup and layout, no remapper fusion (the int8 quantizer matches plain
 # Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself), projections made MatMuls it quantizes,
 # LayerNorm fused (INC leaves the op as it is; 1.2x at bs8, 1.02x at bs1 on the 4x256 transformer).
+# No GELU_READY: INC fuses MatMul + BiasAdd + GELU only from a single Gelu op (made by Intel's TF
+# 1.15 builds alone), and TF's remapper fuses no quantized MatMul with a GELU: measured neutral.
 PREQUANTIZE_STAGES = (CLEANUP, LAYOUT, PROJECTIONS_TO_MATMULS, CLEANUP_AFTER_PROJECTIONS, FUSE_LAYER_NORM)
