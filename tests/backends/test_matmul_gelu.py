@@ -65,6 +65,53 @@ def test_a_dense_gelu_becomes_matmul_biasadd_gelu_reshape_with_the_same_answers(
         np.testing.assert_allclose(_run(rewritten, feed), _run(graph_def, feed), rtol=1e-5, atol=1e-6)
 
 
+_RUN_GRAPHS = """
+import sys, json, numpy as np, tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+feed = np.load(sys.argv[1])
+outputs = []
+for path in sys.argv[2:]:
+    graph_def = graph_pb2.GraphDef.FromString(open(path, "rb").read())
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            outputs.append(session.run("out:0", {"x:0": feed}).tolist())
+print(json.dumps(outputs))
+"""
+
+
+def test_a_bf16_dense_whose_gelu_the_bf16_pass_kept_fp32_fuses_in_bf16_with_its_bias(tmp_path):
+    import tensorflow as tf
+
+    # What the bf16 pass leaves: MatMul (bf16) ─ Reshape ─ Cast to fp32 ─ AddV2(bias) ─ GELU (fp32) ─ Cast to bf16.
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default() as graph:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 5, 4], name="x")
+        flat = tf.cast(tf.reshape(x, [-1, 4]), tf.bfloat16)
+        product = tf.linalg.matmul(flat, tf.constant(rng.normal(size=(4, 6)).astype(np.float32), tf.bfloat16))
+        hidden = tf.cast(tf.reshape(product, [-1, 5, 6]), tf.float32) + rng.normal(size=(6,)).astype(np.float32)
+        gelu = 0.5 * hidden * (1.0 + tf.math.erf(hidden * 0.7071067811865476))
+        tf.cast(tf.cast(gelu, tf.bfloat16), tf.float32, name="out")
+    graph_def = graph.as_graph_def()
+    rewritten, count = fuse_ready_gelus(graph_def, keep=("out",))
+    assert count == 1
+    nodes = {node.name: node for node in rewritten.node}
+    bias_add = next(node for node in rewritten.node if node.op == "BiasAdd")
+    assert nodes[bias_add.input[0]].op == "MatMul" and bias_add.attr["T"].type == tf.bfloat16.as_datatype_enum
+    assert nodes[bias_add.input[1]].op == "Const"  # the model's bias, as bf16
+    assert {node.attr["T"].type for node in rewritten.node if node.op == "Erf"} == {tf.bfloat16.as_datatype_enum}
+
+    # Run on TF's Eigen kernels (oneDNN off, AVX2), as on any CPU: the same answers within bf16's rounding.
+    feed = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    np.save(tmp_path / "feed.npy", feed)
+    for name, value in (("before.pb", graph_def), ("after.pb", rewritten)):
+        (tmp_path / name).write_bytes(value.SerializeToString())
+    before, after = python_in_child(_RUN_GRAPHS, tmp_path / "feed.npy", tmp_path / "before.pb", tmp_path / "after.pb",
+                                    env=smaller_cpu_env(False))
+    assert np.array(after).shape == (3, 5, 6)
+    np.testing.assert_allclose(np.array(after), np.array(before), rtol=0.05, atol=0.05)
+
+
 def test_a_matmul_without_a_gelu_is_left_alone():
     import tensorflow as tf
 
