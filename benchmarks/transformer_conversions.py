@@ -55,9 +55,17 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per model per round")
     parser.add_argument("--calibration_steps", type=int, default=8, help="int8 calibration batches (of 8 sequences)")
+    parser.add_argument("--compare", default="",
+                        help="NAME=DIR,...: SavedModels converted elsewhere, checked and timed in the same rounds")
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--output", required=True, help="path prefix: writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
+    to_compare = []
+    for entry in [e.strip() for e in args.compare.split(",") if e.strip()]:
+        name, _, path = entry.partition("=")
+        if not name or not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            parser.error(f"--compare entry {entry!r}: give NAME=DIR, DIR a SavedModel directory")
+        to_compare.append((name, path))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import tensorflow as tf
@@ -107,6 +115,15 @@ def main(argv=None) -> int:
         })
         rows.append(row)
 
+    compared = []
+    for name, path in to_compare:
+        function, _, _ = _signature(path)
+        got = _outputs(function, input_name, tokens)
+        models[name] = function
+        compared.append({"name": name, "path": path,
+                         "top1_agreement": float(np.mean(got.argmax(-1) == reference.argmax(-1))),
+                         "max_abs_difference": float(np.abs(got - reference).max())})
+
     speed = {}
     for batch in [int(b) for b in args.batch_sizes.split(",") if b.strip()]:
         calls = {key: prepared_call(function, {input_name: tf.constant(tokens[:batch])})
@@ -121,7 +138,7 @@ def main(argv=None) -> int:
     record = {
         "model": args.model, "export_s": None if export_s is None else round(export_s, 1),
         "seq_len": seq_len, "agreement_samples": args.agreement_samples,
-        "conversions": rows, "speed": speed, "rounds": args.rounds, "calls_per_round": args.calls,
+        "conversions": rows, "compared": compared, "speed": speed, "rounds": args.rounds, "calls_per_round": args.calls,
         "threads": "TF default (all cores)", "cpu_count": os.cpu_count(),
         "load_average_1min_at_start": round(load_start[0], 2), "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "versions": {"tensorflow": tf.__version__},
@@ -151,6 +168,10 @@ def _markdown(record) -> str:
         lines.append(f"| {row['precision']} | {row['convert_s']:.0f} s | {peak} | {coverage['share']:.1%} of "
                      f"{coverage['total_flops'] / 1e9:.1f} GFLOPs | {left} | {row['top1_agreement']:.1%} | "
                      f"{row['max_abs_difference']:.2e} |")
+    if record.get("compared"):
+        lines += ["", "| compared SavedModel | top-1 vs original | max abs diff |", "|---|---|---|"]
+        lines += [f"| {c['name']} (`{c['path']}`) | {c['top1_agreement']:.1%} | {c['max_abs_difference']:.2e} |"
+                  for c in record["compared"]]
     if record["speed"]:
         batches = list(record["speed"])
         lines += ["", "| model | " + " | ".join(f"bs{b} median | bs{b} speed-up" for b in batches) + " |",

@@ -54,7 +54,7 @@ def test_metadata_records_what_was_done(fp32_model, tiny_saved_model):
     assert meta["config"]["backend"] == "cpu" and meta["config"]["minimum_segment_size"] == 3
     assert meta["conversion_summary"]["nodes_optimized"] < meta["conversion_summary"]["nodes_frozen"]
     assert [s["name"] for s in meta["conversion_summary"]["stages"]] == [
-        "cleanup", "fold_batchnorm", "cleanup_after_fold", "layout", "fuse_layer_norm", "fusion"]
+        "cleanup", "fold_batchnorm", "cleanup_after_fold", "layout", "fuse_layer_norm", "fusion", "gelu_ready"]
     assert {"load_s", "convert_s", "save_s"} <= set(meta["timings"])
     # Keras 3 BatchNorm (Mul/AddV2 by constants) is folded into the conv, so oneDNN can fuse it.
     assert "fold_batchnorm" in meta["conversion_summary"]["stages_that_changed_the_graph"]

@@ -93,7 +93,30 @@ STATIC_RESHAPES = Stage("static_reshapes", transform=_constant_reshape_shapes, s
 # Conv/MatMul + BiasAdd + activation → oneDNN fused kernels.
 FUSION = Stage("fusion", ("remap", "constfold", "dependency"), place_on_cpu=True)
 
-CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, FUSION)
+
+def _fuse_ready_gelus(graph_def, keep, held):
+    from tftrt_toolkit.backends.cpu.matmul_gelu import fuse_ready_gelus
+
+    graph_def, _ = fuse_ready_gelus(graph_def, keep=tuple(keep), held=held)
+    if held is not None:
+        held = held.used_by(graph_def)
+    return graph_def, held
+
+
+def _no_gelu_ops(graph_def, records) -> str:
+    return "" if any(node.op in ("Erf", "Tanh") for node in graph_def.node) else "no GELU (Erf, Tanh) ops"
+
+
+# Keras 3's Dense + GELU reshaped to MatMul ─ BiasAdd ─ GELU ─ Reshape (backends/cpu/matmul_gelu.py):
+# plain ops in the saved graph, which TF's remapper fuses into one oneDNN kernel when the model is
+# loaded with oneDNN on (and Eigen runs as they are with it off). After FUSION, so that our own
+# remapper run (oneDNN on here) does not fuse it into a _FusedMatMul that only oneDNN can run; in
+# bf16 after the pass, which kept the GELU in fp32 (TRANSFORMER_FP32_OPS): the rewrite puts it in
+# bf16 with its MatMul, the one dtype the remapper fuses. On the 4x256 transformer: fp32 1.05x at
+# bs1, 1.18x at bs8; bf16 1.28x, 1.17x (benchmarks/transformer_cpu_notes.md).
+GELU_READY = Stage("gelu_ready", transform=_fuse_ready_gelus, skip_reason=_no_gelu_ops)
+
+CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, FUSION, GELU_READY)
 # No offline fusion under bf16: grappler's _FusedConv2D does not accept bfloat16 (the saved graph
 # would not load), while at run time TF rewrites fusions into oneDNN kernels that do. Random-weight
 # models hide this (zero biases fold away, leaving nothing to fuse); real weights do not.
@@ -101,7 +124,7 @@ CPU_FP32_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAY
 # the ten ops in bf16 were a third of a bf16 transformer's time (Eigen's elementwise bf16 is slow).
 # Constant Reshape shapes measured 1.04-1.10x at bs1 in bf16 (fewer ops per call), neutral in fp32 and int8.
 CPU_BF16_STAGES = (CLEANUP, FOLD_BATCHNORM, CLEANUP_AFTER_FOLD, LAYOUT, FUSE_LAYER_NORM, STATIC_RESHAPES, BF16,
-                   FOLD_WEIGHT_CASTS)
+                   FOLD_WEIGHT_CASTS, GELU_READY)
 # The bf16 stages in two runs: what prepares the graph, then the pass, whose fp32 ops depend on that graph.
 CPU_BF16_PREPARE_STAGES = CPU_BF16_STAGES[:CPU_BF16_STAGES.index(BF16)]
 CPU_BF16_PASS_STAGES = CPU_BF16_STAGES[CPU_BF16_STAGES.index(BF16):]
@@ -124,4 +147,6 @@ def bf16_fp32_ops(graph_def, asked) -> tuple:
 # Before quantizing: cleanup and layout, no remapper fusion (the int8 quantizer matches plain
 # Conv2D/BiasAdd/Relu, not _FusedConv2D, and fuses itself), projections made MatMuls it quantizes,
 # LayerNorm fused (INC leaves the op as it is; 1.2x at bs8, 1.02x at bs1 on the 4x256 transformer).
+# No GELU_READY: INC fuses MatMul + BiasAdd + GELU only from a single Gelu op (made by Intel's TF
+# 1.15 builds alone), and TF's remapper fuses no quantized MatMul with a GELU: measured neutral.
 PREQUANTIZE_STAGES = (CLEANUP, LAYOUT, PROJECTIONS_TO_MATMULS, CLEANUP_AFTER_PROJECTIONS, FUSE_LAYER_NORM)
