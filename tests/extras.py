@@ -18,9 +18,9 @@ def have_inc() -> bool:
 HAVE_INC = have_inc()
 needs_inc = pytest.mark.skipif(not HAVE_INC, reason=f"Intel Neural Compressor missing: {INSTALL_HINT}")
 
-# The bigmodels extra (google-crc32c): weights are streamed from the source checkpoint, each
+# google-crc32c (a dependency; the code falls back without it): weights are streamed from the source checkpoint, each
 # checked as it is copied; without it they are restored (the tests of that path need nothing).
 from tftrt_toolkit.backends.frozen.checkpoint_bundle import streaming_available  # noqa: E402
 
 needs_streaming = pytest.mark.skipif(not streaming_available(),
-                                     reason="google-crc32c missing: pip install 'tftrt_toolkit[bigmodels]'")
+                                     reason="google-crc32c missing: pip install -e . (it is a dependency)")

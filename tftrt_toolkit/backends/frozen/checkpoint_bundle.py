@@ -7,8 +7,8 @@ hold the raw little-endian bytes. ``CheckpointSlice`` names one tensor's bytes t
 streamed save (``backends/cpu/savedmodel_stream.py``) copies them into ``saved_model.pb`` in
 bounded chunks with plain reads, so a weight the conversion does not change is never
 resident (a memory map would be: touched pages count in RSS). Every read is checked against
-the entry's CRC32C as TensorFlow's own reader checks it (with ``google_crc32c``, the
-``bigmodels`` extra: without it nothing is streamed and the weights are restored as before).
+the entry's CRC32C as TensorFlow's own reader checks it (with ``google_crc32c``, a
+dependency of the toolkit: where it does not import, nothing is streamed and the weights are restored).
 
 Mirrors tensorflow/core/lib/io/format.cc, block.cc and table.cc (reading only, no
 compression: ``BundleWriter`` writes none) and tensorflow/core/util/tensor_bundle/.
