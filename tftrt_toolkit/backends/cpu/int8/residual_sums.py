@@ -24,7 +24,7 @@ sum writes into its summand's buffer: every other reader of the summand must run
 The 1x1 convs now reading uint8 get the int16 overflow check (``overflow_guard``; the recipe runs it).
 
 On EfficientNet-Lite0 (Sapphire Rapids): 9 adds fused, QuantizeV2/Dequantize 11/15 -> 2/1, p50
-latency x0.94 at one thread and x0.83 at two (batch 1), top-1 on 750 ImageNet photos unchanged
+latency x0.92-0.94 at one thread and x0.81-0.83 at two (batch 1), top-1 on 750 ImageNet photos unchanged
 within noise, also capped to AVX2 (benchmarks/int8_cpu_notes.md, "Residual adds inside the int8 convs").
 """
 
