@@ -78,6 +78,8 @@ class ConversionConfig:
         would overflow int16 on the calibration data on CPUs without VNNI (which saturate them there).
       int8_bias_correction: cpu int8: each conv's bias absorbs the mean shift its weight rounding causes
         on the calibration data.
+      int8_fuse_residual_adds: cpu int8: residual adds with no ReLU after them (MobileNet/EfficientNet blocks)
+        fused into the int8 conv before them, instead of an fp32 add between a Dequantize and a QuantizeV2.
       allow_partial_precision: accept a bf16/int8 conversion that leaves most of the model's multiply-adds in
         fp32 (backends/precision_coverage.py: below 50% of FLOPs is refused by default).
       warmup_data: data spec for TF Serving warmup records (image dir, .npy/.npz, "synthetic");
@@ -105,6 +107,7 @@ class ConversionConfig:
     bf16_keep_fp32_ops: Tuple[str, ...] = ("Softmax",)
     int8_overflow_safe_weights: bool = True
     int8_bias_correction: bool = True
+    int8_fuse_residual_adds: bool = True
     allow_partial_precision: bool = False
     # --- TF Serving warmup records (assets.extra/tf_serving_warmup_requests) ---
     warmup_data: Optional[str] = None

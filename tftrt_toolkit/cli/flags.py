@@ -372,6 +372,9 @@ class ConversionFlags(FlagGroup):
                      "cpu int8: 7-bit weights where 8-bit ones overflow int16 on the calibration data (CPUs without VNNI).")
         flags.define("bool", "int8_bias_correction", True,
                      "cpu int8: each conv's bias absorbs the mean shift its weight rounding causes on the calibration data.")
+        flags.define("bool", "int8_fuse_residual_adds", True,
+                     "cpu int8: residual adds without a ReLU after them run inside the int8 conv before them, "
+                     "not in fp32 between a Dequantize and a QuantizeV2.")
         define_allow_partial(flags)
         define_calibration_data(flags)
         flags.define("integer", "calibration_steps", 8, "int8: batches of calibration data to feed.")
@@ -409,6 +412,7 @@ class ConversionFlags(FlagGroup):
             bf16_keep_fp32_ops=tuple(flags.value("bf16_keep_fp32_ops") or ()),
             int8_overflow_safe_weights=flags.value("int8_overflow_safe_weights"),
             int8_bias_correction=flags.value("int8_bias_correction"),
+            int8_fuse_residual_adds=flags.value("int8_fuse_residual_adds"),
             allow_partial_precision=flags.value("allow_partial_precision"),
             warmup_data=flags.value("warmup_data"),
             warmup_batch_sizes=tuple(flags.value("warmup_batch_sizes") or ()),

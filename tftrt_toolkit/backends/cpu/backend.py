@@ -116,7 +116,8 @@ class CpuBackend(ConversionBackend):
             int8_graph, summary["int8"] = int8.quantize(
                 frozen, model.signature, calibration_input_fn, ops_folded=folded_ops,
                 overflow_safe_weights=config.int8_overflow_safe_weights,
-                bias_correction=config.int8_bias_correction)
+                bias_correction=config.int8_bias_correction,
+                fuse_residual_adds=config.int8_fuse_residual_adds)
             frozen = frozen.with_graph(int8_graph)
             del int8_graph
             timings["quantize_s"] = time.perf_counter() - start

@@ -10,6 +10,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from tftrt_toolkit.backends.cpu.int8.probes import output_type, run, with_dequantize_taps
+from tftrt_toolkit.backends.cpu.int8.residual_sums import shifted_outputs
 from tftrt_toolkit.backends.graphdef import consumers, nodes_by_name, node_name
 
 # Calibration samples int8 and fp32 are compared on (the summary's error and drift figures).
@@ -71,6 +72,8 @@ def _layer_taps(fp32_graph, int8_graph) -> List[Tuple[str, str, str]]:
     # a second reader of the summand - our Dequantize - sees it overwritten or crashes TF 2.17
     # (segfault). Those tensors are not tapped.
     summands = {node_name(tensor) for node in int8_graph.node if "Sum" in node.op for tensor in node.input}
+    # The residual path's uint8 codes hold value + range (residual_sums): not comparable as they are.
+    summands |= shifted_outputs(int8_graph)
     for node in int8_graph.node:
         if not node.name.endswith(suffix) or "Requantize" not in node.op or "Dequantize" in node.op:
             continue

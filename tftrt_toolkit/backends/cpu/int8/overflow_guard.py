@@ -81,22 +81,77 @@ def narrow_overflowing_weights(int8_graph, input_name: str, batches: Sequence[tu
             overflowing[index] |= pair_sums_overflow(codes.astype(np.int32), filters[index])
 
     for (_, weights, low, high), quantized, over in zip(checked, filters, overflowing):
-        if not over.any():
-            continue
-        ranges = [tensor_util.MakeNdarray(n.attr["value"].tensor).astype(np.float32) for n in (low, high)]
-        if ranges[0].ndim == 0:
-            over[:] = True  # one range for the whole filter: all channels or none
-        quantized[..., over] = np.round(quantized[..., over] / 2.0)
-        weights.attr["value"].tensor.CopyFrom(
-            tensor_util.make_tensor_proto(quantized.astype(np.int8), dtype=types_pb2.DT_QINT8))
-        for range_node, value in zip((low, high), ranges):
-            value = np.where(over, value * 2, value) if value.ndim else value * 2
-            range_node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(value.astype(np.float32)))
-        report["layers_narrowed"] += 1
-        report["channels_narrowed"] += int(over.sum())
+        if over.any():
+            _narrow(weights, low, high, quantized, over)
+            report["layers_narrowed"] += 1
+            report["channels_narrowed"] += int(over.sum())
     report["channels_checked"] = int(sum(f.shape[-1] for f in filters))
     report["samples"] = int(len(samples))
     return graph, report
+
+
+def narrow_for_shifted_inputs(before, graph, input_name: str, batches: Sequence[tuple],
+                              shifted: Dict[str, Tuple[str, float]]) -> Tuple[object, Dict[str, object]]:
+    """The guard for the 1x1 convs ``residual_sums`` made read uint8 codes of ``value + c`` (they read int8 before).
+
+    ``before``: the graph before that rewrite, where each such conv's input values are an fp32
+    tensor (``shifted[conv] = (that tensor, c)``): fetching it is safe, tapping the uint8 codes
+    (a fused sum's summand) is not. The codes are ``round((value + c) * 255 / 2c)``. A narrowed
+    conv's bias takes back the change of ``c * sum(W)`` its halved weights make.
+    """
+    from tensorflow.python.framework import tensor_util
+
+    result = type(graph)()
+    result.CopyFrom(graph)
+    nodes = {node.name: node for node in result.node}
+    readers = reader_counts(result)
+    checked, unchecked = [], 0
+    for conv_name, (value_tensor, c) in sorted(shifted.items()):
+        conv = nodes.get(conv_name)
+        constants = [nodes.get(node_name(conv.input[i])) for i in (1, 2, 5, 6)] if conv is not None else [None]
+        if any(n is None or "value" not in n.attr or readers.get(n.name) != 1 for n in constants):
+            unchecked += 1
+            continue
+        checked.append((conv, value_tensor, c, *constants))
+    report: Dict[str, object] = {"layers_checked": len(checked), "layers_not_checked": unchecked,
+                                 "layers_narrowed": 0, "channels_narrowed": 0}
+    if not checked:
+        return result, report
+
+    filters = [tensor_util.MakeNdarray(w.attr["value"].tensor).view(np.int8).astype(np.int32)
+               for _, _, _, w, _, _, _ in checked]
+    fetches = [value if ":" in value else value + ":0" for _, value, _, _, _, _, _ in checked]
+    overflowing = [np.zeros(f.shape[-1], dtype=bool) for f in filters]
+    samples = statistics_samples(batches)
+    run = runner(before, input_name, fetches)
+    for start in range(0, len(samples), STATISTICS_BATCH):
+        outputs = run(samples[start:start + STATISTICS_BATCH])
+        for index, (_, _, c, _, _, _, _) in enumerate(checked):
+            values = outputs[index].reshape(-1, outputs[index].shape[-1]).astype(np.float64)
+            codes = np.clip(np.round((values + c) * (127.5 / c)), 0, 255).astype(np.int32)
+            overflowing[index] |= pair_sums_overflow(codes, filters[index])
+
+    for (conv, _, c, weights, bias, low, high), quantized, over in zip(checked, filters, overflowing):
+        if not over.any():
+            continue
+        before_sum = _real_weight_sums(quantized, low, high)
+        _narrow(weights, low, high, quantized, over)
+        change = before_sum - _real_weight_sums(quantized, low, high)
+        values = tensor_util.MakeNdarray(bias.attr["value"].tensor).astype(np.float64)
+        bias.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto((values + c * change).astype(np.float32)))
+        report["layers_narrowed"] += 1
+        report["channels_narrowed"] += int(over.sum())
+    report["channels_checked"] = int(sum(f.shape[-1] for f in filters))
+    return result, report
+
+
+def _real_weight_sums(quantized: np.ndarray, low, high) -> np.ndarray:
+    """Per output channel, the sum of a conv's dequantized weights (int8 codes x range / 127)."""
+    from tensorflow.python.framework import tensor_util
+
+    ranges = np.maximum(np.abs(tensor_util.MakeNdarray(low.attr["value"].tensor)),
+                        np.abs(tensor_util.MakeNdarray(high.attr["value"].tensor))).astype(np.float64)
+    return quantized.astype(np.float64).sum(axis=(0, 1, 2)) * ranges / 127.0
 
 
 def pair_sums_overflow(codes: np.ndarray, filter_codes: np.ndarray) -> np.ndarray:
@@ -119,3 +174,19 @@ def pair_sums_overflow(codes: np.ndarray, filter_codes: np.ndarray) -> np.ndarra
             sums = first[picked, None, None] * taps[None, :, k, :] + second[picked, None, None] * taps[None, :, k + 1, :]
             over |= (np.abs(sums) > INT16_MAX).any(axis=(0, 1))
     return over
+
+
+def _narrow(weights, low, high, quantized: np.ndarray, over: np.ndarray) -> None:
+    """Halve the int8 weights of the ``over`` output channels and double their filter range, in place."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.python.framework import tensor_util
+
+    ranges = [tensor_util.MakeNdarray(n.attr["value"].tensor).astype(np.float32) for n in (low, high)]
+    if ranges[0].ndim == 0:
+        over[:] = True  # one range for the whole filter: all channels or none
+    quantized[..., over] = np.round(quantized[..., over] / 2.0)
+    weights.attr["value"].tensor.CopyFrom(
+        tensor_util.make_tensor_proto(quantized.astype(np.int8), dtype=types_pb2.DT_QINT8))
+    for range_node, value in zip((low, high), ranges):
+        value = np.where(over, value * 2, value) if value.ndim else value * 2
+        range_node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(value.astype(np.float32)))

@@ -4,8 +4,10 @@
    and bias, and BatchNorm offsets out of residual sums (``fold_for_quantizing``);
 2. Intel Neural Compressor static quantization (``quantize.py``);
 3. 7-bit weights where 8-bit ones overflow int16 on CPUs without VNNI (``overflow_guard.py``);
-4. bias correction (``bias_correction.py``);
-5. a check against fp32 on held-out calibration samples (``fp32_check.py``).
+4. residual adds with no ReLU after them fused into the int8 conv before them (``residual_sums.py``;
+   the 1x1 convs that now read uint8 get the same int16 check);
+5. bias correction (``bias_correction.py``);
+6. a check against fp32 on held-out calibration samples (``fp32_check.py``).
 
 Why these steps and not others (what was tried and measured): benchmarks/int8_cpu_notes.md.
 """
@@ -17,13 +19,14 @@ from typing import Dict, Tuple
 
 from tftrt_toolkit.backends.cpu.int8 import fp32_check
 from tftrt_toolkit.backends.cpu.int8.bias_correction import correct_weight_rounding_bias
-from tftrt_toolkit.backends.cpu.int8.overflow_guard import narrow_overflowing_weights
+from tftrt_toolkit.backends.cpu.int8.overflow_guard import narrow_for_shifted_inputs, narrow_overflowing_weights
 from tftrt_toolkit.backends.cpu.int8.quantize import (
     QUANTIZABLE_OPS,
     collect_calibration_batches,
     count_quantized_layers,
     quantize_with_inc,
 )
+from tftrt_toolkit.backends.cpu.int8.residual_sums import fuse_residual_adds
 from tftrt_toolkit.backends.frozen.freeze import FrozenSignature
 from tftrt_toolkit.backends.graphdef import node_name
 from tftrt_toolkit.errors import ConversionError
@@ -37,6 +40,8 @@ WEIGHTS = "int8 symmetric per-channel"
 WEIGHTS_OVERFLOW_SAFE = ("int8 symmetric per-channel (depthwise per channel too); 7-bit in the output channels of "
                          "unsigned-input convolutions whose u8 x s8 pair sums overflow int16 on the calibration data")
 ACTIVATIONS = "int8/uint8 per-tensor, ranges = min/max over the calibration samples"
+RESIDUAL_ADDS = ("fused into the int8 conv before them as a uint8 sum of value + range (no fp32 add, "
+                 "no Dequantize/QuantizeV2 around it)")
 BIAS_CORRECTION = ("analytical: (int8 weights - fp32 weights) x the calibration data's input means, "
                    "subtracted from each conv's bias")
 # Below this top-1 agreement with fp32 on the check samples the summary carries a warning. Eight
@@ -46,7 +51,7 @@ BIAS_CORRECTION = ("analytical: (int8 weights - fp32 weights) x the calibration 
 AGREEMENT_WARNING_THRESHOLD = 0.5
 
 
-def recipe(*, overflow_safe_weights: bool, bias_correction: bool) -> Dict[str, object]:
+def recipe(*, overflow_safe_weights: bool, bias_correction: bool, fuse_residual_adds: bool = True) -> Dict[str, object]:
     """What the recipe does with these options (recorded in each int8 model's metadata)."""
     return {
         "quantizer": QUANTIZER,
@@ -54,6 +59,7 @@ def recipe(*, overflow_safe_weights: bool, bias_correction: bool) -> Dict[str, o
         "activations": ACTIVATIONS,
         "int16_overflow_guard": overflow_safe_weights,
         "layers_kept_fp32": [],
+        "residual_adds": RESIDUAL_ADDS if fuse_residual_adds else "fp32, between a Dequantize and a QuantizeV2",
         "bias_correction": BIAS_CORRECTION if bias_correction else False,
     }
 
@@ -72,13 +78,16 @@ def fold_for_quantizing(frozen: FrozenSignature) -> Tuple[FrozenSignature, int]:
 
 
 def quantize(frozen: FrozenSignature, signature, calibration_input_fn, *, ops_folded: int = 0,
-             overflow_safe_weights: bool = True, bias_correction: bool = True) -> Tuple[object, Dict[str, object]]:
+             overflow_safe_weights: bool = True, bias_correction: bool = True,
+             fuse_residual_adds: bool = True) -> Tuple[object, Dict[str, object]]:
     """Quantize ``frozen.graph_def`` (cleaned, folded, unfused, weights as constants) to int8; returns (graph_def, summary).
 
     ``ops_folded``: what ``fold_for_quantizing`` rewrote, for the summary.
     ``overflow_safe_weights``: 7-bit weights where 8-bit ones overflow int16 on the calibration
     data on CPUs without VNNI (``overflow_guard``); ``bias_correction``: each conv's bias absorbs
-    the mean its weight rounding adds (``bias_correction``). Both are the recipe's defaults.
+    the mean its weight rounding adds (``bias_correction``); ``fuse_residual_adds``: residual adds
+    without a ReLU after them run inside the conv before them (``residual_sums``). All three are
+    the recipe's defaults.
 
     Raises BackendUnavailable (INC missing), DataError (too few or malformed calibration
     samples), ConversionError (nothing quantizable, or the quantizer failed).
@@ -113,12 +122,19 @@ def quantize(frozen: FrozenSignature, signature, calibration_input_fn, *, ops_fo
             int8_graph, guard = narrow_overflowing_weights(int8_graph, input_names[0], batches)
     else:
         guard = {"enabled": False}
+    if fuse_residual_adds:
+        with step("fuse_residual_adds"):
+            int8_graph, residual = _fuse_residual_adds(int8_graph, input_names[0], output_names, batches,
+                                                       overflow_safe_weights)
+    else:
+        residual = {"enabled": False}
     if bias_correction:
         with step("bias_correction"):
             int8_graph, corrected = correct_weight_rounding_bias(graph_def, int8_graph, input_names[0], batches)
     else:
         corrected = {"enabled": False}
-    done = recipe(overflow_safe_weights=overflow_safe_weights, bias_correction=bias_correction)
+    done = recipe(overflow_safe_weights=overflow_safe_weights, bias_correction=bias_correction,
+                  fuse_residual_adds=fuse_residual_adds)
     summary: Dict[str, object] = {
         "method": METHOD,
         "weights": done["weights"],
@@ -130,6 +146,7 @@ def quantize(frozen: FrozenSignature, signature, calibration_input_fn, *, ops_fo
         "calibration_batches": len(batches),
         "ops_folded_before_quantizing": ops_folded,
         "int16_overflow_guard": guard,
+        "residual_adds": residual,
         "bias_correction": corrected,
     }
     with step("int8_check"):
@@ -146,3 +163,12 @@ def quantize(frozen: FrozenSignature, signature, calibration_input_fn, *, ops_fo
         log.info("int8: top-1 agreement with fp32 on %d calibration samples is %.2f%% (too few to judge: "
                  "validate on labelled data)", summary["check_samples"], 100 * agreement)
     return int8_graph, summary
+
+
+def _fuse_residual_adds(int8_graph, input_name: str, output_names, batches, overflow_safe_weights: bool):
+    """``residual_sums.fuse_residual_adds``, then the int16 check of the convs it made read uint8."""
+    fused, report, shifted = fuse_residual_adds(int8_graph, output_names)
+    report = {"enabled": True, **report}
+    if overflow_safe_weights and shifted:
+        fused, report["int16_overflow_guard"] = narrow_for_shifted_inputs(int8_graph, fused, input_name, batches, shifted)
+    return fused, report
