@@ -21,6 +21,7 @@ from tftrt_toolkit.environment import probe
 from tftrt_toolkit.errors import BackendUnavailable, DataError
 
 from tests.extras import needs_inc
+from tests.graph_helpers import give_batchnorms_trained_statistics
 
 IMAGE_SIZE = 32
 CALIBRATION_BATCH = 8
@@ -51,13 +52,7 @@ def _build_residual_cnn():
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(10, name="logits")(x)
     model = keras.Model(inputs, outputs, name="residual_cnn")
-    # Trained BatchNorm layers have non-trivial statistics; fresh ones are identities grappler folds away.
-    rng = np.random.default_rng(1)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    give_batchnorms_trained_statistics(model, seed=1)
     return model
 
 

@@ -9,6 +9,7 @@ from tftrt_toolkit.config import ConversionConfig
 from tests.backends.test_cpu_int8 import CALIBRATION_BATCH, CALIBRATION_STEPS, IMAGE_SIZE, _calibration_fn, _images, \
     _serve, needs_int8
 from tests.every_cpu import python_in_child, smaller_cpu_env
+from tests.graph_helpers import give_batchnorms_trained_statistics
 from tests.extras import needs_inc
 
 FUSED_SUM_OP = "QuantizedConv2DWithBiasSumAndReluAndRequantize"
@@ -43,12 +44,7 @@ def _build_inverted_residual_cnn():
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(10, name="logits")(x)
     model = keras.Model(inputs, outputs, name="inverted_residual_cnn")
-    rng = np.random.default_rng(2)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    give_batchnorms_trained_statistics(model, seed=2)
     return model
 
 

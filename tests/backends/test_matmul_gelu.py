@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.every_cpu import environment_offering_bf16, python_in_child, smaller_cpu_env
+from tests.graph_helpers import run_graph
 from tftrt_toolkit.backends.cpu.matmul_gelu import ZERO_BIAS_OP, fuse_ready_gelus
 from tftrt_toolkit.config import ConversionConfig
 from tftrt_toolkit.pipeline import convert
@@ -37,15 +38,6 @@ def _dense_gelu_graph(bias: bool, approximate: bool):
     return graph.as_graph_def()
 
 
-def _run(graph_def, feed):
-    import tensorflow as tf
-
-    with tf.Graph().as_default() as graph:
-        tf.graph_util.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            return session.run("out:0", {"x:0": feed})
-
-
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("approximate", [False, True], ids=["exact", "approximate"])
 def test_a_dense_gelu_becomes_matmul_biasadd_gelu_reshape_with_the_same_answers(bias, approximate):
@@ -62,7 +54,7 @@ def test_a_dense_gelu_becomes_matmul_biasadd_gelu_reshape_with_the_same_answers(
     assert not any(node.op.startswith("_") for node in rewritten.node)  # plain ops, which Eigen runs
     for batch in (1, 3):
         feed = np.random.default_rng(batch).normal(size=(batch, 5, 4)).astype(np.float32)
-        np.testing.assert_allclose(_run(rewritten, feed), _run(graph_def, feed), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(run_graph(rewritten, feed), run_graph(graph_def, feed), rtol=1e-5, atol=1e-6)
 
 
 _RUN_GRAPHS = """

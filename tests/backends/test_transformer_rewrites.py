@@ -6,6 +6,7 @@ import pytest
 
 from tests.extras import needs_inc
 from tests.every_cpu import environment_offering_bf16, python_in_child, run_serving_default, smaller_cpu_env
+from tests.graph_helpers import run_graph
 from tftrt_toolkit.backends.cpu.projection_matmuls import projections_to_matmuls
 from tftrt_toolkit.backends.cpu.static_reshapes import constant_reshape_shapes
 from tftrt_toolkit.config import ConversionConfig
@@ -41,22 +42,13 @@ def _projection_graph(adj_y=False, weight_is_constant=True):
     return graph.as_graph_def()
 
 
-def _run(graph_def, feed):
-    import tensorflow as tf
-
-    with tf.Graph().as_default() as graph:
-        tf.graph_util.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            return session.run("out:0", {"x:0": feed})
-
-
 def test_a_projection_by_a_constant_weight_becomes_a_matmul_with_the_same_product():
     graph_def = _projection_graph()
     rewritten, _, count = projections_to_matmuls(graph_def, keep=("out",))
     ops = [node.op for node in rewritten.node]
     assert count == 1 and "BatchMatMulV2" not in ops and ops.count("MatMul") == 1
     feed = np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32)  # any batch, not just 1 or 2
-    np.testing.assert_allclose(_run(rewritten, feed), _run(graph_def, feed), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run_graph(rewritten, feed), run_graph(graph_def, feed), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", [{"adj_y": True}, {"weight_is_constant": False}])
@@ -79,7 +71,7 @@ def test_a_dense_on_tokens_gets_constant_reshape_shapes_and_the_same_answer_at_a
     assert count == 2 and "Shape" not in ops and "Prod" not in ops and "Pack" not in ops
     for batch in (1, 3):
         feed = np.random.default_rng(batch).normal(size=(batch, 5, 4)).astype(np.float32)
-        np.testing.assert_allclose(_run(rewritten, feed), _run(graph_def, feed), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(run_graph(rewritten, feed), run_graph(graph_def, feed), rtol=1e-6, atol=1e-6)
 
 
 @needs_inc
