@@ -69,3 +69,10 @@ def test_json_round_trip():
 def test_replace_validates_again():
     with pytest.raises(ConfigError):
         ConversionConfig(backend="cpu").replace(precision="fp16")
+
+
+@pytest.mark.parametrize("switch", ["int8_fuse_residual_adds", "int8_bias_correction", "use_calibration",
+                                    "allow_partial_precision"])
+def test_a_switch_that_is_not_true_or_false_is_one_clear_error(switch):
+    with pytest.raises(ConfigError, match=f"{switch}='no' is not valid; use True or False"):
+        ConversionConfig(backend="cpu", precision="int8", **{switch: "no"})

@@ -164,8 +164,10 @@ class ConversionConfig:
                     f"build shape {'x'.join(map(str, shape))} is out of range; batch up to {_MAX_REASONABLE_BATCH}, "
                     f"other dims up to {_MAX_REASONABLE_DIM}."
                 )
-        if not isinstance(self.allow_partial_precision, bool):
-            raise ConfigError(f"allow_partial_precision={self.allow_partial_precision!r} is not valid; use True or False.")
+        for field in dataclasses.fields(self):
+            # A switch given as "no" or 0 would otherwise pass as truthy or falsy without a word.
+            if field.type == "bool" and not isinstance(getattr(self, field.name), bool):
+                raise ConfigError(f"{field.name}={getattr(self, field.name)!r} is not valid; use True or False.")
         if self.warmup_data is not None and not (isinstance(self.warmup_data, str) and self.warmup_data.strip()):
             raise ConfigError(f"warmup_data={self.warmup_data!r} is not valid; give a data spec (an image directory, "
                               "FILE.npy/.npz, 'synthetic') or 'none' for no warmup file.")
