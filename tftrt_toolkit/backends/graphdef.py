@@ -42,6 +42,16 @@ def copy(graph_def):
     return result
 
 
+def empty_like(graph_def):
+    """A GraphDef with ``graph_def``'s versions and function library and no nodes: what each rewrite fills."""
+    from tensorflow.core.framework import graph_pb2
+
+    result = graph_pb2.GraphDef()
+    result.versions.CopyFrom(graph_def.versions)
+    result.library.CopyFrom(graph_def.library)
+    return result
+
+
 def op_histogram(graph_def) -> Dict[str, int]:
     """Op type -> count over the graph and its function library."""
     counts = collections.Counter(node.op for node in graph_def.node)
@@ -59,8 +69,6 @@ def without_dead_nodes(graph_def, keep: Sequence[str], held: Container[str] = ()
     """
     if not keep:
         return graph_def
-    from tensorflow.core.framework import graph_pb2
-
     nodes = nodes_by_name(graph_def)
     live = set()
     stack = [name for name in keep if name in nodes]
@@ -71,8 +79,6 @@ def without_dead_nodes(graph_def, keep: Sequence[str], held: Container[str] = ()
             continue
         live.add(name)
         stack.extend(node_name(tensor) for tensor in nodes[name].input)
-    pruned = graph_pb2.GraphDef()
-    pruned.versions.CopyFrom(graph_def.versions)
-    pruned.library.CopyFrom(graph_def.library)
+    pruned = empty_like(graph_def)
     pruned.node.extend(node for node in graph_def.node if node.name in live)
     return pruned

@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from tftrt_toolkit.backends.graphdef import consumers as _consumers
+from tftrt_toolkit.backends.graphdef import empty_like
 from tftrt_toolkit.backends.graphdef import node_name as _name
 
 CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
@@ -139,11 +140,7 @@ def fold_affine_into_conv(graph_def, keep: Tuple[str, ...] = (), held=None) -> T
     if not rewritten_conv:
         return graph_def, 0, held
 
-    from tensorflow.core.framework import graph_pb2
-
-    result = graph_pb2.GraphDef()
-    result.versions.CopyFrom(graph_def.versions)
-    result.library.CopyFrom(graph_def.library)
+    result = empty_like(graph_def)
     for node in graph_def.node:
         if node.name in removed:
             continue
@@ -179,7 +176,6 @@ def hoist_offsets_out_of_sums(graph_def, held=None) -> Tuple[object, int]:
     the same sum and has the conv + bias + sum shape the INT8 kernels fuse.
     Returns (new graph_def, how many sums were rewritten).
     """
-    from tensorflow.core.framework import graph_pb2
     from tensorflow.python.framework import tensor_util
 
     nodes = {node.name: node for node in graph_def.node}
@@ -212,9 +208,7 @@ def hoist_offsets_out_of_sums(graph_def, held=None) -> Tuple[object, int]:
     sums = {total: (add, conv, offset) for add, (total, conv, offset) in plans.items()}
     convs = {conv: (add, offset) for add, (total, conv, offset) in plans.items()}
 
-    result = graph_pb2.GraphDef()
-    result.versions.CopyFrom(graph_def.versions)
-    result.library.CopyFrom(graph_def.library)
+    result = empty_like(graph_def)
     for node in graph_def.node:
         if node.name in plans:
             continue  # the offset add: its sum takes its name below
@@ -252,7 +246,6 @@ def add_missing_bias(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[
     ``RequantizePerChannel``: slower, and measured 5-10x less accurate than the fused
     ``QuantizedConv2DWithBias*`` kernels. Returns (new graph_def, biases added).
     """
-    from tensorflow.core.framework import graph_pb2
     from tensorflow.python.framework import tensor_util
 
     nodes = {node.name: node for node in graph_def.node}
@@ -270,9 +263,7 @@ def add_missing_bias(graph_def, keep: Tuple[str, ...] = (), held=None) -> Tuple[
     if not targets:
         return graph_def, 0
     renamed = {name: name + "/zero_bias_add" for name in targets}
-    result = graph_pb2.GraphDef()
-    result.versions.CopyFrom(graph_def.versions)
-    result.library.CopyFrom(graph_def.library)
+    result = empty_like(graph_def)
     for node in graph_def.node:
         new = result.node.add()
         new.CopyFrom(node)

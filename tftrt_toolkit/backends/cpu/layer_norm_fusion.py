@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import node_name, without_dead_nodes
+from tftrt_toolkit.backends.graphdef import empty_like, node_name, without_dead_nodes
 
 FUSED_OP = "_MklLayerNorm"
 
@@ -130,8 +130,6 @@ def fuse_layer_norms(graph_def, keep: Sequence[str] = (), held=None) -> Tuple[ob
     are left for the next cleanup to prune. Returns (graph, number of LayerNorms fused).
     """
     import tensorflow as tf
-    from tensorflow.core.framework import graph_pb2
-
     graph = _Graph(graph_def, held)
     rewrites: Dict[str, Tuple[str, np.ndarray, np.ndarray, float]] = {}
     for node in graph_def.node:
@@ -141,9 +139,7 @@ def fuse_layer_norms(graph_def, keep: Sequence[str] = (), held=None) -> Tuple[ob
                 rewrites[node.name] = found
     if not rewrites:
         return graph_def, 0
-    fused = graph_pb2.GraphDef()
-    fused.versions.CopyFrom(graph_def.versions)
-    fused.library.CopyFrom(graph_def.library)
+    fused = empty_like(graph_def)
     for node in graph_def.node:
         if node.name not in rewrites:
             fused.node.add().CopyFrom(node)

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import node_name, without_dead_nodes
+from tftrt_toolkit.backends.graphdef import empty_like, node_name, without_dead_nodes
 
 # Ops that act elementwise with a scalar constant: GELU's, exact (Erf) and approximate (Tanh).
 _ELEMENTWISE = frozenset({"Mul", "AddV2", "Add", "Sub", "RealDiv", "Erf", "Erfc", "Tanh", "Square", "Pow", "Neg"})
@@ -189,8 +189,6 @@ def fuse_ready_gelus(graph_def, keep: Sequence[str] = (), held=None):
     nothing reads any more are dropped (with ``keep``, the fetched nodes).
     """
     import tensorflow as tf
-    from tensorflow.core.framework import graph_pb2
-
     graph = _Graph(graph_def, held)
     matches: Dict[str, _DenseGelu] = {}
     taken: Set[str] = set()
@@ -207,9 +205,7 @@ def fuse_ready_gelus(graph_def, keep: Sequence[str] = (), held=None):
 
     by_output = {match.output: match for match in matches.values()}
     region_of = {name: match for match in matches.values() for name in match.ops}
-    rewritten = graph_pb2.GraphDef()
-    rewritten.versions.CopyFrom(graph_def.versions)
-    rewritten.library.CopyFrom(graph_def.library)
+    rewritten = empty_like(graph_def)
     converted_constants: Dict[Tuple[str, int], str] = {}
 
     def add(name, op, device, inputs=(), dtype=None):

@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import node_name, without_dead_nodes
+from tftrt_toolkit.backends.graphdef import empty_like, node_name, without_dead_nodes
 
 REWRITTEN_OP = "BatchMatMulV2"
 
@@ -107,8 +107,6 @@ def projections_to_matmuls(graph_def, keep: Sequence[str] = (), held=None):
     and weight Reshapes nothing reads any more are dropped (with ``keep``, the fetched nodes).
     """
     import tensorflow as tf
-    from tensorflow.core.framework import graph_pb2
-
     from tftrt_toolkit.backends.frozen.held_weights import HeldWeights, make_placeholder
 
     nodes = {node.name: node for node in graph_def.node}
@@ -133,9 +131,7 @@ def projections_to_matmuls(graph_def, keep: Sequence[str] = (), held=None):
         return graph_def, held, 0
 
     new_held = {}
-    rewritten = graph_pb2.GraphDef()
-    rewritten.versions.CopyFrom(graph_def.versions)
-    rewritten.library.CopyFrom(graph_def.library)
+    rewritten = empty_like(graph_def)
 
     def constant(name, value, device):
         node = rewritten.node.add()

@@ -15,14 +15,12 @@ from typing import Sequence
 import numpy as np
 
 from tftrt_toolkit.backends.cpu.projection_matmuls import _batch_free_shape, _data_inputs, _shapes_at
-from tftrt_toolkit.backends.graphdef import without_dead_nodes
+from tftrt_toolkit.backends.graphdef import empty_like, without_dead_nodes
 
 
 def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
     """(graph, held weights, number of Reshapes given a constant shape)."""
     import tensorflow as tf
-    from tensorflow.core.framework import graph_pb2
-
     nodes = {node.name: node for node in graph_def.node}
     dynamic = [node for node in graph_def.node
                if node.op == "Reshape" and len(_data_inputs(node)) == 2
@@ -38,9 +36,7 @@ def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
             shapes[node.name] = shape
     if not shapes:
         return graph_def, held, 0
-    rewritten = graph_pb2.GraphDef()
-    rewritten.versions.CopyFrom(graph_def.versions)
-    rewritten.library.CopyFrom(graph_def.library)
+    rewritten = empty_like(graph_def)
     for node in graph_def.node:
         copy = rewritten.node.add()
         copy.CopyFrom(node)

@@ -26,6 +26,7 @@ from typing import Dict, Iterator, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from tftrt_toolkit.backends.frozen.checkpoint_bundle import CheckpointSlice
+from tftrt_toolkit.backends.graphdef import empty_like
 
 # A held weight's value: in memory, or still in the source checkpoint.
 Weight = Union[np.ndarray, CheckpointSlice]
@@ -155,11 +156,7 @@ class HeldWeights:
         memory per run. It skips PlaceholderWithDefault, whose default here is a one-value
         stand-in constant; grappler cannot fold through it, so it never sees the zeros.
         """
-        from tensorflow.core.framework import graph_pb2
-
-        result = graph_pb2.GraphDef()
-        result.versions.CopyFrom(graph_def.versions)
-        result.library.CopyFrom(graph_def.library)
+        result = empty_like(graph_def)
         for number, node in enumerate(graph_def.node, start=1):
             new = result.node.add()
             new.CopyFrom(node)
@@ -198,11 +195,7 @@ class HeldWeights:
         return optimized, self.used_by(optimized)
 
     def _replaced(self, graph_def, make_tensor):
-        from tensorflow.core.framework import graph_pb2
-
-        result = graph_pb2.GraphDef()
-        result.versions.CopyFrom(graph_def.versions)
-        result.library.CopyFrom(graph_def.library)
+        result = empty_like(graph_def)
         for node in graph_def.node:
             new = result.node.add()
             if node.op == "Placeholder" and node.name in self._values:
