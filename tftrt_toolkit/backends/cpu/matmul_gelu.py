@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import empty_like, node_name, without_dead_nodes
+from tftrt_toolkit.backends.graphdef import consumers, empty_like, node_name, without_dead_nodes
 
 # Ops that act elementwise with a scalar constant: GELU's, exact (Erf) and approximate (Tanh).
 _ELEMENTWISE = frozenset({"Mul", "AddV2", "Add", "Sub", "RealDiv", "Erf", "Erfc", "Tanh", "Square", "Pow", "Neg"})
@@ -51,10 +51,7 @@ class _Graph:
     def __init__(self, graph_def, held):
         self.nodes = {node.name: node for node in graph_def.node}
         self.held = held
-        self.readers: Dict[str, List[str]] = {}
-        for node in graph_def.node:
-            for tensor in node.input:
-                self.readers.setdefault(node_name(tensor), []).append(node.name)
+        self.readers: Dict[str, List[str]] = consumers(graph_def)
 
     def constant(self, tensor: str) -> Optional[np.ndarray]:
         node = self.nodes.get(node_name(tensor))
