@@ -71,8 +71,8 @@ def main(argv=None) -> dict:
             rows = [r["p50_ms"][batch] for r in runs if r["threads"] == count]
             summary[f"{count}/{batch}"] = {
                 "threads": count, "batch_size": int(batch),
-                "before_p50_ms": round(statistics.median(r["before"] for r in rows), 3),
-                "after_p50_ms": round(statistics.median(r["after"] for r in rows), 3),
+                "before_p50_ms": round(statistics.median(r["before"] for r in rows), 6),
+                "after_p50_ms": round(statistics.median(r["after"] for r in rows), 6),
                 "after_over_before": round(statistics.median(r["after_over_before"] for r in rows), 4),
                 "per_process": [r["after_over_before"] for r in rows]}
     result = {"before": args.before, "after": args.after, "started": started, "repeats": args.repeats,
