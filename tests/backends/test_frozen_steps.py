@@ -69,3 +69,30 @@ def test_optimize_graph_takes_a_loader_as_well_as_a_value(tiny_saved_model):
     # Two loads name some function-library nodes apart; the graphs they give are the same.
     assert op_histogram(from_loader.graph_def) == op_histogram(from_value.graph_def)
     assert from_loader.output_tensor_names == from_value.output_tensor_names
+
+
+def test_a_stage_that_rewires_the_graph_without_changing_its_op_counts_is_reported_as_changing_it(tiny_saved_model):
+    # gelu_ready on a model with real biases keeps every op count (a BiasAdd moves before the GELU):
+    # the report said it changed nothing. A stage that only reorders nodes did change nothing.
+    from tftrt_toolkit.backends.frozen.grappler import Stage
+    from tftrt_toolkit.backends.graphdef import copy
+
+    def swap_first_two_input_operands(graph_def, keep, held):
+        rewired = copy(graph_def)
+        node = next(node for node in rewired.node if len([i for i in node.input if not i.startswith("^")]) >= 2)
+        node.input[0], node.input[1] = node.input[1], node.input[0]
+        return rewired, held
+
+    def reverse_node_order(graph_def, keep, held):
+        reordered = copy(graph_def)
+        del reordered.node[:]
+        reordered.node.extend(reversed(graph_def.node))
+        return reordered, held
+
+    frozen = freeze_signature(str(tiny_saved_model), "serving_default")
+    _, records = optimize_graph(frozen, (Stage("rewire", transform=swap_first_two_input_operands),
+                                         Stage("reorder", transform=reverse_node_order)))
+    rewire, reorder = records
+    assert rewire.nodes_before == rewire.nodes_after and not rewire.ops_added and not rewire.ops_removed
+    assert rewire.changed and rewire.to_json()["changed"] is True
+    assert not reorder.changed

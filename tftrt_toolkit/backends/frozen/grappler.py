@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -68,9 +69,14 @@ class StageRecord:
     ops_removed: Tuple[Tuple[str, int], ...]
     grappler_errors: Tuple[str, ...] = ()  # error lines grappler logged (it skips a failing pass silently)
     skipped: str = ""  # why the stage did not run (it could not have changed the graph)
+    # Whether the graph differs after the stage: a rewrite can keep every op count (reordered,
+    # rewired or retyped nodes). None for records made without comparing the graphs.
+    graph_differs: Optional[bool] = None
 
     @property
     def changed(self) -> bool:
+        if self.graph_differs is not None:
+            return self.graph_differs
         return self.nodes_before != self.nodes_after or bool(self.ops_added or self.ops_removed)
 
     def to_json(self) -> dict:
@@ -147,6 +153,17 @@ def _run_grappler(frozen: FrozenSignature, stage: Stage) -> Tuple[FrozenSignatur
     return frozen.with_graph(optimized, held), errors
 
 
+def _graph_digest(graph_def) -> bytes:
+    """A digest of the graph's nodes in any order (grappler may reorder what it leaves as it was).
+
+    Held weights are Placeholders here, so this reads no weight values."""
+    digest = hashlib.sha256()
+    for node_digest in sorted(hashlib.sha256(node.SerializeToString(deterministic=True)).digest()
+                              for node in graph_def.node):
+        digest.update(node_digest)
+    return digest.digest()
+
+
 def _histogram_delta(before: Dict[str, int], after: Dict[str, int]):
     added = tuple((op, after[op] - before.get(op, 0)) for op in sorted(after) if after[op] > before.get(op, 0))
     removed = tuple((op, before[op] - after.get(op, 0)) for op in sorted(before) if before[op] > after.get(op, 0))
@@ -167,6 +184,7 @@ def optimize_graph(frozen: Union[FrozenSignature, Callable[[], FrozenSignature]]
     records: List[StageRecord] = []
     for stage in stages:
         before = op_histogram(frozen.graph_def)
+        digest_before = _graph_digest(frozen.graph_def)
         skipped = stage.skip_reason(frozen.graph_def, records) if stage.skip_reason else ""
         if skipped:
             nodes = sum(before.values())
@@ -187,7 +205,8 @@ def optimize_graph(frozen: Union[FrozenSignature, Callable[[], FrozenSignature]]
         after = op_histogram(frozen.graph_def)
         added, removed = _histogram_delta(before, after)
         records.append(StageRecord(stage.name, sum(before.values()), sum(after.values()),
-                                   time.perf_counter() - start, added, removed, grappler_errors))
+                                   time.perf_counter() - start, added, removed, grappler_errors,
+                                   graph_differs=_graph_digest(frozen.graph_def) != digest_before))
     return frozen, records
 
 
