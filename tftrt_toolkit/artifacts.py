@@ -233,12 +233,15 @@ def write_metadata(saved_model_dir: str, metadata: dict) -> str:
 
 
 def serving_threads(metadata: Optional[dict]) -> Optional[dict]:
-    """How tune chose to serve a model (its ``chosen_by.serving``), or None for a model tune did not choose.
+    """How to serve a model: tune's choice (its ``chosen_by.serving``), else the threads its conversion
+    needs (``runtime.serving_threads``: a model split into token branches), else None.
 
     Keys: ``objective`` ("latency"/"throughput"), ``intra_op_threads`` and ``inter_op_threads``
-    (0 = TF's choice), ``concurrency`` (requests in flight), ``batch_size``, ``reason`` (measured).
+    (0 = TF's choice), ``reason``; tune's choice also ``concurrency`` (requests in flight) and ``batch_size``.
     """
     serving = ((metadata or {}).get("chosen_by") or {}).get("serving")
+    if not isinstance(serving, dict):
+        serving = ((metadata or {}).get("runtime") or {}).get("serving_threads")
     return serving if isinstance(serving, dict) else None
 
 

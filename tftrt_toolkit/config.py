@@ -47,6 +47,7 @@ _MAX_REASONABLE_WORKSPACE_BYTES = 1 << 40  # 1 TiB: larger is a typo, not a GPU
 _MAX_REASONABLE_CACHED_ENGINES = 1024
 _MAX_REASONABLE_BATCH = 1 << 16
 _MAX_REASONABLE_DIM = 1 << 16
+_MAX_TOKEN_BRANCHES = 64  # one per core of a large server; more is a typo
 
 
 def _enum_value(enum_cls, value, field_name):
@@ -80,6 +81,9 @@ class ConversionConfig:
         on the calibration data.
       int8_fuse_residual_adds: cpu int8: residual adds with no ReLU after them (MobileNet/EfficientNet blocks)
         fused into the int8 conv before them, instead of an fp32 add between a Dequantize and a QuantizeV2.
+      token_branches: cpu fp32/bf16, sequence models (token ids [?, T]): the per-token work split into this many
+        branches that TF's inter-op threads run side by side; served best at 1 intra-op thread and this many
+        inter-op threads, which the metadata records (backends/cpu/token_branches.py). 0 or 1: one branch.
       allow_partial_precision: accept a bf16/int8 conversion that leaves most of the model's multiply-adds in
         fp32 (backends/precision_coverage.py: below 50% of FLOPs is refused by default).
       warmup_data: data spec for TF Serving warmup records (image dir, .npy/.npz, "synthetic");
@@ -108,6 +112,7 @@ class ConversionConfig:
     int8_overflow_safe_weights: bool = True
     int8_bias_correction: bool = True
     int8_fuse_residual_adds: bool = True
+    token_branches: int = 0
     allow_partial_precision: bool = False
     # --- TF Serving warmup records (assets.extra/tf_serving_warmup_requests) ---
     warmup_data: Optional[str] = None
@@ -168,6 +173,13 @@ class ConversionConfig:
             # A switch given as "no" or 0 would otherwise pass as truthy or falsy without a word.
             if field.type == "bool" and not isinstance(getattr(self, field.name), bool):
                 raise ConfigError(f"{field.name}={getattr(self, field.name)!r} is not valid; use True or False.")
+        if isinstance(self.token_branches, bool) or not isinstance(self.token_branches, int) \
+                or not 0 <= self.token_branches <= _MAX_TOKEN_BRANCHES:
+            raise ConfigError(f"token_branches={self.token_branches!r} is not valid; use a whole number 0..{_MAX_TOKEN_BRANCHES} "
+                              "(2 for a 2-core server at batch 1; 0 = no split).")
+        if self.token_branches > 1 and self.precision not in (Precision.FP32, Precision.BF16):
+            raise ConfigError(f"token_branches={self.token_branches} applies to cpu fp32 and bf16 conversions; "
+                              f"use --precision=bf16 or fp32 with it, or --token_branches=0 for {self.precision.value}.")
         if self.warmup_data is not None and not (isinstance(self.warmup_data, str) and self.warmup_data.strip()):
             raise ConfigError(f"warmup_data={self.warmup_data!r} is not valid; give a data spec (an image directory, "
                               "FILE.npy/.npz, 'synthetic') or 'none' for no warmup file.")

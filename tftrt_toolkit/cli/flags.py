@@ -375,6 +375,10 @@ class ConversionFlags(FlagGroup):
         flags.define("bool", "int8_fuse_residual_adds", True,
                      "cpu int8: residual adds without a ReLU after them run inside the int8 conv before them, "
                      "not in fp32 between a Dequantize and a QuantizeV2.")
+        flags.define("integer", "token_branches", 0,
+                     "cpu fp32/bf16, sequence models (token ids [?, T]): split the per-token work into this many branches "
+                     "that run side by side at batch 1 (2 on a 2-core server); served at 1 intra-op thread and this many "
+                     "inter-op threads, which the model records. 0: no split.")
         define_allow_partial(flags)
         define_calibration_data(flags)
         flags.define("integer", "calibration_steps", 8, "int8: batches of calibration data to feed.")
@@ -413,6 +417,7 @@ class ConversionFlags(FlagGroup):
             int8_overflow_safe_weights=flags.value("int8_overflow_safe_weights"),
             int8_bias_correction=flags.value("int8_bias_correction"),
             int8_fuse_residual_adds=flags.value("int8_fuse_residual_adds"),
+            token_branches=flags.value("token_branches"),
             allow_partial_precision=flags.value("allow_partial_precision"),
             warmup_data=flags.value("warmup_data"),
             warmup_batch_sizes=tuple(flags.value("warmup_batch_sizes") or ()),

@@ -81,18 +81,20 @@ def apply_tuned_threads(metadata: Optional[dict]) -> Tuple[Optional[Dict[str, in
     wanted = {"intra_op_threads": int(serving.get("intra_op_threads") or 0),
               "inter_op_threads": int(serving.get("inter_op_threads") or 0)}
     text = f"intra={wanted['intra_op_threads'] or 'auto'} inter={wanted['inter_op_threads'] or 'auto'}"
+    # tune's choice, or what a conversion split into token branches records for itself.
+    who = "tune chose" if ((metadata or {}).get("chosen_by") or {}).get("serving") else "its conversion recorded"
     current = current_threads()
     if current == wanted:
-        return current, f"TF threads {text}, as tune chose for this model ({serving.get('objective')})"
+        return current, f"TF threads {text}, as {who} for this model ({serving.get('objective')})"
     if any(current.values()):
-        return None, (f"tune chose TF threads {text} for this model; kept intra={current['intra_op_threads'] or 'auto'} "
+        return None, (f"{who} TF threads {text} for this model; kept intra={current['intra_op_threads'] or 'auto'} "
                       f"inter={current['inter_op_threads'] or 'auto'}, set before it loaded")
     try:
         in_force = configure_threads(**wanted)
     except ConfigError:
-        return None, (f"tune chose TF threads {text} for this model; TF's runtime had already started in this "
+        return None, (f"{who} TF threads {text} for this model; TF's runtime had already started in this "
                       "process, so its pools stay as they are")
-    return in_force, f"TF threads {text}, as tune chose for this model ({serving.get('objective')})"
+    return in_force, f"TF threads {text}, as {who} for this model ({serving.get('objective')})"
 
 
 def current_threads() -> Dict[str, int]:

@@ -82,6 +82,12 @@ class CpuBackend(ConversionBackend):
             records += pass_records
         else:
             frozen, records = optimize_graph(freeze, chosen)
+        if config.token_branches > 1 and config.precision in (Precision.FP32, Precision.BF16):
+            from tftrt_toolkit.backends.cpu.token_branches import split_tokens
+
+            with step("token_branches"):
+                frozen, summary["token_branches"] = split_tokens(frozen, config.token_branches,
+                                                                 config.precision.value)
         if config.precision is Precision.BF16 and _count_bf16_nodes(frozen.graph_def) == 0:
             # Grappler logs a failed pass and returns the graph unchanged; never save that as "bf16".
             logged = [e for r in records for e in r.grappler_errors]
@@ -160,6 +166,8 @@ class CpuBackend(ConversionBackend):
         from tftrt_toolkit.backends.runtime_requirements import runtime_requirements
 
         summary["runtime"] = runtime_requirements(frozen.graph_def, config.precision.value)
+        if summary.get("token_branches", {}).get("serving_threads"):
+            summary["runtime"]["serving_threads"] = summary["token_branches"]["serving_threads"]
         return Conversion(backend=self.name, precision=config.precision.value, write=write,
                           summary=summary, timings=timings)
 
