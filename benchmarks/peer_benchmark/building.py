@@ -35,6 +35,23 @@ class Context:
     # imported here: the worker builds rows from a Context, so onednn_worker imports this module).
     worker: Optional[object] = None
     cache: dict = dataclasses.field(default_factory=dict)  # conversions shared by several rows
+    in_worker: bool = False  # this is a worker process's context: it builds every row it is asked for
+    # (intra-op, inter-op threads) -> a started worker at those threads (rows.OWN_THREADS_ROWS); run.py
+    # gives the starter, which this module cannot import (the workers import it).
+    start_worker: Optional[Callable[[int, int], object]] = None
+    threads_workers: dict = dataclasses.field(default_factory=dict)
+
+    def threads_worker(self, key: str):
+        """The worker process that serves row ``key`` at the threads its conversion records, started once."""
+        from .rows import OWN_THREADS_ROWS, Skipped
+
+        threads = OWN_THREADS_ROWS[key]
+        if threads not in self.threads_workers:
+            if self.start_worker is None:
+                raise Skipped(f"needs its own TF threads (intra-op {threads[0]}, inter-op {threads[1]}) and no worker "
+                              "process can be started here")
+            self.threads_workers[threads] = self.start_worker(*threads)
+        return self.threads_workers[threads]
 
 
 def require(*modules: str) -> None:

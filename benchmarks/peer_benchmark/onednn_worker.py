@@ -41,9 +41,11 @@ class OneDNNWorker:
     like any other. Requests and replies are JSON lines; arrays travel as .npz files in the work dir.
     """
 
-    def __init__(self, request: dict, log: Callable[[str], None]):
+    def __init__(self, request: dict, log: Callable[[str], None], *, onednn_on: bool = True):
         self.request_fields = request
         self.log = log
+        # False: the worker keeps this process's oneDNN setting (a worker for its threads only).
+        self.onednn_on = onednn_on
         self.process: Optional[subprocess.Popen] = None
         self.onednn_enabled: Optional[bool] = None
         self.files = 0
@@ -51,14 +53,14 @@ class OneDNNWorker:
     def start(self) -> "OneDNNWorker":
         from tftrt_toolkit import onednn
 
-        environment = onednn.environment_with(True)
+        environment = onednn.environment_with(True) if self.onednn_on else dict(os.environ)
         environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # stderr is shared: the worker's conversion messages appear in this run's log.
         self.process = subprocess.Popen([sys.executable, ENTRY_SCRIPT, WORKER_FLAG],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                                         env=environment)
         self.onednn_enabled = self.ask("start", **self.request_fields)["onednn_enabled"]
-        if not self.onednn_enabled:
+        if self.onednn_on and not self.onednn_enabled:
             raise Skipped(f"the worker started with {ONEDNN_SWITCH}=1 still has oneDNN off (IsMklEnabled() is False)")
         return self
 
@@ -160,13 +162,13 @@ def worker_main() -> int:
 
     state = {"runners": {}, "calls": {}}
 
-    def start(model, weights, threads, work_dir, calibration_data):
+    def start(model, weights, threads, work_dir, calibration_data, inter_op_threads=None):
         from tftrt_toolkit import onednn
         from tftrt_toolkit.models.loader import load_model
 
-        state["tf_threads"] = pin_tf_threads(threads)
+        state["tf_threads"] = pin_tf_threads(threads, inter_op_threads)
         loaded = load_model(model, weights=None if weights.lower() == "none" else weights)
-        state["context"] = Context(loaded, threads, work_dir, calibration_data, log)
+        state["context"] = Context(loaded, threads, work_dir, calibration_data, log, in_worker=True)
         return {"onednn_enabled": onednn.enabled_in_this_process()}
 
     def build(key):

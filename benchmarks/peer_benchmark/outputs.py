@@ -10,6 +10,15 @@ from .chart import plot_peers
 from .rows import ONEDNN_SWITCH
 
 
+def _own_threads_note(report) -> str:
+    """Rows served at the threads their conversion records (token branches): which, and at what threads."""
+    own = [(row["label"], row["process"]["tf_threads"]) for row in report["rows"]
+           if (row.get("process") or {}).get("tf_threads")]
+    return "".join(f" but {label}, which ran as its conversion records it is served: in a worker process at "
+                   f"{threads['intra_op_threads']} intra-op and {threads['inter_op_threads']} inter-op threads "
+                   "(its branches side by side, the same two cores)" for label, threads in own)
+
+
 def markdown_table(report: dict) -> str:
     batch_sizes = report["settings"]["batch_sizes"]
     settings = report["settings"]
@@ -32,7 +41,8 @@ def markdown_table(report: dict) -> str:
     tf_agreement = report["rows"][0].get("agreement", {})
     notes = [
         f"Model {model_title(report)}; {settings['cpu_model']}, {settings['usable_cores']} cores, "
-        f"{settings['threads']} intra-op threads for every runtime; timing inputs: {settings['data']}.",
+        f"{settings['threads']} intra-op threads for every runtime{_own_threads_note(report)}; "
+        f"timing inputs: {settings['data']}.",
         f"Median latency per batch over {runs[0]}{'' if runs[0] == runs[-1] else '–' + str(runs[-1])} timed runs "
         "per runtime and batch size, "
         f"from {settings['rounds']} interleaved rounds (first calls, warm-up and each block's wake-up call "

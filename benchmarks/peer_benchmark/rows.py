@@ -27,6 +27,7 @@ RUNTIMES = {
     "cpu_fp32": Runtime("tftrt_toolkit cpu fp32", "tftrt_toolkit", True, (), True),
     "cpu_bf16": Runtime("tftrt_toolkit cpu bf16", "tftrt_toolkit", True, (), True),
     "cpu_int8": Runtime("tftrt_toolkit cpu int8", "tftrt_toolkit", True, (), True),
+    "cpu_bf16_branches": Runtime("tftrt_toolkit cpu bf16, 2 token branches", "tftrt_toolkit", True, (), True),
     "onnxruntime": Runtime("ONNX Runtime fp32 (tf2onnx)", "peer", False, ("tf2onnx", "onnxruntime"), None),
     "onnxruntime_int8": Runtime("ONNX Runtime int8 (static, QDQ)", "peer", False, ("tf2onnx", "onnxruntime"), None),
     "openvino_f32": Runtime("OpenVINO f32", "peer", False, ("openvino",), None),
@@ -36,6 +37,9 @@ RUNTIMES = {
     "tflite_int8": Runtime("TFLite dynamic-range int8", "peer", False, (), None),
     "tflite_full_int8": Runtime("TFLite full-integer int8", "peer", False, (), None),
 }
+# Rows served at the threads their conversion records (runtime.serving_threads), not this run's:
+# they run in a worker process started with those threads. {key: (intra-op, inter-op threads)}.
+OWN_THREADS_ROWS = {"cpu_bf16_branches": (1, 2)}
 # Version lines in the report: the packages any row may use.
 VERSIONED_PACKAGES = ("tensorflow", "keras", "numpy", "neural-compressor-tf", "tf2onnx", "onnx", "onnxruntime",
                       "openvino", "nncf")

@@ -24,7 +24,7 @@ from .measure import BLOCK_S, MAX_CALLS_PER_BLOCK, SETTLE_S, agreement, first_ca
 from .onednn_worker import OneDNNWorker
 from .openvino_rows import OpenVINORunner
 from .outputs import write_outputs
-from .rows import ONEDNN_SWITCH, RUNTIMES, VERSIONED_PACKAGES, Skipped
+from .rows import ONEDNN_SWITCH, OWN_THREADS_ROWS, RUNTIMES, VERSIONED_PACKAGES, Skipped
 from .threads import pin_tf_threads, usable_cores
 
 
@@ -83,6 +83,17 @@ def main(argv=None) -> dict:
                 log(f"  the worker did not start: {why}")
                 context.worker.close()
                 context.worker = None
+        def start_threads_worker(intra: int, inter: int):
+            worker = OneDNNWorker({"model": loaded.saved_model_dir, "weights": "none", "threads": intra,
+                                   "inter_op_threads": inter, "work_dir": work_dir,
+                                   "calibration_data": context.calibration_data}, log, onednn_on=False)
+            try:
+                return worker.start()
+            except (Skipped, ToolkitError):
+                worker.close()
+                raise
+
+        context.start_worker = start_threads_worker
         for key in args.runtimes:
             label, family, stays_saved_model, _, onednn_on = RUNTIMES[key]
             row = rows[key] = {"key": key, "label": label, "family": family, "stays_tf_saved_model": stays_saved_model}
@@ -91,6 +102,13 @@ def main(argv=None) -> dict:
             row["process"] = {"runs_in": "worker process" if in_worker else "this process",
                               "tf_onednn": None if onednn_on is None else process_settings[
                                   "worker process" if in_worker else "this process"]}
+            if key in OWN_THREADS_ROWS:
+                intra, inter = OWN_THREADS_ROWS[key]
+                row["process"] = {"runs_in": f"worker process at intra-op {intra}, inter-op {inter} threads "
+                                             "(the threads the conversion records)",
+                                  # The worker keeps this process's environment, so its oneDNN setting too.
+                                  "tf_onednn": process_settings["this process"],
+                                  "tf_threads": {"intra_op_threads": intra, "inter_op_threads": inter}}
             log(f"building {label}")
             start = time.perf_counter()
             try:
@@ -183,6 +201,8 @@ def main(argv=None) -> dict:
             runner.close()
         if context is not None and context.worker is not None:
             context.worker.close()
+        for worker in (context.threads_workers.values() if context is not None else ()):
+            worker.close()
         loaded.close()
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -51,11 +51,14 @@ def build_toolkit(context: Context, key: str):
     from tftrt_toolkit import pipeline
     from tftrt_toolkit.config import ConversionConfig
 
-    precision = key.split("_", 1)[1]
+    precision = key.split("_")[1]
+    # cpu_bf16_branches: the per-token work in 2 branches, served at the threads it records.
+    branches = 2 if key.endswith("_branches") else 0
     output = os.path.join(context.work_dir, key)
     calibration_data = context.calibration_data if precision == "int8" else None
     try:
-        converted = pipeline.convert(context.loaded, output, ConversionConfig(backend="cpu", precision=precision), overwrite=True,
+        converted = pipeline.convert(context.loaded, output,
+                                     ConversionConfig(backend="cpu", precision=precision, token_branches=branches), overwrite=True,
                          calibration_data=calibration_data, progress=context.log)
     except ToolkitError as error:
         raise Skipped(f"{type(error).__name__}: {error}") from None
@@ -63,5 +66,6 @@ def build_toolkit(context: Context, key: str):
         "artifact": "TF SavedModel", "artifact_mb": size_mb(output),
         # The share of the multiply-adds in the row's precision (a conversion below half is refused: skipped).
         "precision_coverage": converted.metadata["conversion_summary"].get("precision_coverage"),
-        "converted_with": f"tftrt_toolkit.convert(ConversionConfig(backend='cpu', precision='{precision}'))"
+        "converted_with": f"tftrt_toolkit.convert(ConversionConfig(backend='cpu', precision='{precision}'"
+                          + (f", token_branches={branches}" if branches else "") + "))"
                           + (", calibrated on --calibration_data" if calibration_data else "")}

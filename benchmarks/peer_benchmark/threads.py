@@ -5,7 +5,7 @@ import os
 from tftrt_toolkit.errors import ConfigError
 
 
-def pin_tf_threads(threads: int) -> dict:
+def pin_tf_threads(threads: int, inter_op_threads=None) -> dict:
     """Give TF ``threads`` intra-op threads; returns what is in force. ConfigError when TF already runs otherwise.
 
     TF fixes its pools when its runtime starts. Its default (0) is one thread per schedulable
@@ -15,7 +15,7 @@ def pin_tf_threads(threads: int) -> dict:
     from tftrt_toolkit.runtime.session import configure_threads, current_threads
 
     try:
-        return configure_threads(threads, None)
+        return configure_threads(threads, inter_op_threads)
     except ConfigError:
         in_force = current_threads()
         default_is_same = (in_force["intra_op_threads"] == 0 and not os.environ.get("TF_NUM_INTRAOP_THREADS")
