@@ -218,3 +218,13 @@ def test_a_report_of_batch_size_1_only_says_so(base_path, tmp_path):
     assert config.batching.max_batch_size == DEFAULT_MAX_BATCH_SIZE
     assert "benchmark.json measured batch size 1 only" in config.batching.reasons["max_batch_size"]
     assert config.batching.batch_timeout_micros == 10000
+
+
+def test_a_model_split_into_token_branches_is_served_at_the_threads_it_records(base_path, tmp_path):
+    # No tune: the conversion's own record (runtime.serving_threads) sets TF Serving's pools.
+    _write_metadata(base_path / "1", {"backend": "cpu", "runtime": {"requires_onednn": False, "serving_threads": {
+        "objective": "latency", "intra_op_threads": 1, "inter_op_threads": 2,
+        "reason": "the conversion split the per-token work into 2 branches"}}})
+    config = serving_config(str(base_path), "lite0")
+    cpu_line = config.docker_commands(str(tmp_path / "config"))["cpu"]
+    assert "--tensorflow_intra_op_parallelism=1" in cpu_line and "--tensorflow_inter_op_parallelism=2" in cpu_line
