@@ -8,12 +8,17 @@ A GraphDef names its edges by strings: ``"conv"`` (output 0), ``"conv:1"`` (outp
 from __future__ import annotations
 
 import collections
-from typing import Container, Dict, List, Sequence
+from typing import Container, Dict, List, Optional, Sequence, Tuple
 
 
 def node_name(tensor: str) -> str:
     """The producing node's name of an input string (``"^a"``, ``"a:1"`` and ``"a"`` all name ``a``)."""
     return tensor.lstrip("^").split(":")[0]
+
+
+def data_inputs(node) -> List[str]:
+    """The node's data inputs, as written (control edges ``^name`` left out)."""
+    return [name for name in node.input if not name.startswith("^")]
 
 
 def nodes_by_name(graph_def) -> Dict[str, object]:
@@ -82,3 +87,36 @@ def without_dead_nodes(graph_def, keep: Sequence[str], held: Container[str] = ()
     pruned = empty_like(graph_def)
     pruned.node.extend(node for node in graph_def.node if node.name in live)
     return pruned
+
+
+def shapes_at_batch(graph_def, held, batch: int) -> Dict[str, Optional[Tuple[Optional[int], ...]]]:
+    """{tensor name: static shape} from TF's shape inference with every unknown input dimension = ``batch``."""
+    import tensorflow as tf
+
+    light = held.with_stand_ins(graph_def) if held is not None and len(held) else graph_def
+    light = type(graph_def).FromString(light.SerializeToString())
+    for node in light.node:
+        if node.op == "Placeholder" and "shape" in node.attr:
+            for dim in node.attr["shape"].shape.dim:
+                if dim.size < 0:
+                    dim.size = batch
+    shapes: Dict[str, Optional[Tuple[Optional[int], ...]]] = {}
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(light, name="")
+    for operation in graph.get_operations():
+        for output in operation.outputs:
+            shape = output.shape
+            shapes[output.name] = None if shape.rank is None else tuple(shape.as_list())
+    return shapes
+
+
+def batch_free_shape(tensor: str, at_1, at_2) -> Optional[Tuple[int, ...]]:
+    """``tensor``'s shape with -1 for the one dimension that grows with the batch; None when that is not so."""
+    name = tensor if ":" in tensor else f"{tensor}:0"
+    one, two = at_1.get(name), at_2.get(name)
+    if one is None or two is None or len(one) != len(two) or None in one or None in two:
+        return None
+    varying = [index for index, (a, b) in enumerate(zip(one, two)) if a != b]
+    if len(varying) != 1 or two[varying[0]] != 2 * one[varying[0]]:
+        return None
+    return tuple(-1 if index == varying[0] else size for index, size in enumerate(one))

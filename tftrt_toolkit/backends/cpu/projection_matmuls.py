@@ -20,17 +20,14 @@ dimension that follows the batch (found by shape inference at batch 1 and at bat
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import empty_like, node_name, without_dead_nodes
+from tftrt_toolkit.backends.graphdef import (batch_free_shape, data_inputs, empty_like, node_name, shapes_at_batch,
+                                            without_dead_nodes)
 
 REWRITTEN_OP = "BatchMatMulV2"
-
-
-def _data_inputs(node):
-    return [name for name in node.input if not name.startswith("^")]
 
 
 def _constant(nodes, held, tensor: str) -> Optional[np.ndarray]:
@@ -56,7 +53,7 @@ def _weight(nodes, held, tensor: str) -> Optional[np.ndarray]:
         node = nodes.get(node_name(tensor))
         if node is None or node.op != "Reshape" or (":" in tensor and not tensor.endswith(":0")):
             return None
-        inputs = _data_inputs(node)
+        inputs = data_inputs(node)
         source, shape = _constant(nodes, held, inputs[0]), _constant(nodes, None, inputs[1])
         if source is None or shape is None:
             return None
@@ -65,39 +62,6 @@ def _weight(nodes, held, tensor: str) -> Optional[np.ndarray]:
         except ValueError:
             return None
     return value if value.ndim == 2 and value.dtype == np.float32 else None
-
-
-def _shapes_at(graph_def, held, batch: int) -> Dict[str, Optional[Tuple[Optional[int], ...]]]:
-    """{tensor name: static shape} from TF's shape inference with every unknown input dimension = ``batch``."""
-    import tensorflow as tf
-
-    light = held.with_stand_ins(graph_def) if held is not None and len(held) else graph_def
-    light = type(graph_def).FromString(light.SerializeToString())
-    for node in light.node:
-        if node.op == "Placeholder" and "shape" in node.attr:
-            for dim in node.attr["shape"].shape.dim:
-                if dim.size < 0:
-                    dim.size = batch
-    shapes: Dict[str, Optional[Tuple[Optional[int], ...]]] = {}
-    with tf.Graph().as_default() as graph:
-        tf.graph_util.import_graph_def(light, name="")
-    for operation in graph.get_operations():
-        for output in operation.outputs:
-            shape = output.shape
-            shapes[output.name] = None if shape.rank is None else tuple(shape.as_list())
-    return shapes
-
-
-def _batch_free_shape(tensor: str, at_1, at_2) -> Optional[Tuple[int, ...]]:
-    """``tensor``'s shape with -1 for the one dimension that grows with the batch; None when that is not so."""
-    name = tensor if ":" in tensor else f"{tensor}:0"
-    one, two = at_1.get(name), at_2.get(name)
-    if one is None or two is None or len(one) != len(two) or None in one or None in two:
-        return None
-    varying = [index for index, (a, b) in enumerate(zip(one, two)) if a != b]
-    if len(varying) != 1 or two[varying[0]] != 2 * one[varying[0]]:
-        return None
-    return tuple(-1 if index == varying[0] else size for index, size in enumerate(one))
 
 
 def projections_to_matmuls(graph_def, keep: Sequence[str] = (), held=None):
@@ -113,17 +77,17 @@ def projections_to_matmuls(graph_def, keep: Sequence[str] = (), held=None):
     candidates = {}
     for node in graph_def.node:
         if (node.op != REWRITTEN_OP or node.attr["T"].type != tf.float32.as_datatype_enum
-                or node.attr["adj_x"].b or node.attr["adj_y"].b or len(_data_inputs(node)) != 2):
+                or node.attr["adj_x"].b or node.attr["adj_y"].b or len(data_inputs(node)) != 2):
             continue
-        weight = _weight(nodes, held, _data_inputs(node)[1])
+        weight = _weight(nodes, held, data_inputs(node)[1])
         if weight is not None:
             candidates[node.name] = weight
     if not candidates:
         return graph_def, held, 0
-    at_1, at_2 = _shapes_at(graph_def, held, 1), _shapes_at(graph_def, held, 2)
+    at_1, at_2 = shapes_at_batch(graph_def, held, 1), shapes_at_batch(graph_def, held, 2)
     rewrites = {}
     for name, weight in candidates.items():
-        x_shape = _batch_free_shape(_data_inputs(nodes[name])[0], at_1, at_2)
+        x_shape = batch_free_shape(data_inputs(nodes[name])[0], at_1, at_2)
         if x_shape is None or len(x_shape) < 3 or x_shape[-1] != weight.shape[0] or -1 in x_shape[-1:]:
             continue
         rewrites[name] = (weight, x_shape[:-1] + (weight.shape[1],))
@@ -150,7 +114,7 @@ def projections_to_matmuls(graph_def, keep: Sequence[str] = (), held=None):
             rewritten.node.add().CopyFrom(node)
             continue
         weight, out_shape = rewrites[node.name]
-        x_tensor = _data_inputs(node)[0]
+        x_tensor = data_inputs(node)[0]
         controls = [name for name in node.input if name.startswith("^")]
         flat_shape = constant(f"{node.name}/flat_shape", np.array([-1, weight.shape[0]], np.int32), node.device)
         flat = rewritten.node.add()

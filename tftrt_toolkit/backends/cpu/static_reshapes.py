@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tftrt_toolkit.backends.cpu.projection_matmuls import _batch_free_shape, _data_inputs, _shapes_at
+from tftrt_toolkit.backends.graphdef import batch_free_shape, data_inputs, shapes_at_batch
 from tftrt_toolkit.backends.graphdef import empty_like, without_dead_nodes
 
 
@@ -23,15 +23,15 @@ def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
     import tensorflow as tf
     nodes = {node.name: node for node in graph_def.node}
     dynamic = [node for node in graph_def.node
-               if node.op == "Reshape" and len(_data_inputs(node)) == 2
-               and nodes.get(_data_inputs(node)[1].split(":")[0]) is not None
-               and nodes[_data_inputs(node)[1].split(":")[0]].op != "Const"]
+               if node.op == "Reshape" and len(data_inputs(node)) == 2
+               and nodes.get(data_inputs(node)[1].split(":")[0]) is not None
+               and nodes[data_inputs(node)[1].split(":")[0]].op != "Const"]
     if not dynamic:
         return graph_def, held, 0
-    at_1, at_2 = _shapes_at(graph_def, held, 1), _shapes_at(graph_def, held, 2)
+    at_1, at_2 = shapes_at_batch(graph_def, held, 1), shapes_at_batch(graph_def, held, 2)
     shapes = {}
     for node in dynamic:
-        shape = _batch_free_shape(f"{node.name}:0", at_1, at_2)
+        shape = batch_free_shape(f"{node.name}:0", at_1, at_2)
         if shape is not None:
             shapes[node.name] = shape
     if not shapes:
@@ -46,7 +46,7 @@ def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
         constant.name, constant.op, constant.device = f"{node.name}/static_shape", "Const", node.device
         constant.attr["dtype"].type = tf.int32.as_datatype_enum
         constant.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.array(shapes[node.name], np.int32)))
-        data = _data_inputs(node)
+        data = data_inputs(node)
         controls = [name for name in node.input if name.startswith("^")]
         del copy.input[:]
         copy.input.extend([data[0], constant.name] + controls)

@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tftrt_toolkit.backends.graphdef import empty_like, node_name, nodes_by_name, without_dead_nodes
+from tftrt_toolkit.backends.graphdef import (data_inputs, empty_like, node_name, nodes_by_name, shapes_at_batch,
+                                            without_dead_nodes)
 
 # Ops that act on each element (or each row, for BiasAdd on its last axis): per branch, with
 # partners that broadcast along the token axis shared and partners that span it split.
@@ -43,10 +44,6 @@ AXIS, ROWS = "axis", "rows"
 
 class _CannotSplit(Exception):
     """The graph holds something the rules cannot follow: it is left as it was."""
-
-
-def _data_inputs(node) -> List[str]:
-    return [name for name in node.input if not name.startswith("^")]
 
 
 def _tensor(name: str) -> str:
@@ -263,7 +260,7 @@ class _Rewriter:
                            (AXIS, output.index(letter)))
 
     def rewrite(self, node) -> None:
-        inputs = _data_inputs(node)
+        inputs = data_inputs(node)
         if not any(_tensor(t) in self.split for t in inputs):
             self.out.node.add().CopyFrom(node)
             return
@@ -321,11 +318,9 @@ def token_sequence_input(graph_def, shapes_1, shapes_2, count: int, held=()) -> 
 
 def split_into_token_branches(graph_def, count: int, keep: Sequence[str] = (), held=None):
     """(graph, why not): ``graph_def`` with its per-token work in ``count`` branches; the reason it is unchanged, or ""."""
-    from tftrt_toolkit.backends.cpu.projection_matmuls import _shapes_at
-
     if count < 2:
         return graph_def, "one branch asked for"
-    shapes_1, shapes_2 = _shapes_at(graph_def, held, 1), _shapes_at(graph_def, held, 2)
+    shapes_1, shapes_2 = shapes_at_batch(graph_def, held, 1), shapes_at_batch(graph_def, held, 2)
     found = token_sequence_input(graph_def, shapes_1, shapes_2, count, () if held is None else held)
     if found is None:
         return graph_def, f"no token-id input [?, T] with T a multiple of {count}"
