@@ -124,3 +124,11 @@ def test_the_model_runner_serves_a_split_model_with_the_threads_it_records(tiny_
     applied = json.loads(done.stdout.strip().splitlines()[-1])
     assert applied["threads"] == {"intra_op_threads": 1, "inter_op_threads": 2}
     assert applied["note"] == "TF threads intra=1 inter=2, as its conversion recorded for this model (latency)"
+
+
+def test_convert_prints_the_branches_and_the_threads_to_serve_them_with(tiny_transformer_saved_model, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tftrt_toolkit.cli.main", "convert",
+                           f"--model={tiny_transformer_saved_model}", "--backend=cpu", "--precision=fp32",
+                           "--token_branches=2", f"--output={tmp_path / 'out'}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "token branches: 2; serve with TF threads intra_op=1 inter_op=2 (recorded in the model)" in done.stdout

@@ -44,4 +44,10 @@ def main(flags) -> int:
         from tftrt_toolkit.backends.precision_coverage import PrecisionCoverage
 
         print(PrecisionCoverage.from_json(summary["precision_coverage"]).describe())
+    branches = summary.get("token_branches")
+    if branches:
+        threads = branches.get("serving_threads")
+        print(f"token branches: {branches['branches']}; serve with TF threads intra_op={threads['intra_op_threads']} "
+              f"inter_op={threads['inter_op_threads']} (recorded in the model)" if threads else
+              f"token branches: 1, not {branches['asked']}: {branches.get('why_not')}")
     return 0

@@ -32,7 +32,7 @@ from tftrt_toolkit.backends.graphdef import (data_inputs, empty_like, node_name,
 ELEMENTWISE_OPS = frozenset({
     "Cast", "Identity", "Relu", "Relu6", "Erf", "Tanh", "Sigmoid", "Neg", "Rsqrt", "Sqrt", "Square", "Exp",
     "Add", "AddV2", "Sub", "Mul", "RealDiv", "SquaredDifference", "Maximum", "Minimum", "BiasAdd",
-    "Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "SelectV2", "Select",
+    "Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "SelectV2",
 })
 # Ops that normalise the last axis: per branch while the token axis is another one.
 LAST_AXIS_OPS = frozenset({"Softmax", "_MklLayerNorm"})
@@ -58,6 +58,7 @@ class _Rewriter:
         self.out = empty_like(graph_def)
         self.split: Dict[str, Tuple[tuple, List[str]]] = {}  # full tensor -> (state, branch tensors)
         self.joined: Dict[str, str] = {}
+        self.split_nodes: set = set()  # Split nodes made for full tensors
         self.tokens = 0
 
     # -- helpers ---------------------------------------------------------------------------
@@ -84,7 +85,8 @@ class _Rewriter:
         """Split a full tensor along ``axis`` into the branches' slices."""
         base = node_name(tensor) + ("" if tensor.endswith(":0") or ":" not in tensor else "_" + tensor.split(":")[1])
         name = f"{base}/token_split_{axis}"
-        if name not in {node.name for node in self.out.node}:
+        if name not in self.split_nodes:
+            self.split_nodes.add(name)
             axis_name = self.const(f"{name}/axis", np.array(axis, np.int32), device)
             node = self.out.node.add()
             node.name, node.op, node.device = name, "Split", device
@@ -111,22 +113,25 @@ class _Rewriter:
         self.joined[tensor] = name
         return name
 
+    def controls(self, node) -> List[str]:
+        """``node``'s control edges, an edge from a node now in branches made one from each branch."""
+        edges = []
+        for name in (i for i in node.input if i.startswith("^")):
+            branched = self.split.get(f"{name[1:]}:0")
+            edges += [f"^{node_name(branch)}" for branch in branched[1]] if branched else [name]
+        return edges
+
     def copy_with_inputs(self, node, inputs: Sequence[str], name: str):
         new = self.out.node.add()
         new.CopyFrom(node)
         new.name = name
         del new.input[:]
-        new.input.extend(list(inputs) + [i for i in node.input if i.startswith("^")])
+        new.input.extend(list(inputs) + self.controls(node))
         return new
 
-    def emit_branches(self, node, per_branch_inputs: List[List[str]], state: tuple,
-                      edit=None) -> None:
-        names = []
-        for index, inputs in enumerate(per_branch_inputs):
-            new = self.copy_with_inputs(node, inputs, f"{node.name}/token_branch_{index}")
-            if edit is not None:
-                edit(new, index)
-            names.append(new.name)
+    def emit_branches(self, node, per_branch_inputs: List[List[str]], state: tuple) -> None:
+        names = [self.copy_with_inputs(node, inputs, f"{node.name}/token_branch_{index}").name
+                 for index, inputs in enumerate(per_branch_inputs)]
         self.split[f"{node.name}:0"] = (state, [f"{name}:0" for name in names])
 
     # -- the rules -------------------------------------------------------------------------
@@ -147,9 +152,13 @@ class _Rewriter:
         raise _CannotSplit(f"{tensor} neither broadcasts nor spans the token axis")
 
     def elementwise(self, node, inputs: List[str]) -> None:
+        if node.op == "BiasAdd" and node.attr["data_format"].s.startswith(b"NC"):
+            raise _CannotSplit(f"{node.name} adds its bias along axis 1")
         split_inputs = [t for t in inputs if _tensor(t) in self.split]
         states = {self.split[_tensor(t)][0] for t in split_inputs}
-        ranks = {len(self.shape(t)[0] or ()) for t in split_inputs}
+        if any(self.shape(t)[0] is None for t in split_inputs):
+            raise _CannotSplit(f"{node.name} reads a tensor of unknown rank")
+        ranks = {len(self.shape(t)[0]) for t in split_inputs}
         if len(states) != 1 or len(ranks) != 1:
             raise _CannotSplit(f"{node.name} mixes token layouts")
         state, rank = states.pop(), ranks.pop()
@@ -190,7 +199,8 @@ class _Rewriter:
                 new_state = (ROWS,)  # [B, T, ...] -> [B·T, prod(...)]
         elif len(out_1) >= 2:
             for k in range(len(out_1)):
-                if out_1[k] == self.tokens == out_2[k] and int(np.prod(out_1[k + 1:])) == in_1[-1]:
+                if (out_1[k] == self.tokens == out_2[k] and int(np.prod(out_1[k + 1:])) == in_1[-1]
+                        and all(int(np.prod(out[:k + 1])) == rows[0] for out, rows in ((out_1, in_1), (out_2, in_2)))):
                     new_state = (AXIS, k)  # [B·T, C] -> [B, T, ...]
                     break
         if new_state is None:
@@ -262,7 +272,7 @@ class _Rewriter:
     def rewrite(self, node) -> None:
         inputs = data_inputs(node)
         if not any(_tensor(t) in self.split for t in inputs):
-            self.out.node.add().CopyFrom(node)
+            self.copy_with_inputs(node, inputs, node.name)
             return
         if node.op in ELEMENTWISE_OPS:
             self.elementwise(node, inputs)
