@@ -122,6 +122,24 @@ def test_batch_size_one_also_tries_single_threaded_kernels():
     assert [c.name for c in default_candidates(one_core, batch_size=1)] == ["cpu-fp32", "cpu-fp32 intra=1 inter=1"]
 
 
+def test_a_sequence_model_at_batch_size_one_also_tries_token_branches(tiny_transformer_saved_model, tiny_saved_model):
+    from tftrt_toolkit.models.loader import load_model
+
+    env = dataclasses.replace(probe(), cpu_features=(), cpu_count=2)  # fp32 only, 2 cores
+    with load_model(str(tiny_transformer_saved_model)) as transformer, load_model(str(tiny_saved_model)) as cnn:
+        names = [c.name for c in default_candidates(env, batch_size=1, signature=transformer.signature)]
+        assert names[-1] == "cpu-fp32 token-branches=2 intra=1 inter=2"
+        branched = default_candidates(env, batch_size=1, signature=transformer.signature)[-1]
+        assert branched.config.token_branches == 2 and branched.threads == (1, 2)
+        # Not for images, not at batch 8, not on one core.
+        assert not any("token-branches" in c.name for c in default_candidates(env, batch_size=1, signature=cnn.signature))
+        assert not any("token-branches" in c.name
+                       for c in default_candidates(env, batch_size=8, signature=transformer.signature))
+        one_core = dataclasses.replace(env, cpu_count=1)
+        assert not any("token-branches" in c.name
+                       for c in default_candidates(one_core, batch_size=1, signature=transformer.signature))
+
+
 def test_a_tensorrt_machine_gets_every_precision_and_the_settings_that_matter():
     env = dataclasses.replace(probe(), tensorflow_built_with_tensorrt=True, tensorrt_loaded_version="8.6.1",
                               gpus=("/physical_device:GPU:0",))

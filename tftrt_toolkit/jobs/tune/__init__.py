@@ -18,7 +18,10 @@ measures the safe choices:
   measures one batch size, where 1 or N cached engines run the very same engine;
 - cpu thread pools: each cpu precision again with intra-op = all cores, inter-op = 1 (the
   usual setting for serving one model; TF's default gives inter-op a thread per core too),
-  and at batch size 1 also with one thread in each pool (measured faster on small batches).
+  and at batch size 1 also with one thread in each pool (measured faster on small batches);
+- at batch size 1, for a model that reads token ids [?, T] on a machine with more than one
+  core: fp32 and bf16 split into 2 token branches (``ConversionConfig.token_branches``),
+  served at 1 intra-op and 2 inter-op threads.
 
 How each is judged:
 - one conversion per distinct ConversionConfig (thread variants reuse it); a candidate that

@@ -58,10 +58,25 @@ class Candidate:
         return cls(ConversionConfig(backend=backend, precision=precision), threads=threads)
 
 
-def default_candidates(env, batch_size: int = 8) -> List[Candidate]:
+# Measured on 2 cores only (benchmarks/transformer_cpu_notes.md, "Token branches"): 4 branches on 2 cores lost.
+TOKEN_BRANCHES = 2
+
+
+def takes_token_ids(signature, branches: int = TOKEN_BRANCHES) -> bool:
+    """Whether the model reads token ids [?, T] (an integer input, T fixed and a multiple of ``branches``)."""
+    for tensor in signature.inputs:
+        shape = tensor.shape
+        if tensor.dtype in ("int32", "int64") and shape is not None and len(shape) == 2 and shape[1] \
+                and shape[1] % branches == 0:
+            return True
+    return False
+
+
+def default_candidates(env, batch_size: int = 8, signature=None) -> List[Candidate]:
     """Every backend x precision this machine can run, plus the settings worth trying, simplest first.
 
-    See the module docstring for what and why. ``env`` is an ``environment.Environment``.
+    See the module docstring for what and why. ``env`` is an ``environment.Environment``;
+    ``signature`` (the model's) adds token branches for a sequence model at batch size 1.
     """
     from tftrt_toolkit.backends.precisions import offered_precisions
 
@@ -87,4 +102,10 @@ def default_candidates(env, batch_size: int = 8) -> List[Candidate]:
         # the int8 ResNet50's convolutions took 9.7 ms on 2 threads against 7.9 ms on 1, and the
         # whole call 15 ms against 10 (benchmarks/int8_cpu_notes.md, "Where the time goes").
         candidates += [Candidate(ConversionConfig(backend="cpu", precision=p), threads=(1, 1)) for p in cpu]
+        if signature is not None and takes_token_ids(signature):
+            # A sequence model's per-token work in a branch per core, each op on one thread
+            # (backends/cpu/token_branches.py): served at 1 intra-op thread, a branch per inter-op thread.
+            candidates += [Candidate(ConversionConfig(backend="cpu", precision=p, token_branches=TOKEN_BRANCHES),
+                                     threads=(1, TOKEN_BRANCHES), settings=f"token-branches={TOKEN_BRANCHES}")
+                           for p in cpu if p in ("fp32", "bf16")]
     return candidates

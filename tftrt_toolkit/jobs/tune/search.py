@@ -116,8 +116,6 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
     def over_time(needed: float) -> bool:
         return time.monotonic() - started + needed > time_budget
 
-    progress(f"tune: {len(candidate_list)} candidates at batch size {batch_size}, budget {budget.describe()}, "
-             f"objective {objective}, time budget {time_budget:g} s")
     owns_model = not isinstance(model, LoadedModel)
     loaded = load_model(model, weights=weights, signature_key=signature_key,
                         unsafe_deserialization=unsafe_deserialization,
@@ -133,6 +131,10 @@ def tune(model, data, output: str, *, labels_csv: Optional[str] = None, max_top1
         if classifier_output(loaded.signature) is None:
             raise ConfigError("tune's budget is about top-1 answers, so it needs a classifier (one output of "
                               f"shape [batch, classes]); this model returns {', '.join(loaded.signature.output_names)}.")
+        if candidates is None:  # a sequence model also tries token branches (the signature says so)
+            candidate_list = default_candidates(env, batch_size, loaded.signature)
+        progress(f"tune: {len(candidate_list)} candidates at batch size {batch_size}, budget {budget.describe()}, "
+                 f"objective {objective}, time budget {time_budget:g} s")
         original = ModelRunner(loaded, name="original").load()
         runners["original"] = original
         original_row = _row("original", backend="-", precision=(loaded.toolkit_metadata or {}).get("precision", "fp32"),
