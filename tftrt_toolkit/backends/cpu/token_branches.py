@@ -333,7 +333,7 @@ def split_into_token_branches(graph_def, count: int, keep: Sequence[str] = (), h
     shapes_1, shapes_2 = shapes_at_batch(graph_def, held, 1), shapes_at_batch(graph_def, held, 2)
     found = token_sequence_input(graph_def, shapes_1, shapes_2, count, () if held is None else held)
     if found is None:
-        return graph_def, f"no token-id input [?, T] with T a multiple of {count}"
+        return graph_def, f"no token-id input [?, T] with a fixed T that is a multiple of {count}"
     input_name, tokens = found
     rewriter = _Rewriter(graph_def, count, shapes_1, shapes_2)
     rewriter.tokens = tokens
