@@ -12,7 +12,8 @@ from .tflite_rows import build_tflite
 
 BUILDERS = {
     "tf": build_tf, "tf_onednn": build_tf,
-    "cpu_fp32": build_toolkit, "cpu_bf16": build_toolkit, "cpu_int8": build_toolkit, "cpu_bf16_branches": build_toolkit,
+    "cpu_fp32": build_toolkit, "cpu_bf16": build_toolkit, "cpu_int8": build_toolkit, "cpu_fp32_branches": build_toolkit,
+    "cpu_bf16_branches": build_toolkit,
     "onnxruntime": build_onnxruntime, "onnxruntime_int8": build_onnxruntime,
     "openvino_f32": build_openvino, "openvino_bf16": build_openvino, "openvino_int8": build_openvino,
     "tflite_fp32": build_tflite, "tflite_int8": build_tflite, "tflite_full_int8": build_tflite,

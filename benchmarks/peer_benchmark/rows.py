@@ -27,6 +27,7 @@ RUNTIMES = {
     "cpu_fp32": Runtime("tftrt_toolkit cpu fp32", "tftrt_toolkit", True, (), True),
     "cpu_bf16": Runtime("tftrt_toolkit cpu bf16", "tftrt_toolkit", True, (), True),
     "cpu_int8": Runtime("tftrt_toolkit cpu int8", "tftrt_toolkit", True, (), True),
+    "cpu_fp32_branches": Runtime("tftrt_toolkit cpu fp32, 2 token branches", "tftrt_toolkit", True, (), True),
     "cpu_bf16_branches": Runtime("tftrt_toolkit cpu bf16, 2 token branches", "tftrt_toolkit", True, (), True),
     "onnxruntime": Runtime("ONNX Runtime fp32 (tf2onnx)", "peer", False, ("tf2onnx", "onnxruntime"), None),
     "onnxruntime_int8": Runtime("ONNX Runtime int8 (static, QDQ)", "peer", False, ("tf2onnx", "onnxruntime"), None),
@@ -39,7 +40,7 @@ RUNTIMES = {
 }
 # Rows served at the threads their conversion records (runtime.serving_threads), not this run's:
 # they run in a worker process started with those threads. {key: (intra-op, inter-op threads)}.
-OWN_THREADS_ROWS = {"cpu_bf16_branches": (1, 2)}
+OWN_THREADS_ROWS = {"cpu_fp32_branches": (1, 2), "cpu_bf16_branches": (1, 2)}
 # Version lines in the report: the packages any row may use.
 VERSIONED_PACKAGES = ("tensorflow", "keras", "numpy", "neural-compressor-tf", "tf2onnx", "onnx", "onnxruntime",
                       "openvino", "nncf")

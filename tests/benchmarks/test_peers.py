@@ -197,7 +197,7 @@ def test_a_transformer_spec_is_built_and_measured_on_token_ids(peers, tmp_path):
 
     threads = tf.config.threading.get_intra_op_parallelism_threads() or peers.usable_cores()
     report = peers.main([
-        "--model=transformer:tiny", "--runtimes=tf,cpu_fp32,cpu_bf16_branches", "--batch_sizes=1", "--rounds=1",
+        "--model=transformer:tiny", "--runtimes=tf,cpu_fp32,cpu_fp32_branches", "--batch_sizes=1", "--rounds=1",
         "--warmup=1",
         "--agreement_samples=4", "--data=synthetic", "--agreement_data=synthetic", "--calibration_data=synthetic",
         f"--threads={threads}", f"--output={tmp_path / 'transformer'}", "--noplot",
@@ -208,7 +208,7 @@ def test_a_transformer_spec_is_built_and_measured_on_token_ids(peers, tmp_path):
     assert rows["cpu_fp32"]["agreement"]["top1_agreement"] == 1.0
     assert rows["cpu_fp32"]["precision_coverage"]["share"] == 1.0
     # The token-branches row runs where it is served as its conversion records: 1 intra-op, 2 inter-op threads.
-    branches = rows["cpu_bf16_branches"]
+    branches = rows["cpu_fp32_branches"]
     assert branches["status"] == "measured", branches
     assert branches["process"]["tf_threads"] == {"intra_op_threads": 1, "inter_op_threads": 2}
     assert "token_branches=2" in branches["converted_with"] and branches["agreement"]["top1_agreement"] == 1.0
