@@ -182,9 +182,9 @@ def optimize_graph(frozen: Union[FrozenSignature, Callable[[], FrozenSignature]]
     if callable(frozen):
         frozen = frozen()
     records: List[StageRecord] = []
+    # Each stage's "before" is the previous stage's "after": measured once per graph.
+    before, digest_before = op_histogram(frozen.graph_def), _graph_digest(frozen.graph_def)
     for stage in stages:
-        before = op_histogram(frozen.graph_def)
-        digest_before = _graph_digest(frozen.graph_def)
         skipped = stage.skip_reason(frozen.graph_def, records) if stage.skip_reason else ""
         if skipped:
             nodes = sum(before.values())
@@ -202,11 +202,12 @@ def optimize_graph(frozen: Union[FrozenSignature, Callable[[], FrozenSignature]]
                         frozen, grappler_errors = _run_grappler(frozen, stage)
         except Exception as error:
             raise ConversionError(f"grappler stage {stage.name!r} failed: {first_line(error, limit=200)}") from error
-        after = op_histogram(frozen.graph_def)
+        after, digest_after = op_histogram(frozen.graph_def), _graph_digest(frozen.graph_def)
         added, removed = _histogram_delta(before, after)
         records.append(StageRecord(stage.name, sum(before.values()), sum(after.values()),
                                    time.perf_counter() - start, added, removed, grappler_errors,
-                                   graph_differs=_graph_digest(frozen.graph_def) != digest_before))
+                                   graph_differs=digest_after != digest_before))
+        before, digest_before = after, digest_after
     return frozen, records
 
 
