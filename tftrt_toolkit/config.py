@@ -177,6 +177,9 @@ class ConversionConfig:
                 or not 0 <= self.token_branches <= _MAX_TOKEN_BRANCHES:
             raise ConfigError(f"token_branches={self.token_branches!r} is not valid; use a whole number 0..{_MAX_TOKEN_BRANCHES} "
                               "(2 for a 2-core server at batch 1; 0 = no split).")
+        if self.token_branches > 1 and self.backend is Backend.TENSORRT:
+            raise ConfigError(f"token_branches={self.token_branches} applies to the cpu backend; use --backend=cpu "
+                              "with it, or --token_branches=0 with tensorrt.")
         if self.token_branches > 1 and self.precision not in (Precision.FP32, Precision.BF16):
             raise ConfigError(f"token_branches={self.token_branches} applies to cpu fp32 and bf16 conversions; "
                               f"use --precision=bf16 or fp32 with it, or --token_branches=0 for {self.precision.value}.")

@@ -100,6 +100,14 @@ def test_token_branches_with_int8_is_refused_in_one_line():
         ConversionConfig(backend="cpu", precision="int8", token_branches=2)
 
 
+def test_token_branches_with_tensorrt_is_refused_in_one_line():
+    # Its backend would not read it: refused, not ignored. auto resolves to a backend, then validates again.
+    with pytest.raises(ConfigError, match="applies to the cpu backend"):
+        ConversionConfig(backend="tensorrt", precision="fp32", token_branches=2)
+    with pytest.raises(ConfigError, match="applies to the cpu backend"):
+        ConversionConfig(precision="fp32", token_branches=2).replace(backend="tensorrt")
+
+
 def test_convert_refuses_a_bad_branch_count_and_writes_nothing(tiny_transformer_saved_model, tmp_path):
     output = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "tftrt_toolkit.cli.main", "convert",
