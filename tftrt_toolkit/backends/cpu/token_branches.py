@@ -51,15 +51,15 @@ def _tensor(name: str) -> str:
 
 
 class _Rewriter:
-    def __init__(self, graph_def, count: int, shapes_1, shapes_2):
+    def __init__(self, graph_def, count: int, tokens: int, shapes_1, shapes_2):
         self.nodes = nodes_by_name(graph_def)
         self.count = count
+        self.tokens = tokens  # T, the sequence length the branches share
         self.shapes_1, self.shapes_2 = shapes_1, shapes_2
         self.out = empty_like(graph_def)
         self.split: Dict[str, Tuple[tuple, List[str]]] = {}  # full tensor -> (state, branch tensors)
         self.joined: Dict[str, str] = {}
         self.split_nodes: set = set()  # Split nodes made for full tensors
-        self.tokens = 0
 
     # -- helpers ---------------------------------------------------------------------------
     def shape(self, tensor: str):
@@ -314,6 +314,11 @@ def _topological(graph_def) -> list:
     return order
 
 
+def tokens_split(tokens: Optional[int], count: int) -> bool:
+    """Whether a fixed sequence length ``tokens`` splits into ``count`` branches of at least 2 tokens each."""
+    return bool(tokens) and tokens % count == 0 and tokens >= 2 * count
+
+
 def token_sequence_input(graph_def, shapes_1, shapes_2, count: int, held=()) -> Optional[Tuple[str, int]]:
     """(the input Placeholder of token ids [?, T], T) when the graph has one whose T splits ``count`` ways."""
     for node in graph_def.node:
@@ -321,7 +326,7 @@ def token_sequence_input(graph_def, shapes_1, shapes_2, count: int, held=()) -> 
             continue
         one, two = shapes_1.get(f"{node.name}:0"), shapes_2.get(f"{node.name}:0")
         if one and two and len(one) == 2 and one[0] == 1 and two[0] == 2 and one[1] == two[1] \
-                and one[1] is not None and one[1] % count == 0 and one[1] >= 2 * count:
+                and tokens_split(one[1], count):
             return node.name, int(one[1])
     return None
 
@@ -335,8 +340,7 @@ def split_into_token_branches(graph_def, count: int, keep: Sequence[str] = (), h
     if found is None:
         return graph_def, f"no token-id input [?, T] with a fixed T that is a multiple of {count}"
     input_name, tokens = found
-    rewriter = _Rewriter(graph_def, count, shapes_1, shapes_2)
-    rewriter.tokens = tokens
+    rewriter = _Rewriter(graph_def, count, tokens, shapes_1, shapes_2)
     try:
         for node in _topological(graph_def):
             rewriter.rewrite(node)

@@ -63,13 +63,11 @@ TOKEN_BRANCHES = 2
 
 
 def takes_token_ids(signature, branches: int = TOKEN_BRANCHES) -> bool:
-    """Whether the model reads token ids [?, T] (an integer input, T fixed and a multiple of ``branches``)."""
-    for tensor in signature.inputs:
-        shape = tensor.shape
-        if tensor.dtype in ("int32", "int64") and shape is not None and len(shape) == 2 and shape[1] \
-                and shape[1] % branches == 0:
-            return True
-    return False
+    """Whether the model reads token ids [?, T] (an integer input) whose T the conversion splits ``branches`` ways."""
+    from tftrt_toolkit.backends.cpu.token_branches import tokens_split
+
+    return any(tensor.dtype in ("int32", "int64") and tensor.shape is not None and len(tensor.shape) == 2
+               and tokens_split(tensor.shape[1], branches) for tensor in signature.inputs)
 
 
 def default_candidates(env, batch_size: int = 8, signature=None) -> List[Candidate]:
