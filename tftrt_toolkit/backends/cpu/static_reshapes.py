@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from tftrt_toolkit.backends.graphdef import batch_free_shape, data_inputs, shapes_at_batch
-from tftrt_toolkit.backends.graphdef import empty_like, without_dead_nodes
+from tftrt_toolkit.backends.graphdef import empty_like, node_name, without_dead_nodes
 
 
 def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
@@ -24,8 +24,8 @@ def constant_reshape_shapes(graph_def, keep: Sequence[str] = (), held=None):
     nodes = {node.name: node for node in graph_def.node}
     dynamic = [node for node in graph_def.node
                if node.op == "Reshape" and len(data_inputs(node)) == 2
-               and nodes.get(data_inputs(node)[1].split(":")[0]) is not None
-               and nodes[data_inputs(node)[1].split(":")[0]].op != "Const"]
+               and nodes.get(node_name(data_inputs(node)[1])) is not None
+               and nodes[node_name(data_inputs(node)[1])].op != "Const"]
     if not dynamic:
         return graph_def, held, 0
     at_1, at_2 = shapes_at_batch(graph_def, held, 1), shapes_at_batch(graph_def, held, 2)
