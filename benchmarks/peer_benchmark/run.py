@@ -69,14 +69,19 @@ def main(argv=None) -> dict:
                           calibration_batches=calibration_batches(calibration_inputs[0], loaded),
                           cpu_has_int8_dot=env.cpu_has_int8_dot, onednn_here=env.onednn_enabled)
         process_settings = {"this process": describe_onednn(env.onednn_enabled, in_worker=False)}
+
+        def worker(threads: int, inter_op_threads=None, *, onednn_on: bool) -> OneDNNWorker:
+            # A worker loads this process's SavedModel of the model, never the spec again: keras:NAME
+            # with --weights=none would build another random network there (agreement 0%, measured).
+            return OneDNNWorker({"model": loaded.saved_model_dir, "weights": "none", "threads": threads,
+                                 "inter_op_threads": inter_op_threads, "work_dir": work_dir,
+                                 "calibration_data": context.calibration_data}, log, onednn_on=onednn_on)
+
         if not context.onednn_here and any(RUNTIMES[key].onednn_on for key in args.runtimes):
             process_settings["worker process"] = describe_onednn(True, in_worker=True)
             log(f"TF's oneDNN ops are off in this process: rows that need them run in a worker process "
                 f"started with {ONEDNN_SWITCH}=1")
-            # The worker loads this process's SavedModel of the model, never the spec again: keras:NAME
-            # with --weights=none would build another random network there (agreement 0%, measured).
-            context.worker = OneDNNWorker({"model": loaded.saved_model_dir, "weights": "none", "threads": args.threads,
-                                           "work_dir": work_dir, "calibration_data": context.calibration_data}, log)
+            context.worker = worker(args.threads, onednn_on=True)
             try:
                 context.worker.start()
             except (Skipped, ToolkitError) as why:  # its rows are skipped with the reason
@@ -84,13 +89,11 @@ def main(argv=None) -> dict:
                 context.worker.close()
                 context.worker = None
         def start_threads_worker(intra: int, inter: int):
-            worker = OneDNNWorker({"model": loaded.saved_model_dir, "weights": "none", "threads": intra,
-                                   "inter_op_threads": inter, "work_dir": work_dir,
-                                   "calibration_data": context.calibration_data}, log, onednn_on=False)
+            started = worker(intra, inter, onednn_on=False)  # this process's oneDNN setting, its own threads
             try:
-                return worker.start()
+                return started.start()
             except (Skipped, ToolkitError):
-                worker.close()
+                started.close()
                 raise
 
         context.start_worker = start_threads_worker
